@@ -1,0 +1,131 @@
+//! The JSON-log object of compat.md §3: one compact line per event.
+//!
+//! serde_json does the escaping (quotes, backslashes, control characters); invalid UTF-8 in the
+//! message or fields is replaced before serialising.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::Event;
+use super::timestamp::format_timestamp;
+
+/// The application name written into every event.
+pub const APP_NAME: &str = "sentrypeer";
+
+/// The borrowed JSON-log object; field order is the order of compat.md §3.
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    app_name: &'static str,
+    app_version: &'static str,
+    event_timestamp: String,
+    event_uuid: String,
+    created_by_node_id: String,
+    collected_method: &'static str,
+    transport_type: &'static str,
+    source_ip: String,
+    destination_ip: String,
+    called_number: Cow<'a, str>,
+    sip_method: Cow<'a, str>,
+    sip_user_agent: Cow<'a, str>,
+    sip_message: Cow<'a, str>,
+    source_port: u16,
+    destination_port: u16,
+}
+
+impl<'a> JsonEvent<'a> {
+    fn new(event: &'a Event) -> Self {
+        Self {
+            app_name: APP_NAME,
+            app_version: env!("CARGO_PKG_VERSION"),
+            event_timestamp: format_timestamp(event.timestamp_ns),
+            event_uuid: event.uuid.hyphenated().to_string(),
+            created_by_node_id: event.node_id.hyphenated().to_string(),
+            collected_method: event.collected_method.as_str(),
+            transport_type: event.transport.as_str(),
+            source_ip: super::display_ip(event.source).to_string(),
+            destination_ip: super::display_ip(event.destination).to_string(),
+            called_number: event.called_number_text(),
+            sip_method: event.method_text(),
+            sip_user_agent: event.user_agent_text(),
+            sip_message: event.message_text(),
+            source_port: event.source.port(),
+            destination_port: event.destination.port(),
+        }
+    }
+}
+
+/// Appends the event's JSON object (no trailing newline) to `out`.
+pub fn write_json(event: &Event, out: &mut impl Write) -> std::io::Result<()> {
+    serde_json::to_writer(out, &JsonEvent::new(event)).map_err(std::io::Error::from)
+}
+
+/// The event's JSON object as a string (no trailing newline).
+pub fn to_json(event: &Event) -> String {
+    let mut out = Vec::with_capacity(512 + event.message().len());
+    // Writing into a Vec cannot fail, and every field is valid UTF-8 after replacement.
+    let _ = write_json(event, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::event::{CollectedMethod, EventParts, Transport};
+
+    fn hostile() -> Event {
+        let source: SocketAddr = "[2001:db8::1]:5070".parse().unwrap();
+        Event::new(&EventParts {
+            timestamp_ns: 5,
+            uuid: Uuid::from_u128(0xabc),
+            node_id: Uuid::from_u128(0xdef),
+            transport: Transport::Tls,
+            collected_method: CollectedMethod::Responsive,
+            source,
+            destination: "10.1.2.3:5061".parse().unwrap(),
+            method: b"INV\"ITE",
+            called_number: Some(b"00\\44\x00\xff"),
+            user_agent: Some(b"ua\r\n\t\x1b"),
+            message: b"INVITE \xc3\x28 \"quoted\" \\ \x00 end",
+        })
+    }
+
+    #[test]
+    fn json_hostile_roundtrip() {
+        let event = hostile();
+        let text = to_json(&event);
+        assert!(!text.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let object = value.as_object().unwrap();
+        assert_eq!(object.len(), 15);
+        assert_eq!(object["app_name"], "sentrypeer");
+        assert_eq!(object["event_timestamp"], "1970-01-01 00:00:00.000000005");
+        assert_eq!(object["event_uuid"], "00000000-0000-0000-0000-000000000abc");
+        assert_eq!(object["collected_method"], "responsive");
+        assert_eq!(object["transport_type"], "TLS");
+        assert_eq!(object["source_ip"], "2001:db8::1");
+        assert_eq!(object["destination_ip"], "10.1.2.3");
+        assert_eq!(object["sip_method"], "INV\"ITE");
+        assert_eq!(object["called_number"], "00\\44\u{0}\u{fffd}");
+        assert_eq!(object["sip_user_agent"], "ua\r\n\t\u{1b}");
+        assert_eq!(object["sip_message"], "INVITE \u{fffd}( \"quoted\" \\ \u{0} end");
+        assert_eq!(object["source_port"], 5070);
+        assert_eq!(object["destination_port"], 5061);
+    }
+
+    #[test]
+    fn json_not_found_fields() {
+        let event = hostile();
+        let mut parts = event.parts();
+        parts.called_number = None;
+        parts.user_agent = None;
+        let value: serde_json::Value = serde_json::from_str(&to_json(&Event::new(&parts))).unwrap();
+        assert_eq!(value["called_number"], "NOT_FOUND");
+        assert_eq!(value["sip_user_agent"], "NOT_FOUND");
+    }
+}

@@ -1,0 +1,18 @@
+//! SentryPeer: a SIP honeypot and VoIP fraud-detection sensor.
+//!
+//! Data flows one way: `sensor` shards receive bytes and scan them with `sip`, build an
+//! [`event::Event`] and `try_send` it to the one `store` writer, which commits it to LMDB and then
+//! fans it out to the JSON log, syslog, `webhook` and `p2p`. The `api` reads the store through
+//! LMDB read transactions. `config` parses everything once at start-up; `app` wires the parts
+//! together in that order and stops them in the reverse one.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod event;
+pub mod metrics;
+pub mod p2p;
+pub mod sensor;
+pub mod sip;
+pub mod store;
+pub mod webhook;

@@ -1,0 +1,15 @@
+//! SIP bytes in, borrowed views out: the scanner, the stream framer and the reply builder.
+//!
+//! Pure code (quinn-proto style): `&[u8]` in, borrowed views or caller-owned buffers out.
+//!
+//! Never: does I/O, reads a clock, allocates per header or per message, panics on any input, logs.
+//!
+//! Limits: `SIP_HEADERS_COUNT_MAX`, `SIP_VIA_COUNT_MAX`, `SIP_MESSAGE_BYTES_MAX`,
+//! `REPLY_BYTES_MAX` in [`crate::config::limits`].
+
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+pub mod scanner;
+
+pub use scanner::{NotRequest, Request, scan};
