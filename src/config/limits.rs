@@ -51,6 +51,35 @@ pub const TCP_CONNECTIONS_PER_IP_MAX: usize = 64;
 /// Default cap of open TCP/TLS connections per shard; accepts over it are closed at once.
 pub const TCP_CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
 
+// Bounds that `config` checks settings against at start-up; a setting outside them stops
+// start-up with a one-line error naming the setting.
+
+/// Most sensor cores (`--cores`): one executor and one socket set per core.
+pub const SENSOR_CORES_MAX: usize = 1_024;
+
+/// Largest receive buffer that may be asked per UDP socket (`--udp-rcvbuf`); the kernel caps
+/// it further at `net.core.rmem_max` unless the process may override that.
+pub const UDP_RCVBUF_BYTES_MAX: usize = 1 << 30;
+
+/// Longest idle timeout of a TCP/TLS connection (`--tcp-idle-timeout`).
+pub const TCP_IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(3_600);
+
+/// Highest reply rate and burst per source IP (`--reply-rate`, `--reply-burst`).
+pub const REPLY_RATE_PER_SECOND_MAX: u32 = 100_000;
+pub const REPLY_BURST_MAX: u32 = 100_000;
+
+/// Longest `Server` header of replies (`--server-header`), printable ASCII only.
+pub const SERVER_HEADER_BYTES_MAX: usize = 128;
+
+/// Longest wait before a partial batch is committed (`--writer-interval-ms`).
+pub const WRITER_BATCH_INTERVAL_MAX: Duration = Duration::from_secs(10);
+
+/// Longest retention of raw events (`--retention-days`), about a century.
+pub const RETENTION_DAYS_MAX: u32 = 36_500;
+
+/// Most events per webhook request (`--webhook-batch`).
+pub const WEBHOOK_BATCH_EVENTS_MAX: usize = 1_000;
+
 /// Events waiting between the shards and the writer; when full, shards drop and count
 /// (`events_dropped_total`). Worst case memory: this many events (~1 KiB each typical).
 pub const EVENT_CHANNEL_CAPACITY: usize = 65_536;
@@ -87,3 +116,9 @@ pub const IO_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 const _: () = assert!(SIP_MESSAGE_BYTES_MAX <= UDP_DATAGRAM_BYTES_MAX + 1);
 const _: () = assert!(WRITER_BATCH_EVENTS_DEFAULT <= WRITER_BATCH_EVENTS_MAX);
 const _: () = assert!(REPLY_BURST >= REPLY_RATE_PER_SECOND);
+const _: () = assert!(UDP_RCVBUF_BYTES_DEFAULT <= UDP_RCVBUF_BYTES_MAX);
+const _: () = assert!(TCP_IDLE_TIMEOUT.as_secs() <= TCP_IDLE_TIMEOUT_MAX.as_secs());
+const _: () = assert!(REPLY_RATE_PER_SECOND <= REPLY_RATE_PER_SECOND_MAX);
+const _: () = assert!(REPLY_BURST <= REPLY_BURST_MAX);
+const _: () = assert!(WRITER_BATCH_INTERVAL.as_millis() <= WRITER_BATCH_INTERVAL_MAX.as_millis());
+const _: () = assert!(TCP_CONNECTIONS_PER_IP_MAX <= TCP_CONNECTIONS_PER_SHARD_MAX);
