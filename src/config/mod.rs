@@ -302,3 +302,6 @@ fn check_json_log_file(path: &Path) -> Result<(), ConfigError> {
     rustix::fs::access(target, rustix::fs::Access::WRITE_OK)
         .map_err(|errno| problem(format!("\"{}\" is not writable: {errno}", target.display())))
 }
+
+#[cfg(test)]
+mod tests;
