@@ -2,9 +2,23 @@
 //! validated once at start-up into one typed [`Config`].
 //!
 //! Precedence for valued settings: command line > environment > config file > default. Boolean
-//! features are on when the flag or the environment variable is present (any value).
+//! features are on when the flag or the environment variable is present (any value), or the
+//! config file sets them `true`.
 //!
-//! Never: read again on the hot path; hold a limit outside [`limits`]; print a secret.
+//! Flow: [`load`] (the process) or [`load_from`] (tests) parse the arguments with the clap
+//! definition in `cli.rs` ([`command`]), read the config file (`-g`, `SENTRYPEER_CONFIG_FILE`, or
+//! `~/.config/sentrypeer/default-config.toml` if it exists) and parse it with `file.rs`, then
+//! `resolve.rs` merges the sources and validates every value into [`Config`]; text defaults are
+//! in [`defaults`]. Errors are one [`ConfigError`], one line each, naming the setting.
+//!
+//! Never: read again on the hot path; hold a limit outside [`limits`]; print a secret (secrets
+//! are [`Secret`]s, and clap never shows environment values in `-h`).
+//!
+//! Limits: every number is checked against its bound in [`limits`] (`SENSOR_CORES_MAX`,
+//! `UDP_RCVBUF_BYTES_MAX`, `TCP_IDLE_TIMEOUT_MAX`, `TCP_CONNECTIONS_PER_SHARD_MAX`,
+//! `REPLY_RATE_PER_SECOND_MAX`, `REPLY_BURST_MAX`, `SERVER_HEADER_BYTES_MAX`,
+//! `WRITER_BATCH_EVENTS_MAX`, `WRITER_BATCH_INTERVAL_MAX`, `RETENTION_DAYS_MAX`,
+//! `WEBHOOK_BATCH_EVENTS_MAX`).
 
 mod cli;
 pub mod defaults;

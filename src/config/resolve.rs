@@ -163,24 +163,7 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
     )?;
     let cores_max = limits::SENSOR_CORES_MAX as u64;
     let cores = sources.number("cores", cli.cores.as_ref(), file.cores, (1, cores_max))?;
-    let per_core = number_or(
-        sources.number(
-            "tcp_connections_per_core",
-            cli.tcp_connections_per_core.as_ref(),
-            file.tcp_connections_per_core,
-            (1, limits::TCP_CONNECTIONS_PER_SHARD_MAX as u64),
-        )?,
-        limits::TCP_CONNECTIONS_PER_SHARD_MAX as u64,
-    );
-    let per_ip = number_or(
-        sources.number(
-            "tcp_connections_per_ip",
-            cli.tcp_connections_per_ip.as_ref(),
-            file.tcp_connections_per_ip,
-            (1, per_core),
-        )?,
-        (limits::TCP_CONNECTIONS_PER_IP_MAX as u64).min(per_core),
-    );
+    let (per_ip, per_core) = resolve_connections(sources)?;
     let (reply_rate_per_second, reply_burst) = resolve_reply_budget(sources)?;
     Ok(SensorConfig {
         enabled: !sources.flag("sip_disable", cli.sip_disable, file.sip_disable),
@@ -201,7 +184,10 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
             defaults::TLS_KEY_FILE,
         ),
         responsive: sources.flag("sip_responsive", cli.sip_responsive, file.sip_responsive),
-        cores: as_usize(cores.unwrap_or(sources.cores_online.max(1) as u64)),
+        cores: cores.map_or(
+            sources.cores_online.clamp(1, limits::SENSOR_CORES_MAX),
+            as_usize,
+        ),
         engine: if tls_disable {
             EngineChoice::Portable
         } else {
@@ -237,6 +223,30 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
         reply_burst,
         server_header: resolve_server_header(sources)?,
     })
+}
+
+/// `(per source IP, per core)` caps of open TCP/TLS connections.
+fn resolve_connections(sources: &Sources<'_>) -> Result<(u64, u64), ConfigError> {
+    let (cli, file) = (sources.cli, sources.file);
+    let per_core = number_or(
+        sources.number(
+            "tcp_connections_per_core",
+            cli.tcp_connections_per_core.as_ref(),
+            file.tcp_connections_per_core,
+            (1, limits::TCP_CONNECTIONS_PER_SHARD_MAX as u64),
+        )?,
+        limits::TCP_CONNECTIONS_PER_SHARD_MAX as u64,
+    );
+    let per_ip = number_or(
+        sources.number(
+            "tcp_connections_per_ip",
+            cli.tcp_connections_per_ip.as_ref(),
+            file.tcp_connections_per_ip,
+            (1, per_core),
+        )?,
+        (limits::TCP_CONNECTIONS_PER_IP_MAX as u64).min(per_core),
+    );
+    Ok((per_ip, per_core))
 }
 
 fn resolve_sip_listen(sources: &Sources<'_>) -> Result<Vec<SocketAddr>, ConfigError> {
