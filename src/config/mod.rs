@@ -246,7 +246,8 @@ where
         cores_online: cores_online(),
     };
     let config = resolve::resolve(&sources)?;
-    if let Some(path) = &config.output.json_log_file {
+    // Only the sensor writes the JSON log; `stats` and `export` do not need it.
+    if let (Command::Run, Some(path)) = (&config.command, &config.output.json_log_file) {
         check_json_log_file(path)?;
     }
     Ok(config)

@@ -498,6 +498,9 @@ fn config_json_log_file_directory_checked() {
     let config = load_ok(&["-l", path_str(&fine)], &[]);
     assert_eq!(config.output.json_log_file, Some(fine.clone()));
     assert!(!fine.exists(), "config must not create the log file");
+    // Not checked by the subcommands, which do not write it.
+    let config = load_ok(&["-l", path_str(&missing), "stats"], &[]);
+    assert_eq!(config.command, Command::Stats);
     // Not checked while the JSON log is off.
     let env = [("SENTRYPEER_JSON_LOG_FILE", "")];
     assert_eq!(load_ok(&[], &env).output.json_log_file, None);
