@@ -2,3 +2,6 @@
 
 /// The `sentrypeer` binary's command line, environment, config file and exit codes.
 mod cli;
+
+/// The man page generated from the clap definition matches the committed one.
+mod manpage;
