@@ -1,0 +1,219 @@
+//! The UDP generator: one thread, `sendmmsg` batches on connected sockets bound across the
+//! source range (round-robin per batch), paced per batch; replies read with `recvmmsg` in
+//! responsive mode.
+//!
+//! Never: retries a failed datagram (counted in `errors`), or waits for replies longer than
+//! `reply_wait` after the last one.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::message::{FactoryConfig, MessageFactory, Transport};
+use crate::mmsg::{RecvBatch, SendBatch};
+use crate::pacing::Pacer;
+use crate::plan::RunPlan;
+use crate::reply::reply_call_id;
+use crate::report::{LatencySummary, LatencyTracker, Report};
+
+/// Socket buffers asked for on sending sockets (bytes); the kernel may cap them.
+const UDP_SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Datagrams read per `recvmmsg` when collecting replies, and the bytes kept of each.
+const REPLY_BATCH_DATAGRAMS: usize = 64;
+const REPLY_DATAGRAM_BYTES: usize = 2048;
+
+struct Sender {
+    socket: UdpSocket,
+    local: SocketAddr,
+}
+
+fn open_socket(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    responsive: bool,
+) -> anyhow::Result<Sender> {
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    let _ = socket.set_send_buffer_size(UDP_SOCKET_BUFFER_BYTES);
+    if responsive {
+        let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER_BYTES);
+    }
+    let unspecified = match target {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let bind = SocketAddr::new(source.unwrap_or(unspecified), 0);
+    socket
+        .bind(&bind.into())
+        .with_context(|| format!("binding UDP source {bind}"))?;
+    socket
+        .connect(&target.into())
+        .with_context(|| format!("connecting UDP socket to {target}"))?;
+    socket.set_nonblocking(false)?;
+    let socket: UdpSocket = socket.into();
+    let local = socket.local_addr()?;
+    Ok(Sender { socket, local })
+}
+
+/// Counters of a UDP run.
+#[derive(Debug, Default)]
+struct Totals {
+    generated: u64,
+    sent: u64,
+    malformed: u64,
+    errors: u64,
+    bytes: u64,
+    replies: u64,
+    first_error_logged: bool,
+}
+
+/// Reads every reply waiting on `senders` without blocking; returns how many arrived.
+fn collect_replies(senders: &[Sender], batch: &mut RecvBatch, tracker: &mut LatencyTracker) -> u64 {
+    let mut total = 0;
+    for sender in senders {
+        while let Ok(count) = batch.recv(sender.socket.as_raw_fd(), libc::MSG_DONTWAIT) {
+            if count == 0 {
+                break;
+            }
+            let now = Instant::now();
+            for index in 0..count {
+                if let Some((0, seq)) = reply_call_id(batch.datagram(index)) {
+                    tracker.handle_reply(seq, now);
+                }
+            }
+            total += count as u64;
+        }
+    }
+    total
+}
+
+/// Runs the UDP generator to completion.
+pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
+    let sockets = plan.sources.len().max(1);
+    let senders: Vec<Sender> = plan
+        .bind_addresses(sockets)
+        .into_iter()
+        .map(|source| open_socket(plan.target, source, plan.responsive))
+        .collect::<anyhow::Result<_>>()?;
+    let mut factory = MessageFactory::new(FactoryConfig {
+        transport: Transport::Udp,
+        target: plan.target,
+        mix: plan.mix,
+        malformed_ppm: plan.malformed_ppm,
+        seed: plan.seed,
+        stream_id: 0,
+    });
+    let start = Instant::now();
+    let pacer = Pacer::new(start, plan.rate_per_s);
+    let batch_max = pacer.batch_size(plan.batch) as u64;
+    let deadline = plan.duration.map(|duration| start + duration);
+    let mut tracker = LatencyTracker::new(start);
+    let mut replies = RecvBatch::new(REPLY_BATCH_DATAGRAMS, REPLY_DATAGRAM_BYTES);
+    let mut send = SendBatch::default();
+    let mut buffer = Vec::with_capacity(batch_max as usize * 1200);
+    let mut bounds = Vec::with_capacity(batch_max as usize);
+    let mut totals = Totals::default();
+    for turn in 0_usize.. {
+        let remaining = plan
+            .count
+            .map_or(u64::MAX, |count| count - totals.generated);
+        let batch = batch_max.min(remaining);
+        if batch == 0 {
+            break;
+        }
+        pacer.wait_for(totals.generated + batch - 1);
+        let now = Instant::now();
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            break;
+        }
+        let sender = &senders[turn % senders.len()];
+        buffer.clear();
+        bounds.clear();
+        for _ in 0..batch {
+            let start_index = buffer.len();
+            let written = factory.write_next(sender.local, &mut buffer);
+            bounds.push((start_index, buffer.len()));
+            if written.kind.is_request() {
+                tracker.handle_sent(written.seq, now);
+            } else {
+                totals.malformed += 1;
+            }
+        }
+        let outcome = send.send(sender.socket.as_raw_fd(), &buffer, &bounds);
+        totals.generated += batch;
+        totals.sent += outcome.sent;
+        totals.bytes += outcome.sent_bytes;
+        totals.errors += outcome.errors;
+        if let Some(error) = outcome.last_error.filter(|_| !totals.first_error_logged) {
+            eprintln!("sentrypeer-loadgen: send error (further ones only counted): {error}");
+            totals.first_error_logged = true;
+        }
+        if plan.responsive {
+            totals.replies += collect_replies(&senders, &mut replies, &mut tracker);
+        }
+    }
+    let duration = start.elapsed();
+    if plan.responsive {
+        totals.replies += drain_replies(plan, &senders, &mut replies, &mut tracker, &totals);
+    }
+    Ok(finish(plan, &totals, &tracker, duration, senders.len()))
+}
+
+/// Waits for outstanding replies until all requests are answered or `reply_wait` passes idle.
+fn drain_replies(
+    plan: &RunPlan,
+    senders: &[Sender],
+    batch: &mut RecvBatch,
+    tracker: &mut LatencyTracker,
+    totals: &Totals,
+) -> u64 {
+    let expected = totals.sent.saturating_sub(totals.malformed);
+    let mut replies = totals.replies;
+    let mut last_reply = Instant::now();
+    while replies < expected && last_reply.elapsed() < plan.reply_wait {
+        let got = collect_replies(senders, batch, tracker);
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        } else {
+            replies += got;
+            last_reply = Instant::now();
+        }
+    }
+    replies - totals.replies
+}
+
+fn finish(
+    plan: &RunPlan,
+    totals: &Totals,
+    tracker: &LatencyTracker,
+    duration: Duration,
+    sockets: usize,
+) -> Report {
+    let duration_s = duration.as_secs_f64();
+    Report {
+        mode: "udp",
+        target: plan.target.to_string(),
+        sent: totals.sent,
+        malformed: totals.malformed,
+        errors: totals.errors,
+        replies: totals.replies,
+        latency_us: LatencySummary::from_histogram(&tracker.histogram),
+        rate_requested: plan.rate_per_s,
+        rate_achieved: if duration_s > 0.0 {
+            totals.sent as f64 / duration_s
+        } else {
+            0.0
+        },
+        duration_s,
+        bytes: totals.bytes,
+        sockets: sockets as u64,
+        sources: plan.sources.len().max(1) as u64,
+    }
+}
