@@ -106,7 +106,7 @@ pub fn run_sink(socket: &UdpSocket, plan: &SinkPlan, stop: &AtomicBool) -> io::R
     let mut batch = RecvBatch::new(SINK_BATCH_DATAGRAMS, SINK_DATAGRAM_BYTES);
     let fd = socket.as_raw_fd();
     let start = Instant::now();
-    let (cpu_start, _) = process_usage();
+    let cpu_start = process_cpu_s();
     let deadline = plan.duration.map(|duration| start + duration);
     let (mut received, mut bytes) = (0_u64, 0_u64);
     let (mut first, mut last) = (None, start);
@@ -141,8 +141,8 @@ pub fn run_sink(socket: &UdpSocket, plan: &SinkPlan, stop: &AtomicBool) -> io::R
             break "idle";
         }
     };
-    let (cpu_end, rss_peak_kib) = process_usage();
-    let cpu_s = cpu_end - cpu_start;
+    let cpu_s = process_cpu_s() - cpu_start;
+    let rss_peak_kib = process_rss_peak_kib();
     let duration_s = first.map_or(0.0, |first| last.duration_since(first).as_secs_f64());
     Ok(SinkReport {
         listen: socket.local_addr()?.to_string(),
