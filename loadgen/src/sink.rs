@@ -86,19 +86,26 @@ pub fn bind_sink(plan: &SinkPlan) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// CPU seconds (user + system) and peak RSS (KiB) of this process.
-fn process_usage() -> (f64, u64) {
+/// CPU seconds (user + system) of this process.
+fn process_cpu_s() -> f64 {
     // SAFETY: rusage is plain data; getrusage fills it and we read it only on success.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to a live rusage.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return (0.0, 0);
+        return 0.0;
     }
     let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
-    (
-        seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        u64::try_from(usage.ru_maxrss).unwrap_or(0),
-    )
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Peak RSS in KiB (`VmHWM`); `ru_maxrss` would include the parent's RSS from before `exec`.
+fn process_rss_peak_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Receives until a stop condition holds; `stop` is set by the signal handlers.
