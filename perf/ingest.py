@@ -7,7 +7,9 @@ For a sweep of fixed UDP rates and flat out, drive with `sentrypeer-loadgen udp`
       (io_uring default, and -N portable).
 For each step: sent, stored (or received), kernel drops (Udp RcvbufErrors delta in
 /proc/net/snmp), app drops (events_dropped_total from /metrics when the API has it), loss %,
-CPU seconds per 1,000 events (utime+stime), peak RSS (VmHWM), database bytes per event.
+CPU seconds per 1,000 events (sensor: ns counters of /proc/<pid>/task/*/schedstat, with
+utime+stime of /proc/<pid>/stat alongside; sink: its own getrusage), peak RSS (VmHWM),
+database bytes per event.
 Then a drain test per target: pre-fill the socket while the receiver is stopped (SIGSTOP),
 SIGCONT, and time until everything is stored.
 
@@ -55,6 +57,19 @@ def proc_cpu_s(pid):
         text = handle.read()
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def proc_cpu_precise_s(pid):
+    """CPU seconds of a process from the ns counters in /proc/<pid>/task/*/schedstat (threads
+    alive now), falling back to the 10 ms ticks of /proc/<pid>/stat."""
+    total_ns = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total_ns += int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return proc_cpu_s(pid)
+    return total_ns / 1e9
 
 
 def proc_hwm_kib(pid):
@@ -326,11 +341,13 @@ def sensor_step(tools, engine, rate, seconds, workdir):
     sensor = Sensor(tools, engine, workdir)
     try:
         cpu_before = proc_cpu_s(sensor.process.pid)
+        cpu_precise_before = proc_cpu_precise_s(sensor.process.pid)
         snmp_before = snmp_udp()
         sent = tools.send(sensor.sip_port, **step_counts(rate, seconds))
         stored = sensor.wait_stored(sent["sent"])
         drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
-        cpu = proc_cpu_s(sensor.process.pid) - cpu_before
+        cpu_ticks = proc_cpu_s(sensor.process.pid) - cpu_before
+        cpu = proc_cpu_precise_s(sensor.process.pid) - cpu_precise_before
         hwm = proc_hwm_kib(sensor.process.pid)
         app_drops = sensor.app_drops()
     finally:
@@ -346,7 +363,8 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         "kernel_drops": drops,
         "app_drops": app_drops,
         "loss_pct": loss_pct(sent["sent"], stored_final),
-        "cpu_s": round(cpu, 3),
+        "cpu_s": round(cpu, 4),
+        "cpu_s_stat": round(cpu_ticks, 2),
         "cpu_s_per_1000": round(1000 * cpu / stored_final, 5) if stored_final else None,
         "rss_peak_kib": hwm,
         "db_bytes": db_bytes,
@@ -386,7 +404,7 @@ def sensor_drain(tools, engine, count, workdir):
         sent = tools.send(sensor.sip_port, count=count)
         time.sleep(0.2)
         drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
-        cpu_before = proc_cpu_s(sensor.process.pid)
+        cpu_before = proc_cpu_precise_s(sensor.process.pid)
         started = time.monotonic()
         os.kill(sensor.process.pid, signal.SIGCONT)
         expected = sent["sent"] - drops
@@ -394,7 +412,7 @@ def sensor_drain(tools, engine, count, workdir):
         elapsed = time.monotonic() - started
         if stored < expected:
             elapsed -= 2.0  # it settled short of expected: do not count the settle wait
-        cpu = proc_cpu_s(sensor.process.pid) - cpu_before
+        cpu = proc_cpu_precise_s(sensor.process.pid) - cpu_before
     finally:
         sensor.close()
     shutil.rmtree(sensor.dir, ignore_errors=True)
@@ -534,7 +552,7 @@ def main():
         json.dump(results, handle, indent=2)
         handle.write("\n")
     print_table(results)
-    print(f"\nwrote {os.path.relpath(out, ROOT)} in {results['elapsed_s']} s")
+    print(f"\nwrote {out} in {results['elapsed_s']} s")
 
 
 if __name__ == "__main__":
