@@ -504,7 +504,7 @@ def parse_args():
     parser.add_argument("--source-sockets", type=int, default=64)
     parser.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/sentrypeer-loadgen"))
     parser.add_argument("--sentrypeer", default=os.path.join(ROOT, "target/release/sentrypeer"))
-    parser.add_argument("--out", default=None, help="default perf/results/<date>-ingest.json")
+    parser.add_argument("--out", default=None, help="default perf/results/<date>-ingest[-sink-only].json")
     return parser.parse_args()
 
 
@@ -546,7 +546,8 @@ def main():
     results["summary"] = summarize(results)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     out = args.out or os.path.join(ROOT, "perf", "results",
-                                   f"{date.strftime('%Y-%m-%d')}-ingest.json")
+                                   f"{date.strftime('%Y-%m-%d')}-ingest"
+                                   f"{'-sink-only' if args.sink_only else ''}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as handle:
         json.dump(results, handle, indent=2)
