@@ -29,4 +29,4 @@ if [[ $build == 1 ]]; then
     fi
 fi
 
-exec python3 perf/ingest.py "${args[@]}"
+INGEST_COMMAND="perf/ingest.sh $*" exec python3 perf/ingest.py "${args[@]}"
