@@ -410,3 +410,50 @@ fn refuses_unbounded_run() {
         assert!(stderr.contains("refusing to run unbounded"), "{stderr}");
     }
 }
+
+#[test]
+fn sink_stops_on_sigterm_and_reports() {
+    let (sink, port) = start_sink(&["--listen", "127.0.0.1:0", "--json", "--idle", "0"]);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..10 {
+        sender
+            .send_to(b"OPTIONS sip:100@x SIP/2.0\r\n\r\n", ("127.0.0.1", port))
+            .unwrap();
+    }
+    // SAFETY: sending SIGTERM to our own child process id.
+    unsafe { libc::kill(sink.id() as i32, libc::SIGTERM) };
+    let report = json(&finish(sink));
+    assert_eq!(report["stopped_by"], "signal");
+    assert!(report["received"].as_u64().unwrap() <= 10);
+}
+
+#[test]
+fn sink_stops_when_idle() {
+    let (sink, port) = start_sink(&["--listen", "127.0.0.1:0", "--json", "--idle", "0.2"]);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(b"x", ("127.0.0.1", port)).unwrap();
+    let report = json(&finish(sink));
+    assert_eq!(report["stopped_by"], "idle");
+    assert_eq!(report["received"], 1);
+    assert_eq!(report["bytes"], 1);
+}
+
+#[test]
+fn udp_duration_bounds_the_run() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = receiver.local_addr().unwrap().to_string();
+    let report = json(&run(&[
+        "udp",
+        "--target",
+        &target,
+        "--duration",
+        "0.3",
+        "--rate",
+        "1000",
+        "--json",
+    ]));
+    let sent = report["sent"].as_u64().unwrap();
+    // Paced at 1000/s for 0.3 s: never more than the messages due by the deadline.
+    assert!((1..=300).contains(&sent), "{sent}");
+    assert!(report["duration_s"].as_f64().unwrap() >= 0.29);
+}
