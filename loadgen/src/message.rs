@@ -399,6 +399,33 @@ impl MessageFactory {
         out.extend_from_slice(b";rport\r\n");
     }
 
+    /// The To and From headers (From without its tag): sipvicious names itself in OPTIONS;
+    /// an INVITE is addressed to the called number.
+    fn put_to_from(&self, method: Method, extension: &str, out: &mut Vec<u8>) {
+        let target = &self.target_host;
+        let (display, to_user): (&[u8], &[u8]) = match method {
+            Method::Options => (b"\"sipvicious\"", extension.as_bytes()),
+            Method::Register => (b"", extension.as_bytes()),
+            Method::Invite => (b"", &self.number),
+        };
+        cat!(
+            out,
+            b"To: ",
+            display,
+            b"<sip:",
+            to_user,
+            b"@",
+            target,
+            b">\r\nFrom: "
+        );
+        if method == Method::Invite {
+            cat!(out, b"\"", extension, b"\" ");
+        } else {
+            out.extend_from_slice(display);
+        }
+        cat!(out, b"<sip:", extension, b"@", target, b">");
+    }
+
     fn write_request(&mut self, method: Method, seq: u64, out: &mut Vec<u8>) {
         let draw = self.draw();
         if method == Method::Invite {
@@ -415,43 +442,7 @@ impl MessageFactory {
         cat!(out, target, b" SIP/2.0\r\n");
         self.put_via(&draw, seq, out);
         out.extend_from_slice(b"Max-Forwards: 70\r\n");
-        match method {
-            Method::Options => {
-                cat!(
-                    out,
-                    b"To: \"sipvicious\"<sip:",
-                    extension,
-                    b"@",
-                    target,
-                    b">\r\n"
-                );
-                cat!(
-                    out,
-                    b"From: \"sipvicious\"<sip:",
-                    extension,
-                    b"@",
-                    target,
-                    b">"
-                );
-            }
-            Method::Register => {
-                cat!(out, b"To: <sip:", extension, b"@", target, b">\r\n");
-                cat!(out, b"From: <sip:", extension, b"@", target, b">");
-            }
-            Method::Invite => {
-                cat!(out, b"To: <sip:", self.number, b"@", target, b">\r\n");
-                cat!(
-                    out,
-                    b"From: \"",
-                    extension,
-                    b"\" <sip:",
-                    extension,
-                    b"@",
-                    target,
-                    b">"
-                );
-            }
-        }
+        self.put_to_from(method, extension, out);
         out.extend_from_slice(b";tag=");
         put_hex(out, u64::from(draw.tag), 8);
         cat!(out, b"\r\nUser-Agent: ", draw.user_agent, b"\r\n");
