@@ -187,6 +187,7 @@ class Tools:
     def __init__(self, args):
         self.loadgen = args.loadgen
         self.sentrypeer = args.sentrypeer
+        self.sensor_args = args.sensor_args.split()
         self.traffic = ["--mix", args.mix, "--sources", args.sources,
                         "--source-sockets", str(args.source_sockets), "--seed", "1"]
 
@@ -291,6 +292,7 @@ class Sensor:
                 "--api-listen", f"127.0.0.1:{self.api_port}", "-z", f"127.0.0.1:{tls_port}"]
         if engine == "portable":
             args.append("-N")
+        args += tools.sensor_args
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "w")
         started = time.monotonic()
         self.process = spawn(args, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -526,6 +528,9 @@ def parse_args():
     parser.add_argument("--source-sockets", type=int, default=64)
     parser.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/sentrypeer-loadgen"))
     parser.add_argument("--sentrypeer", default=os.path.join(ROOT, "target/release/sentrypeer"))
+    parser.add_argument("--sensor-args", default="",
+                        help="extra sentrypeer arguments, e.g. '--udp-rcvbuf 268435456' so that "
+                             "the drain test's pre-fill fits in the socket")
     parser.add_argument("--budget-seconds", type=float, default=570,
                         help="skip the remaining steps once this much time has passed")
     parser.add_argument("--out", default=None, help="default perf/results/<date>-ingest[-sink-only].json")
@@ -546,6 +551,7 @@ def main():
         "command": os.environ.get("INGEST_COMMAND") or
         " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "settings": {"rates": rates, "step_seconds": args.step_seconds,
+                     "sensor_args": args.sensor_args,
                      "drain_count": args.drain_count, "mix": args.mix,
                      "sources": args.sources, "source_sockets": args.source_sockets},
         "targets": {},
