@@ -368,6 +368,7 @@ impl ConnState {
     fn drive(&mut self, plan: &RunPlan, conn: &mut Conn) -> io::Result<()> {
         let mut scratch = vec![0_u8; 16 * 1024];
         let mut closed_at: Option<Instant> = None;
+        let mut last_write = Instant::now();
         loop {
             let now = Instant::now();
             let generating = closed_at.is_none() && self.generating(now);
@@ -375,6 +376,16 @@ impl ConnState {
                 self.generate(now);
             }
             let mut progress = self.send_pending(conn)?;
+            let blocked = self.outbox.pending_bytes() > 0 || conn.wants_write();
+            if progress || !blocked {
+                last_write = now;
+            } else if now.duration_since(last_write) >= plan.reply_wait {
+                // A peer that stops reading must not hold us past `reply_wait`.
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer stopped reading",
+                ));
+            }
             let (read_bytes, eof) = conn.read_available(&mut scratch, &mut self.framer)?;
             progress |= read_bytes > 0;
             self.take_replies();

@@ -457,3 +457,38 @@ fn udp_duration_bounds_the_run() {
     assert!((1..=300).contains(&sent), "{sent}");
     assert!(report["duration_s"].as_f64().unwrap() >= 0.29);
 }
+
+#[test]
+fn tcp_peer_that_stops_reading_is_bounded() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        // Never read; keep the connection open until the generator has given up.
+        let _ = released.recv_timeout(DEADLINE);
+        drop(socket);
+    });
+    let output = run(&[
+        "tcp",
+        "--target",
+        &target,
+        "--count",
+        "200000",
+        "--connections",
+        "1",
+        "--reply-wait",
+        "0.3",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let (sent, errors) = (
+        report["sent"].as_u64().unwrap(),
+        report["errors"].as_u64().unwrap(),
+    );
+    assert!(errors > 0, "{report}");
+    assert_eq!(sent + errors, 200_000);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("peer stopped reading"));
+    release.send(()).unwrap();
+    holder.join().unwrap();
+}
