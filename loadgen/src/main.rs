@@ -59,6 +59,10 @@ struct GeneratorArgs {
     /// Bind senders across this range, round-robin (e.g. 127.0.0.0/16).
     #[arg(long, value_name = "CIDR")]
     sources: Option<String>,
+    /// UDP, IPv4: every datagram from the next address of --sources (IP_PKTINFO on one
+    /// socket), so the whole range appears, e.g. 127.0.0.0/8 for millions of sources.
+    #[arg(long, requires = "sources")]
+    source_per_message: bool,
     /// How many source addresses of --sources to use (one socket each for UDP).
     #[arg(long, value_name = "N", default_value_t = 64)]
     source_sockets: usize,
@@ -134,8 +138,9 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .map_err(|_| refuse(format!("{flag} must be a number of seconds >= 0")))
 }
 
-fn build_plan(args: &GeneratorArgs) -> anyhow::Result<RunPlan> {
+fn build_plan(args: &GeneratorArgs, mode: &str) -> anyhow::Result<RunPlan> {
     let target = resolve_target(&args.target, &args.allow_non_loopback).map_err(refuse)?;
+    let mut source_cycle = None;
     let sources = match &args.sources {
         None => Vec::new(),
         Some(text) => {
@@ -143,6 +148,15 @@ fn build_plan(args: &GeneratorArgs) -> anyhow::Result<RunPlan> {
             range
                 .check(target, !args.allow_non_loopback.is_empty())
                 .map_err(refuse)?;
+            if args.source_per_message {
+                if mode != "udp" {
+                    return Err(refuse("--source-per-message is for udp only"));
+                }
+                source_cycle =
+                    Some(range.cycle().ok_or_else(|| {
+                        refuse("--source-per-message needs an IPv4 --sources range")
+                    })?);
+            }
             range.spread(args.source_sockets)
         }
     };
@@ -153,6 +167,7 @@ fn build_plan(args: &GeneratorArgs) -> anyhow::Result<RunPlan> {
     let plan = RunPlan {
         target,
         sources,
+        source_cycle,
         count: args.count,
         duration: args
             .duration
@@ -217,12 +232,13 @@ fn run_sink_command(args: &SinkArgs) -> anyhow::Result<()> {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Udp(args) => print_report(&udp::run_udp(&build_plan(args)?)?, args.json),
-        Command::Tcp(args) => {
-            print_report(&stream::run_stream(&build_plan(args)?, None)?, args.json)
-        }
+        Command::Udp(args) => print_report(&udp::run_udp(&build_plan(args, "udp")?)?, args.json),
+        Command::Tcp(args) => print_report(
+            &stream::run_stream(&build_plan(args, "tcp")?, None)?,
+            args.json,
+        ),
         Command::Tls(args) => {
-            let plan = build_plan(args)?;
+            let plan = build_plan(args, "tls")?;
             let config = tls::danger_accept_any_server_cert_config().context("TLS client setup")?;
             print_report(&stream::run_stream(&plan, Some(config))?, args.json)
         }

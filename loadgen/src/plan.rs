@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::message::Mix;
+use crate::target::SourceCycle;
 
 /// Largest `--batch`: the kernel's `UIO_MAXIOV` caps one `sendmmsg` at 1024 datagrams.
 pub const BATCH_DATAGRAMS_MAX: usize = 1024;
@@ -16,6 +17,8 @@ pub struct RunPlan {
     pub target: SocketAddr,
     /// Local addresses to bind, round-robin; empty lets the kernel choose.
     pub sources: Vec<IpAddr>,
+    /// UDP only: a new source address for every datagram (`IP_PKTINFO`), instead of `sources`.
+    pub source_cycle: Option<SourceCycle>,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     /// Messages per second in total; `None` is flat out.
@@ -65,6 +68,11 @@ impl RunPlan {
         }
         if !(1..=BATCH_DATAGRAMS_MAX).contains(&self.batch) {
             return Err(PlanError("--batch must be within 1..=1024"));
+        }
+        if self.source_cycle.is_some() && !self.target.is_ipv4() {
+            return Err(PlanError(
+                "--source-per-message needs an IPv4 target and --sources",
+            ));
         }
         if self.connections == 0 {
             return Err(PlanError("--connections must be at least 1"));

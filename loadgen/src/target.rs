@@ -155,6 +155,45 @@ impl SourceRange {
     }
 }
 
+/// Every usable IPv4 address of a range in turn, for per-datagram source addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceCycle {
+    first: u32,
+    count: u32,
+    next: u32,
+}
+
+impl SourceCycle {
+    /// The next source address, wrapping around at the end of the range.
+    pub fn next_ip(&mut self) -> Ipv4Addr {
+        let ip = Ipv4Addr::from(self.first.wrapping_add(self.next));
+        self.next = (self.next + 1) % self.count;
+        ip
+    }
+
+    /// Number of distinct addresses in the cycle.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+impl SourceRange {
+    /// A cycle over the range's addresses (without the network address when the range has
+    /// more than two); `None` for IPv6.
+    pub fn cycle(&self) -> Option<SourceCycle> {
+        let IpAddr::V4(base) = self.base else {
+            return None;
+        };
+        let size = u32::try_from(self.size()).unwrap_or(u32::MAX);
+        let skip = u32::from(size > 2);
+        Some(SourceCycle {
+            first: u32::from(base) + skip,
+            count: size - skip,
+            next: 0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +246,28 @@ mod tests {
                 .len(),
             255
         );
+    }
+
+    #[test]
+    fn source_cycle_wraps_over_the_range() {
+        let mut cycle = SourceRange::parse("127.0.7.0/30").unwrap().cycle().unwrap();
+        assert_eq!(cycle.count(), 3);
+        let ips: Vec<String> = (0..4).map(|_| cycle.next_ip().to_string()).collect();
+        assert_eq!(ips, ["127.0.7.1", "127.0.7.2", "127.0.7.3", "127.0.7.1"]);
+        let mut single = SourceRange::parse("127.0.0.9").unwrap().cycle().unwrap();
+        assert_eq!(
+            (single.next_ip(), single.next_ip()),
+            ([127, 0, 0, 9].into(), [127, 0, 0, 9].into())
+        );
+        assert_eq!(
+            SourceRange::parse("127.0.0.0/8")
+                .unwrap()
+                .cycle()
+                .unwrap()
+                .count(),
+            (1 << 24) - 1
+        );
+        assert_eq!(SourceRange::parse("::1").unwrap().cycle(), None);
     }
 
     #[test]

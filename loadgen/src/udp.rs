@@ -13,11 +13,12 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::message::{FactoryConfig, MessageFactory, Transport};
-use crate::mmsg::{RecvBatch, SendBatch};
+use crate::mmsg::{RecvBatch, SendBatch, SendOutcome};
 use crate::pacing::Pacer;
 use crate::plan::RunPlan;
 use crate::reply::reply_call_id;
 use crate::report::{LatencySummary, LatencyTracker, Report};
+use crate::target::SourceCycle;
 
 /// Socket buffers asked for on sending sockets (bytes); the kernel may cap them.
 const UDP_SOCKET_BUFFER_BYTES: usize = 4 << 20;
@@ -35,6 +36,7 @@ fn open_socket(
     target: SocketAddr,
     source: Option<IpAddr>,
     responsive: bool,
+    connect: bool,
 ) -> anyhow::Result<Sender> {
     let socket = Socket::new(
         Domain::for_address(target),
@@ -53,9 +55,11 @@ fn open_socket(
     socket
         .bind(&bind.into())
         .with_context(|| format!("binding UDP source {bind}"))?;
-    socket
-        .connect(&target.into())
-        .with_context(|| format!("connecting UDP socket to {target}"))?;
+    if connect {
+        socket
+            .connect(&target.into())
+            .with_context(|| format!("connecting UDP socket to {target}"))?;
+    }
     socket.set_nonblocking(false)?;
     let socket: UdpSocket = socket.into();
     let local = socket.local_addr()?;
@@ -94,14 +98,84 @@ fn collect_replies(senders: &[Sender], batch: &mut RecvBatch, tracker: &mut Late
     total
 }
 
+/// The datagrams of one batch, laid end to end, with their bounds and (per-message sources)
+/// their source addresses.
+#[derive(Default)]
+struct Outgoing {
+    buffer: Vec<u8>,
+    bounds: Vec<(usize, usize)>,
+    origins: Vec<Ipv4Addr>,
+}
+
+impl Outgoing {
+    /// Writes `batch` messages from `local` (or from the next addresses of `cycle`, keeping
+    /// `local`'s port); returns how many were not well-formed requests.
+    fn fill(
+        &mut self,
+        factory: &mut MessageFactory,
+        batch: u64,
+        local: SocketAddr,
+        mut cycle: Option<&mut SourceCycle>,
+        tracker: &mut LatencyTracker,
+        now: Instant,
+    ) -> u64 {
+        self.buffer.clear();
+        self.bounds.clear();
+        self.origins.clear();
+        let mut malformed = 0;
+        for _ in 0..batch {
+            let from = match cycle.as_deref_mut() {
+                Some(cycle) => {
+                    let ip = cycle.next_ip();
+                    self.origins.push(ip);
+                    SocketAddr::new(IpAddr::V4(ip), local.port())
+                }
+                None => local,
+            };
+            let start_index = self.buffer.len();
+            let written = factory.write_next(from, &mut self.buffer);
+            self.bounds.push((start_index, self.buffer.len()));
+            if written.kind.is_request() {
+                tracker.handle_sent(written.seq, now);
+            } else {
+                malformed += 1;
+            }
+        }
+        malformed
+    }
+
+    fn send(&self, send: &mut SendBatch, sender: &Sender, target: SocketAddr) -> SendOutcome {
+        let fd = sender.socket.as_raw_fd();
+        match target {
+            SocketAddr::V4(target) if !self.origins.is_empty() => {
+                send.send_from(fd, &self.buffer, &self.bounds, target, &self.origins)
+            }
+            _ => send.send(fd, &self.buffer, &self.bounds),
+        }
+    }
+}
+
+/// Opens the sending sockets: one per source address, or one unconnected socket when every
+/// datagram names its own source.
+fn open_senders(plan: &RunPlan) -> anyhow::Result<Vec<Sender>> {
+    if plan.source_cycle.is_some() {
+        return Ok(vec![open_socket(
+            plan.target,
+            None,
+            plan.responsive,
+            false,
+        )?]);
+    }
+    plan.bind_addresses(plan.sources.len().max(1))
+        .into_iter()
+        .map(|source| open_socket(plan.target, source, plan.responsive, true))
+        .collect()
+}
+
 /// Runs the UDP generator to completion.
 pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
-    let sockets = plan.sources.len().max(1);
-    let senders: Vec<Sender> = plan
-        .bind_addresses(sockets)
-        .into_iter()
-        .map(|source| open_socket(plan.target, source, plan.responsive))
-        .collect::<anyhow::Result<_>>()?;
+    let senders = open_senders(plan)?;
+    let mut cycle = plan.source_cycle;
     let mut factory = MessageFactory::new(FactoryConfig {
         transport: Transport::Udp,
         target: plan.target,
@@ -117,8 +191,7 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
     let mut tracker = LatencyTracker::new(start);
     let mut replies = RecvBatch::new(REPLY_BATCH_DATAGRAMS, REPLY_DATAGRAM_BYTES);
     let mut send = SendBatch::default();
-    let mut buffer = Vec::with_capacity(batch_max as usize * 1200);
-    let mut bounds = Vec::with_capacity(batch_max as usize);
+    let mut outgoing = Outgoing::default();
     let mut totals = Totals::default();
     for turn in 0_usize.. {
         let remaining = plan
@@ -134,19 +207,16 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
             break;
         }
         let sender = &senders[turn % senders.len()];
-        buffer.clear();
-        bounds.clear();
-        for _ in 0..batch {
-            let start_index = buffer.len();
-            let written = factory.write_next(sender.local, &mut buffer);
-            bounds.push((start_index, buffer.len()));
-            if written.kind.is_request() {
-                tracker.handle_sent(written.seq, now);
-            } else {
-                totals.malformed += 1;
-            }
-        }
-        let outcome = send.send(sender.socket.as_raw_fd(), &buffer, &bounds);
+        let local = sender.local;
+        totals.malformed += outgoing.fill(
+            &mut factory,
+            batch,
+            local,
+            cycle.as_mut(),
+            &mut tracker,
+            now,
+        );
+        let outcome = outgoing.send(&mut send, sender, plan.target);
         totals.generated += batch;
         totals.sent += outcome.sent;
         totals.bytes += outcome.sent_bytes;
@@ -214,6 +284,10 @@ fn finish(
         duration_s,
         bytes: totals.bytes,
         sockets: sockets as u64,
-        sources: plan.sources.len().max(1) as u64,
+        sources: plan
+            .source_cycle
+            .map_or(plan.sources.len().max(1) as u64, |cycle| {
+                u64::from(cycle.count())
+            }),
     }
 }

@@ -492,3 +492,65 @@ fn tcp_peer_that_stops_reading_is_bounded() {
     release.send(()).unwrap();
     holder.join().unwrap();
 }
+
+#[test]
+fn udp_source_per_message_covers_range_and_gets_replies() {
+    let responder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    responder
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let target = responder.local_addr().unwrap().to_string();
+    let echo = thread::spawn(move || {
+        let mut peers = std::collections::HashSet::new();
+        let mut buffer = [0_u8; 4096];
+        for _ in 0..300 {
+            let (len, peer) = responder.recv_from(&mut buffer).unwrap();
+            let text = String::from_utf8_lossy(&buffer[..len]).to_string();
+            assert!(text.contains("Call-ID: "), "{text}");
+            assert!(
+                text.contains(&format!("@{}\r\n", peer.ip())),
+                "Call-ID host is the source"
+            );
+            peers.insert(peer.ip());
+            responder.send_to(&ok_reply(&buffer[..len]), peer).unwrap();
+        }
+        peers
+    });
+    let report = json(&run(&[
+        "udp",
+        "--target",
+        &target,
+        "--count",
+        "300",
+        "--batch",
+        "16",
+        "--rate",
+        "5000",
+        "--sources",
+        "127.0.3.0/24",
+        "--source-per-message",
+        "--responsive",
+        "--json",
+    ]));
+    let peers = echo.join().unwrap();
+    assert_eq!(peers.len(), 255);
+    assert!(
+        peers
+            .iter()
+            .all(|ip| ip.to_string().starts_with("127.0.3."))
+    );
+    assert_eq!(report["sources"], 255);
+    assert_eq!(report["sent"], 300);
+    assert_eq!(report["replies"], 300);
+    let output = run(&[
+        "tcp",
+        "--target",
+        &target,
+        "--count",
+        "1",
+        "--sources",
+        "127.0.0.0/24",
+        "--source-per-message",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}
