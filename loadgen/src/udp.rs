@@ -78,11 +78,24 @@ struct Totals {
     first_error_logged: bool,
 }
 
-/// Reads every reply waiting on `senders` without blocking; returns how many arrived.
-fn collect_replies(senders: &[Sender], batch: &mut RecvBatch, tracker: &mut LatencyTracker) -> u64 {
+/// Reads every reply waiting on the sockets of `poll_fds` (one per sender) without blocking;
+/// returns how many arrived.
+fn collect_replies(
+    poll_fds: &mut [libc::pollfd],
+    batch: &mut RecvBatch,
+    tracker: &mut LatencyTracker,
+) -> u64 {
+    let fd_count = libc::nfds_t::try_from(poll_fds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: `poll_fds` is a live array of `fd_count` pollfd; timeout 0 never blocks.
+    if unsafe { libc::poll(poll_fds.as_mut_ptr(), fd_count, 0) } <= 0 {
+        return 0;
+    }
     let mut total = 0;
-    for sender in senders {
-        while let Ok(count) = batch.recv(sender.socket.as_raw_fd(), libc::MSG_DONTWAIT) {
+    for poll_fd in poll_fds
+        .iter()
+        .filter(|poll_fd| poll_fd.revents & libc::POLLIN != 0)
+    {
+        while let Ok(count) = batch.recv(poll_fd.fd, libc::MSG_DONTWAIT) {
             if count == 0 {
                 break;
             }
@@ -192,6 +205,14 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
     let mut replies = RecvBatch::new(REPLY_BATCH_DATAGRAMS, REPLY_DATAGRAM_BYTES);
     let mut send = SendBatch::default();
     let mut outgoing = Outgoing::default();
+    let mut poll_fds: Vec<libc::pollfd> = senders
+        .iter()
+        .map(|sender| libc::pollfd {
+            fd: sender.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let mut totals = Totals::default();
     for turn in 0_usize.. {
         let remaining = plan
@@ -226,12 +247,13 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
             totals.first_error_logged = true;
         }
         if plan.responsive {
-            totals.replies += collect_replies(&senders, &mut replies, &mut tracker);
+            // One poll over all sockets, then recvmmsg only where replies wait.
+            totals.replies += collect_replies(&mut poll_fds, &mut replies, &mut tracker);
         }
     }
     let duration = start.elapsed();
     if plan.responsive {
-        totals.replies += drain_replies(plan, &senders, &mut replies, &mut tracker, &totals);
+        totals.replies += drain_replies(plan, &mut poll_fds, &mut replies, &mut tracker, &totals);
     }
     Ok(finish(plan, &totals, &tracker, duration, senders.len()))
 }
@@ -239,7 +261,7 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
 /// Waits for outstanding replies until all requests are answered or `reply_wait` passes idle.
 fn drain_replies(
     plan: &RunPlan,
-    senders: &[Sender],
+    poll_fds: &mut [libc::pollfd],
     batch: &mut RecvBatch,
     tracker: &mut LatencyTracker,
     totals: &Totals,
@@ -248,7 +270,7 @@ fn drain_replies(
     let mut replies = totals.replies;
     let mut last_reply = Instant::now();
     while replies < expected && last_reply.elapsed() < plan.reply_wait {
-        let got = collect_replies(senders, batch, tracker);
+        let got = collect_replies(poll_fds, batch, tracker);
         if got == 0 {
             std::thread::sleep(Duration::from_millis(1));
         } else {
