@@ -188,8 +188,11 @@ class Tools:
         self.loadgen = args.loadgen
         self.sentrypeer = args.sentrypeer
         self.sensor_args = args.sensor_args.split()
-        self.traffic = ["--mix", args.mix, "--sources", args.sources,
-                        "--source-sockets", str(args.source_sockets), "--seed", "1"]
+        self.traffic = ["--mix", args.mix, "--sources", args.sources, "--seed", "1"]
+        if args.source_per_message:
+            self.traffic.append("--source-per-message")
+        else:
+            self.traffic += ["--source-sockets", str(args.source_sockets)]
 
     def send(self, port, count=None, rate=None, duration=None, timeout=120):
         args = [self.loadgen, "udp", "--target", f"127.0.0.1:{port}", "--json"] + self.traffic
@@ -526,6 +529,8 @@ def parse_args():
     parser.add_argument("--mix", default="options,register,invite")
     parser.add_argument("--sources", default="127.0.0.0/16")
     parser.add_argument("--source-sockets", type=int, default=64)
+    parser.add_argument("--source-per-message", action="store_true",
+                        help="a new source address of --sources for every datagram")
     parser.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/sentrypeer-loadgen"))
     parser.add_argument("--sentrypeer", default=os.path.join(ROOT, "target/release/sentrypeer"))
     parser.add_argument("--sensor-args", default="",
@@ -553,7 +558,8 @@ def main():
         "settings": {"rates": rates, "step_seconds": args.step_seconds,
                      "sensor_args": args.sensor_args,
                      "drain_count": args.drain_count, "mix": args.mix,
-                     "sources": args.sources, "source_sockets": args.source_sockets},
+                     "sources": args.sources, "source_sockets": args.source_sockets,
+                     "source_per_message": args.source_per_message},
         "targets": {},
     }
     workdir = tempfile.mkdtemp(prefix="sentrypeer-ingest-")
