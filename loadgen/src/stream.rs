@@ -197,6 +197,14 @@ impl Outbox {
         if self.position == self.buffer.len() {
             self.buffer.clear();
             self.position = 0;
+        } else if self.position >= STREAM_PENDING_BYTES_MAX {
+            // A peer that never quite catches up: drop the sent prefix so the buffer stays
+            // within about twice the pending cap.
+            self.buffer.drain(..self.position);
+            for end in &mut self.ends {
+                *end -= self.position;
+            }
+            self.position = 0;
         }
         done
     }
@@ -517,4 +525,35 @@ pub fn run_stream(plan: &RunPlan, tls: Option<Arc<ClientConfig>>) -> anyhow::Res
         0.0
     };
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_counts_messages_and_compacts() {
+        let mut outbox = Outbox {
+            buffer: Vec::new(),
+            position: 0,
+            ends: VecDeque::new(),
+        };
+        for _ in 0..3 {
+            outbox
+                .buffer
+                .extend_from_slice(&[b'x'; STREAM_PENDING_BYTES_MAX / 2]);
+            outbox.ends.push_back(outbox.buffer.len());
+        }
+        assert_eq!(outbox.advance(10), 0);
+        assert_eq!(outbox.advance(STREAM_PENDING_BYTES_MAX / 2 - 10), 1);
+        assert_eq!(outbox.buffer.len(), 3 * STREAM_PENDING_BYTES_MAX / 2);
+        assert_eq!(outbox.advance(STREAM_PENDING_BYTES_MAX / 2 + 1), 1);
+        // Past the cap the sent prefix is dropped and the ends shift with it.
+        assert_eq!(outbox.position, 0);
+        assert_eq!(outbox.pending_bytes(), STREAM_PENDING_BYTES_MAX / 2 - 1);
+        assert_eq!(outbox.ends, [STREAM_PENDING_BYTES_MAX / 2 - 1]);
+        assert_eq!(outbox.advance(STREAM_PENDING_BYTES_MAX / 2 - 1), 1);
+        assert_eq!(outbox.pending_bytes(), 0);
+        assert!(outbox.buffer.is_empty());
+    }
 }
