@@ -1,6 +1,7 @@
 //! The UDP generator: one thread, `sendmmsg` batches on connected sockets bound across the
-//! source range (round-robin per batch), paced per batch; replies read with `recvmmsg` in
-//! responsive mode.
+//! source range (round-robin per batch), or on one unconnected socket with an `IP_PKTINFO`
+//! source per datagram (`--source-per-message`); paced per batch; replies read with one
+//! `poll` plus `recvmmsg` in responsive mode.
 //!
 //! Never: retries a failed datagram (counted in `errors`), or waits for replies longer than
 //! `reply_wait` after the last one.
