@@ -509,8 +509,8 @@ mod tests {
             source,
             destination: "[::1]:5061".parse().unwrap(),
             method: b"OPTIONS",
-            called_number: (index % 2 == 0).then_some(&b"0044123"[..]),
-            user_agent: (index % 3 != 0).then_some(&b"friendly-scanner"[..]),
+            called_number: index.is_multiple_of(2).then_some(&b"0044123"[..]),
+            user_agent: (!index.is_multiple_of(3)).then_some(&b"friendly-scanner"[..]),
             message,
         })
     }

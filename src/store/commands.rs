@@ -62,12 +62,12 @@ pub fn stats(config: &StoreConfig, out: &mut dyn Write) -> Result<(), StoreError
     writeln!(
         out,
         "first_event: {}",
-        stamp(bounds.as_ref().map(|(f, _)| f.1.timestamp_ns))
+        stamp(bounds.as_ref().map(|(f, _)| f.timestamp_ns))
     )?;
     writeln!(
         out,
         "last_event: {}",
-        stamp(bounds.as_ref().map(|(_, l)| l.1.timestamp_ns))
+        stamp(bounds.as_ref().map(|(_, l)| l.timestamp_ns))
     )?;
     writeln!(out, "store_bytes: {store_bytes}")?;
     writeln!(out, "node_id: {}", store.node_id().hyphenated())?;

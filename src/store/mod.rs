@@ -624,7 +624,7 @@ impl Reader<'_> {
     }
 
     /// The oldest and newest stored events.
-    pub fn first_and_last_event(&self) -> Result<Option<((u64, Event), (u64, Event))>, StoreError> {
+    pub fn first_and_last_event(&self) -> Result<Option<(Event, Event)>, StoreError> {
         let events = self.store.tables.events;
         let first = events
             .first(&self.txn)?
@@ -632,7 +632,7 @@ impl Reader<'_> {
         let last = events
             .last(&self.txn)?
             .and_then(|(k, v)| self.decode_entry(k, v));
-        Ok(first.zip(last))
+        Ok(first.map(|(_, e)| e).zip(last.map(|(_, e)| e)))
     }
 
     /// The key of the last committed event (0 before the first).
