@@ -173,6 +173,7 @@ fn bench_commit(c: &mut Criterion) {
                 .unwrap_or_else(|e| panic!("writer: {e}"));
             let commits = writer.commits();
             let mut traffic = Traffic::new(batch as u64 + u64::from(no_sync));
+            traffic.node_id = store.node_id();
             // Warm up past the dictionary training (first 1,000 events).
             for _ in 0..2 {
                 for _ in 0..1_000 {
@@ -217,13 +218,18 @@ fn bench_codec(c: &mut Criterion) {
         zstd::zstd_safe::DDict::try_create(&dictionary).unwrap_or_else(|| panic!("dictionary"));
     let mut packer =
         codec::Packer::with_dictionary(1, &dictionary).unwrap_or_else(|e| panic!("packer: {e}"));
+    packer.set_local_node(Some(traffic.node_id));
     let mut unpacker = codec::Unpacker::new();
+    let context = codec::Context {
+        local_node: Some(traffic.node_id),
+        dictionary: Some((1, &prepared)),
+    };
     let event = traffic.event();
     let mut encoded = Vec::new();
     packer
         .encode(&event, &mut encoded)
         .unwrap_or_else(|e| panic!("encode: {e}"));
-    let decoded = codec::decode_with(&encoded, Some((1, &prepared)), &mut unpacker);
+    let decoded = codec::decode_with(&encoded, &context, &mut unpacker);
     assert_eq!(decoded.as_ref().ok(), Some(&event));
     let mut raw = Vec::new();
     codec::encode(&event, &mut raw);
@@ -246,7 +252,7 @@ fn bench_codec(c: &mut Criterion) {
     });
     group.bench_function("decode/raw", |b| b.iter(|| codec::decode(black_box(&raw))));
     group.bench_function("decode/zstd_dictionary", |b| {
-        b.iter(|| codec::decode_with(black_box(&encoded), Some((1, &prepared)), &mut unpacker))
+        b.iter(|| codec::decode_with(black_box(&encoded), &context, &mut unpacker))
     });
     group.finish();
     println!(
@@ -276,6 +282,8 @@ fn report_size() {
         .unwrap_or_else(|e| panic!("writer: {e}"));
     let mut traffic = Traffic::new(7);
     traffic.sources = (count as u64 / 10).max(1);
+    // The sensor's own events (as in production: peers' events are the exception).
+    traffic.node_id = store.node_id();
     let events: Vec<Event> = (0..count).map(|_| traffic.event()).collect();
     let message_bytes: usize = events.iter().map(|e| e.message().len()).sum();
     let started = Instant::now();
@@ -352,9 +360,51 @@ fn print_tables(path: &std::path::Path, count: usize) {
 }
 
 fn main() {
+    if std::env::var_os("STORE_BENCH_EXPLORE").is_some() {
+        explore();
+        return;
+    }
     report_size();
     let mut criterion = Criterion::default().configure_from_args();
     bench_codec(&mut criterion);
     bench_commit(&mut criterion);
     criterion.final_summary();
+}
+
+#[allow(dead_code)]
+fn explore() {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut traffic = Traffic::new(5);
+    traffic.sources = 10_000;
+    let train: Vec<Vec<u8>> = (0..1_000)
+        .map(|_| codec::dictionary_sample(&traffic.event()))
+        .collect();
+    let test: Vec<Vec<u8>> = (0..2_000)
+        .map(|_| codec::dictionary_sample(&traffic.event()))
+        .collect();
+    let raw: usize = test.iter().map(Vec::len).sum();
+    println!("explore: mean tail {} bytes", raw / test.len());
+    for dict_size in [8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024, 110 * 1024] {
+        let dictionary = codec::train_dictionary(&train, dict_size).unwrap();
+        for level in [1, 3, 9, 19] {
+            let mut cctx = CCtx::create();
+            cctx.set_parameter(CParameter::CompressionLevel(level))
+                .unwrap();
+            cctx.set_parameter(CParameter::ContentSizeFlag(false))
+                .unwrap();
+            cctx.set_parameter(CParameter::DictIdFlag(false)).unwrap();
+            cctx.load_dictionary(&dictionary).unwrap();
+            let mut total = 0;
+            let started = Instant::now();
+            for sample in &test {
+                let mut out = Vec::with_capacity(2048);
+                total += cctx.compress2(&mut out, sample).unwrap();
+            }
+            println!(
+                "explore: dict {dict_size} level {level}: {} bytes/tail, {:.1} us/tail",
+                total / test.len(),
+                started.elapsed().as_secs_f64() * 1e6 / test.len() as f64
+            );
+        }
+    }
 }

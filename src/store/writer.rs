@@ -312,6 +312,8 @@ pub fn spawn_writer_with(
         Some((id, bytes)) => codec::Packer::with_dictionary(id, &bytes),
         None => codec::Packer::new(),
     }?;
+    let mut packer = packer;
+    packer.set_local_node(Some(store.node_id()));
     let last_key = store.read()?.last_key()?;
     commits.publish(last_key);
     let mut writer = Writer {
@@ -659,7 +661,10 @@ impl Writer {
             });
         self.samples.clear();
         match outcome {
-            Ok(packer) => self.packer = packer,
+            Ok(mut packer) => {
+                packer.set_local_node(Some(self.store.node_id()));
+                self.packer = packer;
+            }
             Err(StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))) => {
                 if self.store.grow_map().is_ok() {
                     self.metrics.map_resizes_total.inc();
