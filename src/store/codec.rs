@@ -156,15 +156,21 @@ pub fn decode_with(
     let tail: &[u8] = match head.coding {
         TAIL_RAW => rest,
         TAIL_ZSTD | TAIL_ZSTD_DICTIONARY => {
-            unpacker.buffer.clear();
-            unpacker.buffer.reserve(tail_bytes);
+            let mut buffer = std::mem::take(&mut unpacker.buffer);
+            buffer.clear();
+            buffer.reserve(tail_bytes);
+            let context = unpacker.context()?;
             let written = match (head.dictionary_id, dictionary) {
-                (None, _) => unpacker.context.decompress(&mut unpacker.buffer, rest),
-                (Some(id), Some((known, ddict))) if id == known => unpacker
-                    .context
-                    .decompress_using_ddict(&mut unpacker.buffer, rest, ddict),
-                (Some(id), _) => return Err(CodecError::DictionaryMissing(id)),
+                (None, _) => context.decompress(&mut buffer, rest),
+                (Some(id), Some((known, ddict))) if id == known => {
+                    context.decompress_using_ddict(&mut buffer, rest, ddict)
+                }
+                (Some(id), _) => {
+                    unpacker.buffer = buffer;
+                    return Err(CodecError::DictionaryMissing(id));
+                }
             };
+            unpacker.buffer = buffer;
             match written {
                 Ok(n) if n == tail_bytes => {}
                 Ok(_) => return Err(CodecError::Invalid("tail length")),
@@ -180,21 +186,29 @@ pub fn decode_with(
     build_event(&head, tail)
 }
 
-/// A reusable zstd decompression context.
+/// A reusable zstd decompression context (created on the first compressed record).
 pub struct Unpacker {
-    context: DCtx<'static>,
+    context: Option<DCtx<'static>>,
     buffer: Vec<u8>,
 }
 
 impl Unpacker {
     pub fn new() -> Self {
-        let mut context = DCtx::create();
-        // Setting a valid format cannot fail; if it did, decoding would report the error.
-        let _ = context.set_parameter(DParameter::Format(FrameFormat::Magicless));
         Self {
-            context,
+            context: None,
             buffer: Vec::new(),
         }
+    }
+
+    fn context(&mut self) -> Result<&mut DCtx<'static>, CodecError> {
+        if self.context.is_none() {
+            let mut context = DCtx::try_create().ok_or(CodecError::Compression)?;
+            context
+                .set_parameter(DParameter::Format(FrameFormat::Magicless))
+                .map_err(|_| CodecError::Compression)?;
+            self.context = Some(context);
+        }
+        self.context.as_mut().ok_or(CodecError::Compression)
     }
 }
 

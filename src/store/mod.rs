@@ -290,28 +290,32 @@ impl Store {
     /// Starts a read transaction. Keep it short, and drop it before calling
     /// [`Self::set_cursor`] on the same thread.
     pub fn read(&self) -> Result<Reader<'_>, StoreError> {
-        let guard = self
-            .inner
-            .resize_lock
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        let txn = match self.inner.env.read_txn() {
-            Ok(txn) => txn,
-            Err(heed::Error::Mdb(heed::MdbError::MapResized)) => {
-                // Another process grew the map: adopt its size (no transaction is open here
-                // once we hold the lock exclusively).
-                drop(guard);
-                self.adopt_map_size()?;
-                return self.read();
+        let mut resized = false;
+        loop {
+            let guard = self
+                .inner
+                .resize_lock
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            match self.inner.env.read_txn() {
+                Ok(txn) => {
+                    let unpacker = RefCell::new(None);
+                    return Ok(Reader {
+                        store: &self.inner,
+                        txn,
+                        unpacker,
+                        _guard: guard,
+                    });
+                }
+                Err(heed::Error::Mdb(heed::MdbError::MapResized)) if !resized => {
+                    // Another process grew the map: adopt its size, once.
+                    drop(guard);
+                    self.adopt_map_size()?;
+                    resized = true;
+                }
+                Err(error) => return Err(error.into()),
             }
-            Err(error) => return Err(error.into()),
-        };
-        Ok(Reader {
-            store: &self.inner,
-            txn,
-            unpacker: RefCell::new(None),
-            _guard: guard,
-        })
+        }
     }
 
     /// Sets the delivery cursor `name` (e.g. `webhook`, `p2p`) to `key` in its own small write
