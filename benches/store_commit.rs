@@ -3,7 +3,8 @@
 //! the database bytes per event after 100k realistic events.
 //!
 //! Run: `cargo bench -p sentrypeer --bench store_commit`; `STORE_BENCH_SIZE_EVENTS=N` changes the
-//! size report's event count (0 skips it).
+//! size report's event count (0 skips it); `STORE_BENCH_EXPLORE=1` prints the zstd level and
+//! dictionary size grid instead. Results: `docs/benchmarks.md`, section "Store".
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -430,7 +431,7 @@ fn main() {
     criterion.final_summary();
 }
 
-#[allow(dead_code)]
+/// `STORE_BENCH_EXPLORE=1`: compressed tail size and time per zstd level and dictionary size.
 fn explore() {
     use zstd::zstd_safe::{CCtx, CParameter};
     let mut traffic = Traffic::new(5);
