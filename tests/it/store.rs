@@ -11,8 +11,9 @@ use sentrypeer::config::{ExportFormat, OutputConfig, StoreConfig};
 use sentrypeer::event::json::to_json;
 use sentrypeer::event::timestamp::now_ns;
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport, display_ip};
-use sentrypeer::store::writer::spawn_writer_with;
-use sentrypeer::store::{Store, StoreError, StoreOptions, WriterOptions, commands, spawn_writer};
+use sentrypeer::store::{
+    Store, StoreError, StoreOptions, WriterOptions, commands, spawn_writer, spawn_writer_with,
+};
 use uuid::Uuid;
 
 const DEADLINE: Duration = Duration::from_secs(20);
