@@ -51,10 +51,7 @@ pub(crate) fn backoff_delay(
         .max(1);
     let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
     let shift = failures.saturating_sub(1).min(63);
-    let full_ms = initial_ms
-        .checked_mul(1u64 << shift)
-        .unwrap_or(u64::MAX)
-        .min(max_ms);
+    let full_ms = initial_ms.saturating_mul(1u64 << shift).min(max_ms);
     let half_ms = full_ms / 2;
     let jitter_ms = random % (full_ms - half_ms + 1);
     Duration::from_millis(half_ms + jitter_ms)
