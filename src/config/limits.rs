@@ -120,8 +120,9 @@ pub const WEBHOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WEBHOOK_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 pub const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-/// Events read from the store per read transaction by the webhook worker: worst case this many
-/// decoded events (up to `EVENT_MESSAGE_BYTES_MAX` each) held while they are posted.
+/// Events read from the store per read transaction by the webhook worker (or one batch, when
+/// `--webhook-batch` is larger): worst case this many decoded events (up to
+/// `EVENT_MESSAGE_BYTES_MAX` each, ~64 MiB for 1000) held while they are posted.
 pub const WEBHOOK_READ_EVENTS_MAX: usize = 256;
 
 /// The webhook cursor is written to the store after this many delivered (or skipped) events or

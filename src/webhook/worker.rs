@@ -155,11 +155,16 @@ impl Worker {
         self.persist_cursor();
     }
 
-    /// Up to [`limits::WEBHOOK_READ_EVENTS_MAX`] events after the cursor; skips the cursor
-    /// over events that no longer exist (retention), counting them as pruned.
+    /// Up to [`limits::WEBHOOK_READ_EVENTS_MAX`] events (or one batch, when larger) after the
+    /// cursor; moves the cursor over events that no longer exist (retention, or a record that
+    /// does not decode), counting them as pruned.
     fn read_after_cursor(&mut self) -> Result<Vec<(u64, Event)>, StoreError> {
         let reader = self.store.read()?;
-        let events = reader.events_after(self.cursor, limits::WEBHOOK_READ_EVENTS_MAX)?;
+        let limit = match self.shape {
+            Shape::Object => limits::WEBHOOK_READ_EVENTS_MAX,
+            Shape::Array(count) => limits::WEBHOOK_READ_EVENTS_MAX.max(count),
+        };
+        let events = reader.events_after(self.cursor, limit)?;
         let missing_until = match events.first() {
             Some((key, _)) => key.saturating_sub(1),
             None => reader.last_key()?,
