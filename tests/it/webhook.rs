@@ -339,11 +339,12 @@ fn event(index: u32) -> Event {
 }
 
 struct Rig {
-    dir: TempDir,
     store: Store,
     sender: Option<Sender<Event>>,
     writer: Option<WriterHandle>,
     commits: Arc<CommitWatch>,
+    /// Last: removed after the writer and the store handle are gone.
+    _dir: TempDir,
 }
 
 impl Rig {
@@ -370,7 +371,7 @@ impl Rig {
             spawn_writer_with(store.clone(), receiver, &outputs, &config, options).unwrap();
         let commits = writer.commits();
         Self {
-            dir,
+            _dir: dir,
             store,
             sender: Some(sender),
             writer: Some(writer),
@@ -421,7 +422,6 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.finish_writer();
-        let _ = &self.dir;
     }
 }
 
@@ -588,15 +588,15 @@ fn webhook_oauth2_token_request_and_bearer() {
 #[test]
 fn webhook_token_expiry_refreshes_once() {
     let server = Server::start(|request, earlier| match request.path.as_str() {
-        "/token" => token_reply(earlier, 1),
+        "/token" => token_reply(earlier, 2),
         _ => Reply::status(200),
     });
     let rig = Rig::new();
     let (worker, _logs) = start(&rig, &oauth_config(&server, "s"));
     rig.send(&[event(0)]);
     server.wait_for("the first event", |r| accepted_count(r) == 1);
-    // The token expires in 1 s and is replaced 10% early: wait until it is due.
-    std::thread::sleep(Duration::from_millis(950));
+    // The token expires in 2 s and is replaced 10% early (after 1.8 s): wait until it is due.
+    std::thread::sleep(Duration::from_millis(1_850));
     rig.send(&[event(1), event(2)]);
     server.wait_for("two more events", |r| accepted_count(r) == 3);
     let bearers: Vec<String> = server
