@@ -962,3 +962,45 @@ fn webhook_stop_is_prompt_during_back_off() {
     );
     assert_eq!(rig.cursor(), 0);
 }
+
+#[test]
+fn webhook_timeout_is_a_failed_attempt() {
+    // The first answer comes after the worker's 500 ms request timeout.
+    let first = AtomicBool::new(true);
+    let server = Server::start(move |_, _| Reply {
+        status: 200,
+        body: String::new(),
+        delay: if first.swap(false, Ordering::SeqCst) {
+            Duration::from_millis(1_500)
+        } else {
+            Duration::ZERO
+        },
+    });
+    let rig = Rig::new();
+    let (options, logs) = options();
+    let options = WebhookOptions {
+        request_timeout: Duration::from_millis(500),
+        ..options
+    };
+    let worker = webhook::spawn_with(
+        &hook_config(&server),
+        rig.store.clone(),
+        Arc::clone(&rig.commits),
+        options,
+    )
+    .unwrap();
+    let events: Vec<Event> = (0..3).map(event).collect();
+    rig.send(&events);
+    let metrics = worker.metrics();
+    wait_until("3 deliveries", || metrics.events_delivered_total.get() == 3);
+    worker.stop();
+    assert_eq!(metrics.requests_failed_total.get(), 1);
+    // At least once: the endpoint took the timed-out request too (recorded when it answered).
+    let mut expected = uuids_of(&events);
+    expected.extend(uuids_of(&events[..1]));
+    server.wait_for("the late request", |r| accepted_count(r) == 4);
+    assert_eq!(accepted_uuids(&server), expected);
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("timeout")), "{lines:?}");
+    assert_eq!(rig.cursor(), 3);
+}
