@@ -107,6 +107,43 @@ pub const API_CONNECTIONS_MAX: usize = 1_024;
 /// Events queued between the writer and the webhook worker.
 pub const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
 
+/// Time the webhook worker gives a TCP (and TLS) connect to the webhook or token URL; a
+/// timeout is a failed attempt (counter `webhook_requests_failed_total`) and backs off.
+pub const WEBHOOK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time one webhook or token request may take in total (connect, send, response); a timeout is a
+/// failed attempt and backs off. Also bounds how long `WebhookHandle::stop` can wait.
+pub const WEBHOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First wait after a failed webhook attempt; it doubles per consecutive failure (with jitter)
+/// up to [`WEBHOOK_BACKOFF_MAX`], so retries never end but never exceed one per minute.
+pub const WEBHOOK_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+pub const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Events read from the store per read transaction by the webhook worker (or one batch, when
+/// `--webhook-batch` is larger): worst case this many decoded events (up to
+/// `EVENT_MESSAGE_BYTES_MAX` each, ~64 MiB for 1000) held while they are posted.
+pub const WEBHOOK_READ_EVENTS_MAX: usize = 256;
+
+/// The webhook cursor is written to the store after this many delivered (or skipped) events or
+/// this long after the last write, and at stop: a crash re-sends at most that much (at least
+/// once delivery).
+pub const WEBHOOK_CURSOR_PERSIST_EVENTS: u64 = 1_000;
+pub const WEBHOOK_CURSOR_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest single wait of the idle webhook worker on the commit watch before it checks for a
+/// stop request; bounds how long `stop` waits for an idle worker.
+pub const WEBHOOK_IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// An OAuth2 token is replaced this long before it expires at most (10% of its lifetime when
+/// that is shorter); a token response without `expires_in` is kept this long.
+pub const WEBHOOK_TOKEN_EARLY_MAX: Duration = Duration::from_secs(30);
+pub const WEBHOOK_TOKEN_LIFETIME_DEFAULT: Duration = Duration::from_secs(300);
+
+/// Largest token or webhook response body read; a longer token response is a failed attempt,
+/// a longer webhook response body is not read further (the connection is not reused).
+pub const WEBHOOK_RESPONSE_BYTES_MAX: u64 = 64 * 1024;
+
 /// Largest P2P entry accepted from a peer.
 pub const P2P_ENTRY_BYTES_MAX: usize = 4 * 1024;
 
@@ -159,3 +196,5 @@ const _: () = assert!(REPLY_RATE_PER_SECOND <= REPLY_RATE_PER_SECOND_MAX);
 const _: () = assert!(REPLY_BURST <= REPLY_BURST_MAX);
 const _: () = assert!(WRITER_BATCH_INTERVAL.as_millis() <= WRITER_BATCH_INTERVAL_MAX.as_millis());
 const _: () = assert!(TCP_CONNECTIONS_PER_IP_MAX <= TCP_CONNECTIONS_PER_SHARD_MAX);
+const _: () = assert!(WEBHOOK_BACKOFF_INITIAL.as_millis() <= WEBHOOK_BACKOFF_MAX.as_millis());
+const _: () = assert!(WEBHOOK_READ_EVENTS_MAX >= 1);

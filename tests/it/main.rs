@@ -8,3 +8,6 @@ mod manpage;
 
 /// The LMDB store, its writer and outputs.
 mod store;
+
+/// The webhook worker against a local HTTP server.
+mod webhook;
