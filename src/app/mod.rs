@@ -1,18 +1,21 @@
 //! Start-up and shutdown: parse the config, open the store, start the writer, the outputs, the
 //! API, P2P and the sensor shards, then wait for SIGINT/SIGTERM and stop them in reverse order.
 //!
-//! Today it parses the config, prints it with `-d` (secrets redacted by [`config::Secret`]) and
-//! waits for SIGINT/SIGTERM; the parts are wired in here as they land.
+//! The order of side effects is the design's: the store opens first (it owns the node id), the
+//! writer starts before anything can send it an event, the sensor starts last and stops first,
+//! and the writer drains the channel before the process exits.
 //!
 //! Never: holds business logic of a part; prints a secret.
 
+mod run;
+mod status;
+
 use std::error::Error;
+use std::io::Write;
 use std::process::ExitCode;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-
 use crate::config::{self, Command, Config};
+use crate::store::commands;
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
@@ -20,31 +23,27 @@ pub fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(&error),
     };
-    match config.command {
-        Command::Run => run(&config),
-        Command::Stats | Command::Export { .. } => {
-            eprintln!("sentrypeer: this command is not available yet");
-            ExitCode::FAILURE
+    let outcome = match &config.command {
+        Command::Run => run::run(&config),
+        Command::Stats => command_stats(&config),
+        Command::Export { format, output } => {
+            let mut stdout = std::io::stdout().lock();
+            commands::export(&config.store, *format, output.as_deref(), &mut stdout)
+                .and_then(|()| stdout.flush().map_err(Into::into))
+                .map_err(Into::into)
         }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.as_ref()),
     }
 }
 
-/// Runs until SIGINT or SIGTERM.
-fn run(config: &Config) -> ExitCode {
-    // Handlers first, so that a signal sent once start-up is announced is never missed.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(signals) => signals,
-        Err(error) => return fail(&error),
-    };
-    if config.debug {
-        eprintln!("sentrypeer: effective configuration: {config:#?}");
-    }
-    if let Some(signal) = signals.forever().next()
-        && config.debug
-    {
-        eprintln!("sentrypeer: signal {signal} received, stopping");
-    }
-    ExitCode::SUCCESS
+fn command_stats(config: &Config) -> Result<(), Box<dyn Error>> {
+    let mut stdout = std::io::stdout().lock();
+    commands::stats(&config.store, &mut stdout)?;
+    stdout.flush()?;
+    Ok(())
 }
 
 /// Prints `sentrypeer: <error>: <source>...` on one line and returns exit code 1.
@@ -52,7 +51,11 @@ fn fail(error: &dyn Error) -> ExitCode {
     let mut line = format!("sentrypeer: {error}");
     let mut source = error.source();
     while let Some(cause) = source {
-        line.push_str(&format!(": {cause}"));
+        let text = cause.to_string();
+        // thiserror messages often already embed their source; do not repeat it.
+        if !line.ends_with(&text) {
+            line.push_str(&format!(": {text}"));
+        }
         source = cause.source();
     }
     eprintln!("{}", line.replace('\n', " "));
