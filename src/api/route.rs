@@ -269,7 +269,7 @@ fn events_query(query: Option<&str>) -> Result<EventsQuery, RouteError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use proptest::prelude::*;
 
