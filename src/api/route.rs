@@ -22,6 +22,8 @@
 use std::net::IpAddr;
 
 use percent_encoding::percent_decode_str;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::config::limits;
 use crate::event::timestamp::parse_timestamp;
@@ -203,13 +205,25 @@ fn params(query: Option<&str>) -> Result<Params, RouteError> {
     Ok(out)
 }
 
+/// `since`: RFC 3339 or the event_timestamp format; a time before 1970 means "everything", one
+/// after 2554 "nothing".
 fn since_ns(text: Option<&str>) -> Result<Option<u64>, RouteError> {
     text.map(|text| {
-        parse_timestamp(text).ok_or(RouteError::BadRequest(
-            "since is not an RFC 3339 or event_timestamp time",
-        ))
+        parse_timestamp(text)
+            .or_else(|| rfc3339_clamped(text))
+            .ok_or(RouteError::BadRequest(
+                "since is not an RFC 3339 or event_timestamp time",
+            ))
     })
     .transpose()
+}
+
+/// An RFC 3339 time outside what u64 nanoseconds hold (before 1970, after 2554), clamped.
+fn rfc3339_clamped(text: &str) -> Option<u64> {
+    let nanos = OffsetDateTime::parse(text, &Rfc3339)
+        .ok()?
+        .unix_timestamp_nanos();
+    Some(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX))
 }
 
 fn limit(text: Option<&str>, default: usize, max: usize) -> Result<usize, RouteError> {
@@ -404,6 +418,15 @@ mod tests {
             panic!("no route");
         };
         assert_eq!(query.format, Format::Text);
+        let Ok(Route::Events(query)) = route("/events", Some("since=1969-12-31T23:59:59Z")) else {
+            panic!("no route");
+        };
+        assert_eq!(query.since_ns, Some(0));
+        let Ok(Route::Events(query)) = route("/events", Some("since=4530-08-28T23%3A50%3A43Z"))
+        else {
+            panic!("no route");
+        };
+        assert_eq!(query.since_ns, Some(u64::MAX));
     }
 
     #[test]

@@ -68,8 +68,8 @@ async fn respond(state: &Arc<State>, request: &Request<Incoming>) -> Response<Bo
     let routed = route(uri.path(), uri.query());
     if request.method() == Method::OPTIONS {
         return match routed {
-            Err(RouteError::NotFound) => error(StatusCode::NOT_FOUND, NOT_FOUND),
-            _ => preflight(),
+            Ok(_) => preflight(),
+            Err(failure) => route_error(failure),
         };
     }
     let public = routed.as_ref().is_ok_and(Route::is_public);
@@ -80,9 +80,7 @@ async fn respond(state: &Arc<State>, request: &Request<Incoming>) -> Response<Bo
     }
     let found = match routed {
         Ok(found) => found,
-        Err(RouteError::NotFound) => return error(StatusCode::NOT_FOUND, NOT_FOUND),
-        Err(RouteError::InvalidIp) => return error(StatusCode::BAD_REQUEST, INVALID),
-        Err(RouteError::BadRequest(reason)) => return bad_request(reason),
+        Err(failure) => return route_error(failure),
     };
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
@@ -263,6 +261,14 @@ fn message(status: StatusCode, text: &str) -> Response<Body> {
 
 fn error(status: StatusCode, text: &str) -> Response<Body> {
     json(status, render::object("error", text))
+}
+
+fn route_error(failure: RouteError) -> Response<Body> {
+    match failure {
+        RouteError::NotFound => error(StatusCode::NOT_FOUND, NOT_FOUND),
+        RouteError::InvalidIp => error(StatusCode::BAD_REQUEST, INVALID),
+        RouteError::BadRequest(reason) => bad_request(reason),
+    }
 }
 
 fn bad_request(reason: &str) -> Response<Body> {
