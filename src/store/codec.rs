@@ -4,13 +4,16 @@
 //!
 //! Layout (version 1), all integers big-endian or LEB128 varints:
 //! ```text
-//! version u8 | flags u8 | tail coding u8 | timestamp_ns u64 | uuid [16] | node_id [16]
+//! version u8 | flags u8 | tail coding u8 | timestamp_ns u64 | uuid [16] | node_id [16] (absent
+//! when the local-node flag says it is the store's own node id)
 //! | source ip [4|16] port u16 | destination ip [4|16] port u16
 //! | varint method_len | varint called_len | varint agent_len | varint message_len
 //! | (tail coding 2: varint dictionary id) | tail
 //! ```
-//! The tail is `method | called number | user agent | message`, raw (coding 0) or one zstd frame
-//! without content size, checksum or dictionary id (codings 1, 2; 2 names the dictionary).
+//! The tail is `method | called number | user agent | message`, raw (coding 0) or one magicless
+//! zstd frame without content size, checksum or dictionary id (codings 1, 2; 2 names the
+//! dictionary). Record bytes are what keeps the database under 300 bytes per event: see
+//! `docs/benchmarks.md`.
 //!
 //! Never: panics on corrupt or truncated bytes, allocates more than the lengths allowed by
 //! [`crate::config::limits`], does I/O.
@@ -26,7 +29,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use uuid::Uuid;
-use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DDict};
+use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DDict, DParameter, FrameFormat};
 
 use crate::config::limits::{EVENT_FIELD_BYTES_MAX, EVENT_MESSAGE_BYTES_MAX};
 use crate::event::{CollectedMethod, Event, EventParts, Transport};
@@ -46,6 +49,7 @@ const FLAG_SOURCE_V6: u8 = 1 << 3;
 const FLAG_DESTINATION_V6: u8 = 1 << 4;
 const FLAG_CALLED: u8 = 1 << 5;
 const FLAG_AGENT: u8 = 1 << 6;
+const FLAG_LOCAL_NODE: u8 = 1 << 7;
 
 const TAIL_RAW: u8 = 0;
 const TAIL_ZSTD: u8 = 1;
@@ -87,19 +91,34 @@ pub struct Header {
     pub uuid: Uuid,
     /// The dictionary the tail needs, if any.
     pub dictionary_id: Option<u32>,
+    /// The event was collected by the store's own node (its node id is not in the record).
+    pub local_node: bool,
+}
+
+/// What a record may refer to instead of containing it.
+#[derive(Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The store's node id (records of local events omit it).
+    pub local_node: Option<Uuid>,
+    /// The store's (id, prepared dictionary), if one was trained.
+    pub dictionary: Option<(u32, &'a DDict<'a>)>,
 }
 
 /// Encodes `event` with a raw tail, appending to `out`.
 pub fn encode(event: &Event, out: &mut Vec<u8>) {
+    encode_raw(event, None, out);
+}
+
+fn encode_raw(event: &Event, local_node: Option<Uuid>, out: &mut Vec<u8>) {
     let tail_bytes = tail_len(event);
-    write_head(event, TAIL_RAW, None, out);
+    write_head(event, TAIL_RAW, None, local_node, out);
     out.reserve(tail_bytes);
     write_tail(event, out);
 }
 
 /// Decodes a record whose tail is raw or compressed without a dictionary.
 pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
-    decode_with(bytes, None, &mut Unpacker::new())
+    decode_with(bytes, &Context::default(), &mut Unpacker::new())
 }
 
 /// Reads only the fixed header.
@@ -110,17 +129,24 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
         timestamp_ns: head.timestamp_ns,
         uuid: head.uuid,
         dictionary_id: head.dictionary_id,
+        local_node: head.flags & FLAG_LOCAL_NODE != 0,
     })
 }
 
-/// Decodes any record; `dictionary` is the (id, prepared dictionary) the store knows, if any.
+/// Decodes any record, given what it may refer to.
 pub fn decode_with(
     bytes: &[u8],
-    dictionary: Option<(u32, &DDict<'_>)>,
+    context: &Context<'_>,
     unpacker: &mut Unpacker,
 ) -> Result<Event, CodecError> {
     let mut reader = Reader { bytes };
-    let head = read_head(&mut reader)?;
+    let mut head = read_head(&mut reader)?;
+    if head.flags & FLAG_LOCAL_NODE != 0 {
+        head.node_id = context
+            .local_node
+            .ok_or(CodecError::Invalid("local node unknown"))?;
+    }
+    let dictionary = context.dictionary;
     let tail_bytes = head
         .lengths
         .iter()
@@ -130,15 +156,21 @@ pub fn decode_with(
     let tail: &[u8] = match head.coding {
         TAIL_RAW => rest,
         TAIL_ZSTD | TAIL_ZSTD_DICTIONARY => {
-            unpacker.buffer.clear();
-            unpacker.buffer.reserve(tail_bytes);
+            let mut buffer = std::mem::take(&mut unpacker.buffer);
+            buffer.clear();
+            buffer.reserve(tail_bytes);
+            let context = unpacker.context()?;
             let written = match (head.dictionary_id, dictionary) {
-                (None, _) => unpacker.context.decompress(&mut unpacker.buffer, rest),
-                (Some(id), Some((known, ddict))) if id == known => unpacker
-                    .context
-                    .decompress_using_ddict(&mut unpacker.buffer, rest, ddict),
-                (Some(id), _) => return Err(CodecError::DictionaryMissing(id)),
+                (None, _) => context.decompress(&mut buffer, rest),
+                (Some(id), Some((known, ddict))) if id == known => {
+                    context.decompress_using_ddict(&mut buffer, rest, ddict)
+                }
+                (Some(id), _) => {
+                    unpacker.buffer = buffer;
+                    return Err(CodecError::DictionaryMissing(id));
+                }
             };
+            unpacker.buffer = buffer;
             match written {
                 Ok(n) if n == tail_bytes => {}
                 Ok(_) => return Err(CodecError::Invalid("tail length")),
@@ -154,18 +186,29 @@ pub fn decode_with(
     build_event(&head, tail)
 }
 
-/// A reusable zstd decompression context.
+/// A reusable zstd decompression context (created on the first compressed record).
 pub struct Unpacker {
-    context: DCtx<'static>,
+    context: Option<DCtx<'static>>,
     buffer: Vec<u8>,
 }
 
 impl Unpacker {
     pub fn new() -> Self {
         Self {
-            context: DCtx::create(),
+            context: None,
             buffer: Vec::new(),
         }
+    }
+
+    fn context(&mut self) -> Result<&mut DCtx<'static>, CodecError> {
+        if self.context.is_none() {
+            let mut context = DCtx::try_create().ok_or(CodecError::Compression)?;
+            context
+                .set_parameter(DParameter::Format(FrameFormat::Magicless))
+                .map_err(|_| CodecError::Compression)?;
+            self.context = Some(context);
+        }
+        self.context.as_mut().ok_or(CodecError::Compression)
     }
 }
 
@@ -179,6 +222,7 @@ impl Default for Unpacker {
 pub struct Packer {
     context: CCtx<'static>,
     dictionary_id: Option<u32>,
+    local_node: Option<Uuid>,
     scratch: Vec<u8>,
     frame: Vec<u8>,
 }
@@ -192,6 +236,7 @@ impl Packer {
             CParameter::ContentSizeFlag(false),
             CParameter::ChecksumFlag(false),
             CParameter::DictIdFlag(false),
+            CParameter::Format(FrameFormat::Magicless),
         ] {
             context
                 .set_parameter(parameter)
@@ -200,6 +245,7 @@ impl Packer {
         Ok(Self {
             context,
             dictionary_id: None,
+            local_node: None,
             scratch: Vec::new(),
             frame: Vec::new(),
         })
@@ -220,12 +266,17 @@ impl Packer {
         self.dictionary_id
     }
 
+    /// Records of events from `node` (the store's own) omit the node id.
+    pub fn set_local_node(&mut self, node: Option<Uuid>) {
+        self.local_node = node;
+    }
+
     /// Encodes `event` with a compressed tail (raw when compression does not pay), appending to
     /// `out`.
     pub fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let tail_bytes = tail_len(event);
         if tail_bytes < COMPRESS_BYTES_MIN {
-            encode(event, out);
+            encode_raw(event, self.local_node, out);
             return Ok(());
         }
         self.scratch.clear();
@@ -240,12 +291,12 @@ impl Packer {
                 } else {
                     TAIL_ZSTD
                 };
-                write_head(event, coding, self.dictionary_id, out);
+                write_head(event, coding, self.dictionary_id, self.local_node, out);
                 out.extend_from_slice(&self.frame);
                 Ok(())
             }
             Ok(_) => {
-                encode(event, out);
+                encode_raw(event, self.local_node, out);
                 Ok(())
             }
             Err(_) => Err(CodecError::Compression),
@@ -260,7 +311,14 @@ fn tail_len(event: &Event) -> usize {
         + event.message().len()
 }
 
-fn write_head(event: &Event, coding: u8, dictionary_id: Option<u32>, out: &mut Vec<u8>) {
+fn write_head(
+    event: &Event,
+    coding: u8,
+    dictionary_id: Option<u32>,
+    local_node: Option<Uuid>,
+    out: &mut Vec<u8>,
+) {
+    let local = local_node == Some(event.node_id);
     let transport = match event.transport {
         Transport::Udp => 0,
         Transport::Tcp => 1,
@@ -282,10 +340,15 @@ fn write_head(event: &Event, coding: u8, dictionary_id: Option<u32>, out: &mut V
     if event.user_agent().is_some() {
         flags |= FLAG_AGENT;
     }
+    if local {
+        flags |= FLAG_LOCAL_NODE;
+    }
     out.extend_from_slice(&[CODEC_VERSION, flags, coding]);
     out.extend_from_slice(&event.timestamp_ns.to_be_bytes());
     out.extend_from_slice(event.uuid.as_bytes());
-    out.extend_from_slice(event.node_id.as_bytes());
+    if !local {
+        out.extend_from_slice(event.node_id.as_bytes());
+    }
     write_address(event.source, out);
     write_address(event.destination, out);
     write_varint(event.method().len() as u64, out);
@@ -397,13 +460,17 @@ fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
         return Err(CodecError::Version(version));
     }
     let flags = reader.byte()?;
-    if flags & 0x80 != 0 || flags & FLAG_TRANSPORT_MASK == 3 {
+    if flags & FLAG_TRANSPORT_MASK == 3 {
         return Err(CodecError::Invalid("flags"));
     }
     let coding = reader.byte()?;
     let timestamp_ns = u64::from_be_bytes(reader.array::<8>()?);
     let uuid = Uuid::from_bytes(reader.array::<16>()?);
-    let node_id = Uuid::from_bytes(reader.array::<16>()?);
+    let node_id = if flags & FLAG_LOCAL_NODE != 0 {
+        Uuid::nil()
+    } else {
+        Uuid::from_bytes(reader.array::<16>()?)
+    };
     let source = reader.address(flags & FLAG_SOURCE_V6 != 0)?;
     let destination = reader.address(flags & FLAG_DESTINATION_V6 != 0)?;
     let lengths = [
@@ -548,7 +615,10 @@ mod tests {
             let e = event(index, &message(index), index % 2 == 0);
             let mut out = vec![9, 9];
             packer.encode(&e, &mut out).unwrap();
-            assert_eq!(decode_with(&out[2..], None, &mut unpacker).unwrap(), e);
+            assert_eq!(
+                decode_with(&out[2..], &Context::default(), &mut unpacker).unwrap(),
+                e
+            );
             assert_eq!(decode(&out[2..]).unwrap(), e);
         }
         // A short tail stays raw.
@@ -580,11 +650,50 @@ mod tests {
             without.len()
         );
         assert_eq!(
-            decode_with(&with, Some((1, &ddict)), &mut unpacker).unwrap(),
+            decode_with(
+                &with,
+                &Context {
+                    local_node: None,
+                    dictionary: Some((1, &ddict))
+                },
+                &mut unpacker
+            )
+            .unwrap(),
             e
         );
         assert_eq!(decode(&with), Err(CodecError::DictionaryMissing(1)));
         assert_eq!(decode_header(&with).unwrap().dictionary_id, Some(1));
+    }
+
+    #[test]
+    fn codec_local_node_omitted() {
+        let e = event(4, &message(4), false);
+        let mut packer = Packer::new().unwrap();
+        let mut full = Vec::new();
+        packer.encode(&e, &mut full).unwrap();
+        packer.set_local_node(Some(e.node_id));
+        let mut short = Vec::new();
+        packer.encode(&e, &mut short).unwrap();
+        assert_eq!(short.len() + 16, full.len());
+        assert!(decode_header(&short).unwrap().local_node);
+        assert!(!decode_header(&full).unwrap().local_node);
+        assert_eq!(
+            decode(&short),
+            Err(CodecError::Invalid("local node unknown"))
+        );
+        let context = Context {
+            local_node: Some(e.node_id),
+            dictionary: None,
+        };
+        assert_eq!(
+            decode_with(&short, &context, &mut Unpacker::new()).unwrap(),
+            e
+        );
+        // Another node's event keeps its id.
+        packer.set_local_node(Some(Uuid::from_u128(1)));
+        let mut other = Vec::new();
+        packer.encode(&e, &mut other).unwrap();
+        assert_eq!(decode(&other).unwrap(), e);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! binary event record). [`commands`] implements `sentrypeer stats` and `export`.
 //!
 //! Tables: `events` (u64 big-endian key, monotonically increasing -> codec record), `event_uuid`
-//! (uuid -> event key, for de-duplication), `source_ips` / `called_numbers` (key -> first seen,
+//! (uuid -> event key, for de-duplicating other nodes' events: events created by this node carry
+//! fresh v4 UUIDs and are neither looked up nor indexed, so the P2P layer must drop received
+//! events that claim this node's id), `source_ips` / `called_numbers` (key -> first seen,
 //! last seen, count), `source_ips_by_last` / `called_numbers_by_last` ((last seen ns, key) -> empty,
 //! for newest-first lists without a scan), `meta` (schema version, node id, next event key, the
 //! zstd dictionary, delivery cursors `cursor/<name>`). Counts come from LMDB's O(1) table stats.
@@ -288,28 +290,32 @@ impl Store {
     /// Starts a read transaction. Keep it short, and drop it before calling
     /// [`Self::set_cursor`] on the same thread.
     pub fn read(&self) -> Result<Reader<'_>, StoreError> {
-        let guard = self
-            .inner
-            .resize_lock
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        let txn = match self.inner.env.read_txn() {
-            Ok(txn) => txn,
-            Err(heed::Error::Mdb(heed::MdbError::MapResized)) => {
-                // Another process grew the map: adopt its size (no transaction is open here
-                // once we hold the lock exclusively).
-                drop(guard);
-                self.adopt_map_size()?;
-                return self.read();
+        let mut resized = false;
+        loop {
+            let guard = self
+                .inner
+                .resize_lock
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            match self.inner.env.read_txn() {
+                Ok(txn) => {
+                    let unpacker = RefCell::new(None);
+                    return Ok(Reader {
+                        store: &self.inner,
+                        txn,
+                        unpacker,
+                        _guard: guard,
+                    });
+                }
+                Err(heed::Error::Mdb(heed::MdbError::MapResized)) if !resized => {
+                    // Another process grew the map: adopt its size, once.
+                    drop(guard);
+                    self.adopt_map_size()?;
+                    resized = true;
+                }
+                Err(error) => return Err(error.into()),
             }
-            Err(error) => return Err(error.into()),
-        };
-        Ok(Reader {
-            store: &self.inner,
-            txn,
-            unpacker: RefCell::new(None),
-            _guard: guard,
-        })
+        }
     }
 
     /// Sets the delivery cursor `name` (e.g. `webhook`, `p2p`) to `key` in its own small write
@@ -416,7 +422,9 @@ impl Store {
         let mut next_key = read_u64(tables.meta.get(&txn, META_NEXT_EVENT_KEY)?).unwrap_or(1);
         let mut value = Vec::with_capacity(1024);
         for event in events {
-            if tables.uuids.get(&txn, event.uuid.as_bytes())?.is_some() {
+            // Our own events carry fresh v4 UUIDs: only other nodes' events can repeat.
+            let foreign = event.node_id != self.inner.node_id;
+            if foreign && tables.uuids.get(&txn, event.uuid.as_bytes())?.is_some() {
                 stored.push(Stored::Duplicate);
                 continue;
             }
@@ -429,7 +437,9 @@ impl Store {
             tables
                 .events
                 .put_with_flags(&mut txn, PutFlags::APPEND, &key, &value)?;
-            tables.uuids.put(&mut txn, event.uuid.as_bytes(), &key)?;
+            if foreign {
+                tables.uuids.put(&mut txn, event.uuid.as_bytes(), &key)?;
+            }
             let ip = ip_key(display_ip(event.source));
             bump(
                 tables.ips,
@@ -466,7 +476,8 @@ impl Store {
     ) -> Result<usize, heed::Error> {
         let tables = &self.inner.tables;
         let mut txn = self.inner.env.write_txn()?;
-        let mut doomed: Vec<([u8; 8], Uuid)> = Vec::new();
+        // (key, UUID of an other node's event: only those are in the UUID index).
+        let mut doomed: Vec<([u8; 8], Option<Uuid>)> = Vec::new();
         for entry in tables.events.iter(&txn)?.take(count_max) {
             let (key, value) = entry?;
             let Ok(header) = codec::decode_header(value) else {
@@ -478,11 +489,13 @@ impl Store {
             if header.timestamp_ns >= cutoff_ns {
                 break;
             }
-            doomed.push((key, header.uuid));
+            doomed.push((key, (!header.local_node).then_some(header.uuid)));
         }
         for (key, uuid) in &doomed {
             tables.events.delete(&mut txn, key)?;
-            tables.uuids.delete(&mut txn, uuid.as_bytes())?;
+            if let Some(uuid) = uuid {
+                tables.uuids.delete(&mut txn, uuid.as_bytes())?;
+            }
         }
         txn.commit()?;
         Ok(doomed.len())
@@ -712,8 +725,11 @@ impl Reader<'_> {
             Some(_) => self.load_dictionary(),
             None => None,
         };
-        let prepared = dictionary.map(|d| (d.id, &d.prepared));
-        codec::decode_with(value, prepared, unpacker)
+        let context = codec::Context {
+            local_node: Some(self.store.node_id),
+            dictionary: dictionary.map(|d| (d.id, &d.prepared)),
+        };
+        codec::decode_with(value, &context, unpacker)
             .ok()
             .map(|event| (key, event))
     }

@@ -37,6 +37,10 @@ use crate::metrics::{self, Counter, Render};
 /// Longest sleep between commit retries after an error other than a full map.
 const COMMIT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Failed commits after the channel closed before the writer gives the batch up (about 15 s
+/// with the back-off), so that a full disk cannot keep the process from exiting.
+const SHUTDOWN_COMMIT_ATTEMPTS_MAX: u32 = 20;
+
 /// How long the idle writer waits before it does its housekeeping anyway.
 const IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -312,6 +316,8 @@ pub fn spawn_writer_with(
         Some((id, bytes)) => codec::Packer::with_dictionary(id, &bytes),
         None => codec::Packer::new(),
     }?;
+    let mut packer = packer;
+    packer.set_local_node(Some(store.node_id()));
     let last_key = store.read()?.last_key()?;
     commits.publish(last_key);
     let mut writer = Writer {
@@ -407,7 +413,7 @@ impl Writer {
             };
             batch.push(first);
             let closed = self.fill_batch(&mut batch);
-            self.commit(&batch, &mut stored);
+            self.commit(&batch, &mut stored, closed);
             self.emit(&batch, &stored);
             batch.clear();
             if closed {
@@ -418,13 +424,13 @@ impl Writer {
         while let Ok(event) = self.events.try_recv() {
             batch.push(event);
             if batch.len() == self.batch_events_max {
-                self.commit(&batch, &mut stored);
+                self.commit(&batch, &mut stored, true);
                 self.emit(&batch, &stored);
                 batch.clear();
             }
         }
         if !batch.is_empty() {
-            self.commit(&batch, &mut stored);
+            self.commit(&batch, &mut stored, true);
             self.emit(&batch, &stored);
         }
         if let Some(json) = &mut self.json {
@@ -454,10 +460,22 @@ impl Writer {
         false
     }
 
-    /// Commits the batch, growing the map or retrying until it is stored.
-    fn commit(&mut self, batch: &[Event], stored: &mut Vec<Stored>) {
+    /// Commits the batch, growing the map or retrying until it is stored. Once the channel is
+    /// closed (`closing`), gives up after [`SHUTDOWN_COMMIT_ATTEMPTS_MAX`] failures so that the
+    /// process can exit; `stored` is then empty and nothing is emitted.
+    fn commit(&mut self, batch: &[Event], stored: &mut Vec<Stored>, closing: bool) {
         let mut backoff = Duration::from_millis(10);
+        let mut failures = 0;
         loop {
+            if closing && failures >= SHUTDOWN_COMMIT_ATTEMPTS_MAX {
+                stored.clear();
+                eprintln!(
+                    "sentrypeer: shutting down with {} events not stored in {}",
+                    batch.len(),
+                    self.store.path().display()
+                );
+                return;
+            }
             let started = Instant::now();
             match self.store.commit_batch(batch, &mut self.packer, stored) {
                 Ok(()) => {
@@ -467,9 +485,15 @@ impl Writer {
                 }
                 Err(heed::Error::Mdb(heed::MdbError::MapFull)) => match self.store.grow_map() {
                     Ok(_) => self.metrics.map_resizes_total.inc(),
-                    Err(error) => self.commit_failed(&error.to_string(), &mut backoff),
+                    Err(error) => {
+                        failures += 1;
+                        self.commit_failed(&error.to_string(), &mut backoff);
+                    }
                 },
-                Err(error) => self.commit_failed(&error.to_string(), &mut backoff),
+                Err(error) => {
+                    failures += 1;
+                    self.commit_failed(&error.to_string(), &mut backoff);
+                }
             }
         }
     }
@@ -659,7 +683,10 @@ impl Writer {
             });
         self.samples.clear();
         match outcome {
-            Ok(packer) => self.packer = packer,
+            Ok(mut packer) => {
+                packer.set_local_node(Some(self.store.node_id()));
+                self.packer = packer;
+            }
             Err(StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))) => {
                 if self.store.grow_map().is_ok() {
                     self.metrics.map_resizes_total.inc();

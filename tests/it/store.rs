@@ -607,8 +607,17 @@ fn store_commit_watch_and_dictionary() {
     let dir = tempfile::tempdir().unwrap();
     let config = store_config(dir.path());
     let store = Store::open(&config).unwrap();
-    // Enough events to train the dictionary; reads before and after it decode alike.
-    let events: Vec<Event> = (0..2_400).map(event).collect();
+    // Enough events to train the dictionary; reads before and after it decode alike. Half are
+    // this node's own (their records omit the node id), half another node's.
+    let local = |i: u32| {
+        Event::new(&EventParts {
+            node_id: store.node_id(),
+            ..event(i).parts()
+        })
+    };
+    let events: Vec<Event> = (0..2_400)
+        .map(|i| if i % 2 == 0 { local(i) } else { event(i) })
+        .collect();
     let (sender, receiver) = crossbeam_channel::bounded(4096);
     let writer = spawn_writer(store.clone(), receiver, &outputs(None), &config).unwrap();
     let commits = writer.commits();
