@@ -262,6 +262,9 @@ fn time_gets(
     Ok(histogram)
 }
 
+/// Look-ups timed per route.
+const LOOKUPS: u64 = 2_000;
+
 fn summary(histogram: &Histogram<u64>) -> serde_json::Value {
     serde_json::json!({
         "count": histogram.len(),
@@ -293,14 +296,14 @@ fn bench(addr: SocketAddr, args: &Args, fill_seconds: f64, ingested: &AtomicU64)
     let ip = time_gets(
         &agent,
         &base,
-        200,
+        LOOKUPS,
         |i| format!("/ip-addresses/{}", source_ip(mix(i) % args.ips)),
         200,
     )?;
     let number_lookup = time_gets(
         &agent,
         &base,
-        200,
+        LOOKUPS,
         |i| format!("/numbers/{}", number(mix(i) % args.numbers)),
         200,
     )?;
@@ -328,6 +331,7 @@ fn bench(addr: SocketAddr, args: &Args, fill_seconds: f64, ingested: &AtomicU64)
             "rate_per_second_asked": args.ingest_rate,
             "events_ingested": ingested_during,
             "seconds": seconds,
+            "events_per_second": ingested_during as f64 / seconds,
         },
         "client": "ureq 3, one keep-alive connection, sequential requests, loopback",
         "ip_lookup": summary(&ip),

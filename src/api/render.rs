@@ -54,34 +54,126 @@ pub fn health_check() -> String {
     .to_string()
 }
 
-#[derive(Serialize)]
-struct IpItem {
-    ip_address: String,
-    seen_last: String,
-    seen_count: String,
+/// Formats `seen_last` values exactly like [`format_timestamp`], fast: the date comes from it
+/// once per UTC day, the time of day from arithmetic. Lists are newest first, so consecutive
+/// items mostly share a day.
+#[derive(Default)]
+struct Clock {
+    day: Option<u64>,
+    /// `YYYY-MM-DD` of `day`.
+    date: String,
+    out: String,
+}
+
+impl Clock {
+    const NANOS_PER_SECOND: u64 = 1_000_000_000;
+    const SECONDS_PER_DAY: u64 = 86_400;
+
+    fn format(&mut self, timestamp_ns: u64) -> &str {
+        let seconds = timestamp_ns / Self::NANOS_PER_SECOND;
+        let day = seconds / Self::SECONDS_PER_DAY;
+        if self.day != Some(day) {
+            let midnight_ns = day * Self::SECONDS_PER_DAY * Self::NANOS_PER_SECOND;
+            let full = format_timestamp(midnight_ns);
+            self.date = full.get(..10).unwrap_or_default().to_owned();
+            self.day = Some(day);
+        }
+        let of_day = seconds % Self::SECONDS_PER_DAY;
+        let (hours, minutes, secs) = (of_day / 3_600, of_day / 60 % 60, of_day % 60);
+        let nanos = timestamp_ns % Self::NANOS_PER_SECOND;
+        self.out.clear();
+        let _ = write!(
+            self.out,
+            "{} {hours:02}:{minutes:02}:{secs:02}.{nanos:09}",
+            self.date
+        );
+        &self.out
+    }
+}
+
+/// Serialises a `Display` value as a JSON string without an intermediate `String`.
+struct Text<'a, T: std::fmt::Display>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Text<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
 }
 
 #[derive(Serialize)]
-struct IpList<'a> {
-    ip_addresses_total: u64,
-    ip_addresses: Vec<IpItem>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<&'a str>,
+struct IpItem<'a> {
+    ip_address: Text<'a, IpAddr>,
+    seen_last: &'a str,
+    seen_count: Text<'a, u64>,
 }
 
 #[derive(Serialize)]
 struct NumberItem<'a> {
     called_number: &'a str,
-    seen_last: String,
-    seen_count: String,
+    seen_last: &'a str,
+    seen_count: Text<'a, u64>,
+}
+
+/// The items of a list, each rendered on the fly.
+struct IpItems<'a>(&'a [IpSeen]);
+struct NumberItems<'a>(&'a [NumberSeen]);
+
+impl Serialize for IpItems<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        let mut clock = Clock::default();
+        for item in self.0 {
+            seq.serialize_element(&IpItem {
+                ip_address: Text(&item.ip),
+                seen_last: clock.format(item.last_seen_ns),
+                seen_count: Text(&item.count),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for NumberItems<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        let mut clock = Clock::default();
+        for item in self.0 {
+            seq.serialize_element(&NumberItem {
+                called_number: &item.number,
+                seen_last: clock.format(item.last_seen_ns),
+                seen_count: Text(&item.count),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct IpList<'a> {
+    ip_addresses_total: u64,
+    ip_addresses: IpItems<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct NumberList<'a> {
     called_numbers_total: u64,
-    called_numbers: Vec<NumberItem<'a>>,
+    called_numbers: NumberItems<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<&'a str>,
+}
+
+/// Bytes per rendered list item, to size the output once.
+const LIST_ITEM_BYTES_TYPICAL: usize = 96;
+
+fn to_json(value: &impl Serialize, items: usize) -> String {
+    let mut out = Vec::with_capacity(64 + items * LIST_ITEM_BYTES_TYPICAL);
+    // Serialising into a Vec only fails for non-string map keys, which these types do not have.
+    let _ = serde_json::to_writer(&mut out, value);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The `/ip-addresses` body; `next` only when another page follows.
@@ -89,17 +181,10 @@ pub fn ip_list_json(total: u64, items: &[IpSeen], next: Option<&PageCursor>) -> 
     let next = next.map(PageCursor::to_hex);
     let list = IpList {
         ip_addresses_total: total,
-        ip_addresses: items
-            .iter()
-            .map(|item| IpItem {
-                ip_address: item.ip.to_string(),
-                seen_last: format_timestamp(item.last_seen_ns),
-                seen_count: item.count.to_string(),
-            })
-            .collect(),
+        ip_addresses: IpItems(items),
         next: next.as_deref(),
     };
-    serde_json::to_string(&list).unwrap_or_default()
+    to_json(&list, items.len())
 }
 
 /// The `/numbers` body; `next` only when another page follows.
@@ -107,17 +192,10 @@ pub fn number_list_json(total: u64, items: &[NumberSeen], next: Option<&PageCurs
     let next = next.map(PageCursor::to_hex);
     let list = NumberList {
         called_numbers_total: total,
-        called_numbers: items
-            .iter()
-            .map(|item| NumberItem {
-                called_number: &item.number,
-                seen_last: format_timestamp(item.last_seen_ns),
-                seen_count: item.count.to_string(),
-            })
-            .collect(),
+        called_numbers: NumberItems(items),
         next: next.as_deref(),
     };
-    serde_json::to_string(&list).unwrap_or_default()
+    to_json(&list, items.len())
 }
 
 /// One value per line (each line ends with `\n`). Line breaks inside a value become spaces, so
@@ -260,6 +338,30 @@ mod tests {
             serde_json::from_str(&number_list_json(1, &items, None)).unwrap();
         assert_eq!(body["called_numbers"][0]["called_number"], "12\"3\n");
         assert_eq!(body["called_numbers"][0]["seen_count"], "3");
+    }
+
+    #[test]
+    fn render_clock_matches_format_timestamp() {
+        let mut clock = Clock::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut samples = vec![
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            86_399_999_999_999,
+            u64::MAX,
+        ];
+        for _ in 0..10_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            samples.push(state);
+            samples.push(1_764_326_400_000_000_000 + state % 200_000_000_000_000);
+        }
+        for ns in samples {
+            assert_eq!(clock.format(ns), format_timestamp(ns), "{ns}");
+        }
     }
 
     #[test]
