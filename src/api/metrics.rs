@@ -15,6 +15,8 @@ pub struct ApiMetrics {
     pub connections_total: Counter,
     /// Connections closed at once because [`crate::config::limits::API_CONNECTIONS_MAX`] were open.
     pub connections_refused_total: Counter,
+    /// Connections closed because the client stopped reading a response.
+    pub connections_stalled_total: Counter,
     /// Store reads that failed (answered 500).
     pub store_errors_total: Counter,
     request_microseconds: Mutex<Histogram<u64>>,
@@ -26,6 +28,7 @@ impl Default for ApiMetrics {
             responses_by_class: Default::default(),
             connections_total: Counter::default(),
             connections_refused_total: Counter::default(),
+            connections_stalled_total: Counter::default(),
             store_errors_total: Counter::default(),
             request_microseconds: Mutex::new(new_histogram()),
         }
@@ -91,6 +94,12 @@ impl Render for ApiMetrics {
             "api_connections_refused_total",
             "API connections closed at once: too many open.",
             self.connections_refused_total.get(),
+        );
+        metrics::write_counter(
+            out,
+            "api_connections_stalled_total",
+            "API connections closed: the client stopped reading a response.",
+            self.connections_stalled_total.get(),
         );
         metrics::write_counter(
             out,

@@ -20,6 +20,7 @@ mod metrics;
 pub mod render;
 pub mod route;
 mod service;
+mod stall;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub struct ApiOptions {
     pub header_read_timeout: Duration,
     /// Open connections; more are closed at once.
     pub connections_max: usize,
+    /// How long a response write may stay blocked on a client that does not read; then the
+    /// connection is closed.
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for ApiOptions {
@@ -76,6 +80,7 @@ impl Default for ApiOptions {
         Self {
             header_read_timeout: limits::API_HEADER_READ_TIMEOUT,
             connections_max: limits::API_CONNECTIONS_MAX,
+            write_stall_timeout: limits::API_WRITE_STALL_TIMEOUT,
         }
     }
 }
@@ -220,6 +225,11 @@ async fn connection(
     options: ApiOptions,
 ) {
     let _ = stream.set_nodelay(true);
+    let io = stall::StallGuard::new(
+        stream,
+        options.write_stall_timeout,
+        Arc::clone(&state.metrics),
+    );
     let service = service_fn(move |request| service::handle(Arc::clone(&state), request));
     let mut builder = http1::Builder::new();
     builder
@@ -228,7 +238,7 @@ async fn connection(
         .max_buf_size(limits::API_REQUEST_HEAD_BYTES_MAX)
         .max_header_size(limits::API_REQUEST_HEAD_BYTES_MAX)
         .max_headers(limits::API_REQUEST_HEADERS_COUNT_MAX);
-    let served = builder.serve_connection(TokioIo::new(stream), service);
+    let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
     tokio::select! {
         _ = served.as_mut() => {}

@@ -127,6 +127,11 @@ pub const API_REQUEST_HEADERS_COUNT_MAX: usize = 64;
 /// connection is closed.
 pub const API_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a response write may stay blocked because the client does not read; then the
+/// connection is closed (counter `api_connections_stalled_total`). Bounds how long one
+/// connection can pin a response (up to ~10 MB for a full list) in memory.
+pub const API_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Blocking threads that run long store reads (full lists, events) for the API.
 pub const API_BLOCKING_THREADS_MAX: usize = 4;
 

@@ -203,6 +203,15 @@ impl Reply {
 
 fn event(source: &str, number: Option<&str>, timestamp_ns: u64) -> Event {
     let message = b"OPTIONS sip:100@192.0.2.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+    event_with_message(source, number, timestamp_ns, message)
+}
+
+fn event_with_message(
+    source: &str,
+    number: Option<&str>,
+    timestamp_ns: u64,
+    message: &[u8],
+) -> Event {
     Event::new(&EventParts {
         timestamp_ns,
         uuid: Uuid::new_v4(),
@@ -991,4 +1000,38 @@ fn api_stop_is_graceful() {
         TcpStream::connect(addr).is_err(),
         "still listening after stop"
     );
+}
+
+#[test]
+fn api_stalled_reader_is_closed() {
+    let options = ApiOptions {
+        write_stall_timeout: Duration::from_millis(300),
+        ..ApiOptions::default()
+    };
+    let fixture = Fixture::start(None, options);
+    // 400 events with 64 KiB messages: a ~26 MB /events body, more than loopback buffers hold.
+    let message: Vec<u8> = (0..64 * 1024_u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let events: Vec<Event> = (0..400_u64)
+        .map(|i| event_with_message("10.0.0.1:5060", None, BASE_NS + i, &message))
+        .collect();
+    fixture.feed(&events);
+    let mut stream = TcpStream::connect(fixture.addr()).unwrap();
+    stream
+        .write_all(b"GET /events?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Never read: the server must give up on this connection.
+    let metrics = fixture.api.as_ref().unwrap().metrics();
+    let deadline = Instant::now() + DEADLINE;
+    while metrics.connections_stalled_total.get() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a stalled reader was never closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stream);
+    // A client that reads gets the whole body.
+    let reply = fixture.get("/events?limit=1000");
+    reply.check(200, "application/json");
+    assert_eq!(reply.json()["events"].as_array().unwrap().len(), 400);
 }
