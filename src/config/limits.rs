@@ -101,8 +101,39 @@ pub const REPLY_LIMITER_SOURCES_MAX: usize = 65_536;
 /// Items returned by one page of an API list.
 pub const API_PAGE_ITEMS_MAX: usize = 100_000;
 
-/// Open API connections; more are refused.
+/// Open API connections; a connection over the cap is closed at once (counter
+/// `api_connections_refused_total`). Worst case: this many hyper connections, each with at most
+/// `API_REQUEST_HEAD_BYTES_MAX` buffered.
 pub const API_CONNECTIONS_MAX: usize = 1_024;
+
+/// Events returned by one `GET /events` page (default and cap of `limit`): events keep up to
+/// `EVENT_MESSAGE_BYTES_MAX` of message, so the worst-case body is about 1000 x 64 KiB.
+pub const API_EVENTS_PAGE_ITEMS_MAX: usize = 1_000;
+
+/// Events returned by `GET /events` without `limit`.
+pub const API_EVENTS_PAGE_ITEMS_DEFAULT: usize = 100;
+
+/// Longest request target (path and query) the API answers; a longer one gets 414.
+pub const API_URI_BYTES_MAX: usize = 8 * 1024;
+
+/// Largest request head (request line and headers) hyper buffers; more gets 431 and the
+/// connection is closed. Also the read buffer cap per connection (hyper's minimum is 8 KiB).
+pub const API_REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+/// Most request headers; more gets 431 and the connection is closed.
+pub const API_REQUEST_HEADERS_COUNT_MAX: usize = 64;
+
+/// Time a client has to send a whole request head (also the idle keep-alive timeout); then the
+/// connection is closed.
+pub const API_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a response write may stay blocked because the client does not read; then the
+/// connection is closed (counter `api_connections_stalled_total`). Bounds how long one
+/// connection can pin a response (up to ~10 MB for a full list) in memory.
+pub const API_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Blocking threads that run long store reads (full lists, events) for the API.
+pub const API_BLOCKING_THREADS_MAX: usize = 4;
 
 /// Events queued between the writer and the webhook worker.
 pub const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
@@ -186,6 +217,9 @@ pub const STORE_DICTIONARY_BYTES_MAX: usize = 16 * 1024;
 pub const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_millis(50);
 
 const _: () = assert!(CALLED_NUMBER_KEY_BYTES_MAX + 8 <= 511);
+const _: () = assert!(API_URI_BYTES_MAX < API_REQUEST_HEAD_BYTES_MAX);
+const _: () = assert!(API_REQUEST_HEAD_BYTES_MAX >= 8 * 1024);
+const _: () = assert!(API_EVENTS_PAGE_ITEMS_DEFAULT <= API_EVENTS_PAGE_ITEMS_MAX);
 const _: () = assert!(STORE_MAP_BYTES_INITIAL <= STORE_MAP_BYTES_MAX);
 const _: () = assert!(SIP_MESSAGE_BYTES_MAX <= UDP_DATAGRAM_BYTES_MAX + 1);
 const _: () = assert!(WRITER_BATCH_EVENTS_DEFAULT <= WRITER_BATCH_EVENTS_MAX);

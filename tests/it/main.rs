@@ -1,5 +1,8 @@
 //! Integration tests: one binary, a module per area.
 
+/// The HTTP API: compat routes, additions, limits, hostile input.
+mod api;
+
 /// The `sentrypeer` binary's command line, environment, config file and exit codes.
 mod cli;
 
