@@ -9,6 +9,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::status::Status;
+use crate::api;
 use crate::config::Config;
 use crate::config::limits::EVENT_CHANNEL_CAPACITY;
 use crate::event::Event;
@@ -40,6 +41,18 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
         }
         None => None,
     };
+    let api = if config.api.enabled {
+        let handle = api::start(&config.api, store.clone(), renders.clone())?;
+        if config.verbose {
+            eprintln!(
+                "sentrypeer: API listening on http://{}",
+                handle.local_addr()
+            );
+        }
+        Some(handle)
+    } else {
+        None
+    };
     let mut status = Status::new(&store, writer.metrics());
     if config.verbose {
         status.print_banner(config, started.elapsed());
@@ -66,6 +79,9 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
     drop(events);
     writer.join();
     if let Some(handle) = webhook {
+        handle.stop();
+    }
+    if let Some(handle) = api {
         handle.stop();
     }
     drop(renders);
