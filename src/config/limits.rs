@@ -113,6 +113,43 @@ pub const P2P_ENTRY_BYTES_MAX: usize = 4 * 1024;
 /// How often a recurring I/O error is logged at most.
 pub const IO_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// LMDB map size a new store starts with; sparse, so it costs address space, not disk. When a
+/// write transaction finds the map full the writer doubles it (counter `writer_map_resizes_total`)
+/// and retries the batch.
+pub const STORE_MAP_BYTES_INITIAL: usize = 1 << 30;
+
+/// Largest LMDB map the writer grows to (1 TiB); beyond it commits fail and are reported.
+pub const STORE_MAP_BYTES_MAX: usize = 1 << 40;
+
+/// LMDB reader slots: concurrent read transactions (API connections, workers, commands);
+/// one more fails with MDB_READERS_FULL.
+pub const STORE_READERS_MAX: u32 = API_CONNECTIONS_MAX as u32 + 64;
+
+/// Called numbers are aggregated under at most this many bytes (LMDB keys are at most 511
+/// bytes; the newest-first index adds 8).
+pub const CALLED_NUMBER_KEY_BYTES_MAX: usize = 256;
+
+/// Raw events removed by retention per write transaction, so pruning never stalls ingest.
+pub const STORE_PRUNE_EVENTS_PER_TXN: usize = 1_000;
+
+/// How often the writer looks for events older than the retention (sooner while a pass was
+/// full).
+pub const STORE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Messages sampled to train the store's zstd dictionary (once per store), each cut to
+/// `STORE_DICTIONARY_SAMPLE_BYTES_MAX`: worst case 2 MiB held by the writer until trained.
+pub const STORE_DICTIONARY_SAMPLES: usize = 1_000;
+pub const STORE_DICTIONARY_SAMPLE_BYTES_MAX: usize = 2 * 1024;
+
+/// Size of the trained zstd dictionary.
+pub const STORE_DICTIONARY_BYTES_MAX: usize = 16 * 1024;
+
+/// Longest a syslog datagram send may block; on timeout the rest of the batch's syslog lines
+/// are skipped (counter `writer_syslog_errors_total`).
+pub const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_millis(50);
+
+const _: () = assert!(CALLED_NUMBER_KEY_BYTES_MAX + 8 <= 511);
+const _: () = assert!(STORE_MAP_BYTES_INITIAL <= STORE_MAP_BYTES_MAX);
 const _: () = assert!(SIP_MESSAGE_BYTES_MAX <= UDP_DATAGRAM_BYTES_MAX + 1);
 const _: () = assert!(WRITER_BATCH_EVENTS_DEFAULT <= WRITER_BATCH_EVENTS_MAX);
 const _: () = assert!(REPLY_BURST >= REPLY_RATE_PER_SECOND);

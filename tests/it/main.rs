@@ -5,3 +5,6 @@ mod cli;
 
 /// The man page generated from the clap definition matches the committed one.
 mod manpage;
+
+/// The LMDB store, its writer and outputs.
+mod store;
