@@ -8,3 +8,6 @@ mod manpage;
 
 /// The LMDB store, its writer and outputs.
 mod store;
+
+/// Peer to peer: several nodes in one process, a hostile gossipsub peer, bandwidth bounds.
+mod p2p;
