@@ -484,10 +484,6 @@ fn p2p_bandwidth_bounded_by_coalescing() {
     wait_for("all events published", Duration::from_secs(20), || {
         metrics.entries_out_events_total.get() == total as u64
     });
-    let mut text = String::new();
-    sentrypeer::metrics::Render::render(&*y.p2p().metrics(), &mut text);
-    sentrypeer::metrics::Render::render(&*metrics, &mut text);
-    eprintln!("{text}");
     wait_for(
         "every (IP, number) pair on Y",
         Duration::from_secs(10),
@@ -507,11 +503,6 @@ fn p2p_bandwidth_bounded_by_coalescing() {
         },
     );
     let y_metrics = y.p2p().metrics();
-    let mut text = String::new();
-    std::thread::sleep(Duration::from_secs(2));
-    sentrypeer::metrics::Render::render(&*y_metrics, &mut text);
-    sentrypeer::metrics::Render::render(&*metrics, &mut text);
-    eprintln!("{text}");
     wait_for("Y counted every event", Duration::from_secs(5), || {
         y_metrics.entries_in_events_total.get() == total as u64
     });
