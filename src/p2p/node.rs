@@ -179,7 +179,7 @@ fn score_params(
     (params, thresholds)
 }
 
-fn build_swarm(keypair: &Keypair, topic: &IdentTopic) -> Result<Swarm<Behaviour>, P2pError> {
+fn build_behaviour(keypair: &Keypair, topic: &IdentTopic) -> Result<Behaviour, P2pError> {
     let peer_id = PeerId::from(keypair.public());
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -208,25 +208,47 @@ fn build_swarm(keypair: &Keypair, topic: &IdentTopic) -> Result<Swarm<Behaviour>
         identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
             .with_agent_version(format!("sentrypeer/{}", env!("CARGO_PKG_VERSION"))),
     );
-    let behaviour = Behaviour {
+    Ok(Behaviour {
         identify,
         kad,
         gossipsub,
-    };
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+    })
+}
+
+/// The swarm; without DNS resolution (IP bootstrap addresses only) when the system resolver
+/// configuration cannot be read.
+fn build_swarm(
+    keypair: &Keypair,
+    topic: &IdentTopic,
+    debug: bool,
+) -> Result<Swarm<Behaviour>, P2pError> {
+    let behaviour = build_behaviour(keypair, topic)?;
+    let tcp = || tcp::Config::default().nodelay(true);
+    let with_dns = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_tcp(tcp(), noise::Config::new, yamux::Config::default)
         .map_err(transport_error)?
-        .with_dns()
-        .map_err(transport_error)?
-        .with_behaviour(|_| behaviour)
-        .map_err(transport_error)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-        .build();
+        .with_dns();
+    let swarm = match with_dns {
+        Ok(builder) => builder
+            .with_behaviour(|_| behaviour)
+            .map_err(transport_error)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build(),
+        Err(error) => {
+            if debug {
+                eprintln!("sentrypeer: p2p without DNS (resolver configuration: {error})");
+            }
+            libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+                .with_tokio()
+                .with_tcp(tcp(), noise::Config::new, yamux::Config::default)
+                .map_err(transport_error)?
+                .with_behaviour(|_| behaviour)
+                .map_err(transport_error)?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+                .build()
+        }
+    };
     Ok(swarm)
 }
 
@@ -252,7 +274,7 @@ pub(super) fn run(
     };
     runtime.block_on(async move {
         let topic = IdentTopic::new(TOPIC);
-        let mut swarm = match build_swarm(&settings.keypair, &topic) {
+        let mut swarm = match build_swarm(&settings.keypair, &topic, settings.debug) {
             Ok(swarm) => swarm,
             Err(error) => {
                 let _ = ready.send(Err(error));
