@@ -3,7 +3,8 @@
 //! the database bytes per event after 100k realistic events.
 //!
 //! Run: `cargo bench -p sentrypeer --bench store_commit`; `STORE_BENCH_SIZE_EVENTS=N` changes the
-//! size report's event count (0 skips it).
+//! size report's event count (0 skips it); `STORE_BENCH_EXPLORE=1` prints the zstd level and
+//! dictionary size grid instead. Results: `docs/benchmarks.md`, section "Store".
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -204,7 +205,66 @@ fn bench_commit(c: &mut Criterion) {
             writer.join();
         }
     }
+    for no_sync in [false, true] {
+        bench_bare_lmdb(&mut group, 1_000, no_sync);
+    }
     group.finish();
+}
+
+/// The reference in the same run: bare heed puts of 1,000 sequential 200-byte records per write
+/// transaction (performance.md's "LMDB ~485k records/s at 1,000/txn with fsync").
+fn bench_bare_lmdb(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    batch: usize,
+    no_sync: bool,
+) {
+    use heed::types::Bytes;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut builder = heed::EnvOpenOptions::new();
+    builder.map_size(1 << 32).max_dbs(1);
+    let mut flags = heed::EnvFlags::NO_SUB_DIR;
+    if no_sync {
+        flags |= heed::EnvFlags::NO_SYNC;
+    }
+    // SAFETY: a fresh file in a tempdir that nothing else opens.
+    let env = unsafe { builder.flags(flags).open(dir.path().join("bare.db")) }
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    let txn = env.write_txn().unwrap_or_else(|e| panic!("txn: {e}"));
+    let created = env.create_databases_and_commit(txn, |opener, txn| {
+        let db = opener.create_database::<Bytes, Bytes>(txn, Some("bare"))?;
+        Ok::<_, heed::Error>(heed::CommitOrAbort::<_, ()>::Commit(db))
+    });
+    let Ok(heed::CommitOrAbort::Commit(db)) = created else {
+        panic!("create")
+    };
+    let value = [0x5au8; 200];
+    let mut key: u64 = 0;
+    group.throughput(Throughput::Elements(batch as u64));
+    let sync = if no_sync { "nosync" } else { "fsync" };
+    group.bench_function(format!("lmdb_bare_{batch}/{sync}"), |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                if key >= 1_000_000 {
+                    // Keep the file bounded (untimed): start over.
+                    let mut txn = env.write_txn().unwrap_or_else(|e| panic!("txn: {e}"));
+                    db.clear(&mut txn).unwrap_or_else(|e| panic!("clear: {e}"));
+                    txn.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+                    key = 0;
+                }
+                let started = Instant::now();
+                let mut txn = env.write_txn().unwrap_or_else(|e| panic!("txn: {e}"));
+                for _ in 0..batch {
+                    key += 1;
+                    db.put_with_flags(&mut txn, heed::PutFlags::APPEND, &key.to_be_bytes(), &value)
+                        .unwrap_or_else(|e| panic!("put: {e}"));
+                }
+                txn.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+                total += started.elapsed();
+            }
+            total
+        })
+    });
 }
 
 fn bench_codec(c: &mut Criterion) {
@@ -371,7 +431,7 @@ fn main() {
     criterion.final_summary();
 }
 
-#[allow(dead_code)]
+/// `STORE_BENCH_EXPLORE=1`: compressed tail size and time per zstd level and dictionary size.
 fn explore() {
     use zstd::zstd_safe::{CCtx, CParameter};
     let mut traffic = Traffic::new(5);

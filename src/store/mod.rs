@@ -46,7 +46,9 @@ use crate::config::StoreConfig;
 use crate::config::limits;
 use crate::event::{Event, NOT_FOUND, display_ip};
 
-pub use writer::{CommitWatch, WriterHandle, WriterMetrics, WriterOptions, spawn_writer};
+pub use writer::{
+    CommitWatch, WriterHandle, WriterMetrics, WriterOptions, spawn_writer, spawn_writer_with,
+};
 
 /// The schema this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;

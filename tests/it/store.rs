@@ -11,8 +11,9 @@ use sentrypeer::config::{ExportFormat, OutputConfig, StoreConfig};
 use sentrypeer::event::json::to_json;
 use sentrypeer::event::timestamp::now_ns;
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport, display_ip};
-use sentrypeer::store::writer::spawn_writer_with;
-use sentrypeer::store::{Store, StoreError, StoreOptions, WriterOptions, commands, spawn_writer};
+use sentrypeer::store::{
+    Store, StoreError, StoreOptions, WriterOptions, commands, spawn_writer, spawn_writer_with,
+};
 use uuid::Uuid;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -291,12 +292,30 @@ fn store_full_map_grows() {
     let (sender, receiver) = crossbeam_channel::bounded(8192);
     let writer = spawn_writer(store.clone(), receiver, &outputs(None), &config).unwrap();
     let events: Vec<Event> = (0..6_000).map(event).collect();
+    // A reader keeps reading while the map grows under it (the resize waits for it).
+    let commits = writer.commits();
+    let reader_store = store.clone();
+    let reader = std::thread::spawn(move || {
+        let mut reads = 0u64;
+        while !commits.is_finished() {
+            let reader = reader_store.read().unwrap();
+            let totals = reader.totals().unwrap();
+            let page = reader.source_ips(None, 10, None).unwrap();
+            assert!(page.items.len() as u64 <= totals.source_ips);
+            let _ = reader.recent_events(None, 5).unwrap();
+            drop(reader);
+            reader_store.set_cursor("test", totals.events).unwrap();
+            reads += 1;
+        }
+        reads
+    });
     for event in &events {
         sender.send(event.clone()).unwrap();
     }
     drop(sender);
     let metrics = writer.metrics();
     writer.join();
+    assert!(reader.join().unwrap() > 0);
     assert!(metrics.map_resizes_total.get() >= 1);
     assert!(store.map_bytes() > initial);
     assert_eq!(all_events(&store).len(), 6_000);
