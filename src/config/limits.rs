@@ -153,6 +153,12 @@ pub const P2P_PUBLISH_MESSAGES_PER_SECOND: u32 = 20;
 pub const P2P_PEER_MESSAGES_PER_SECOND: u32 = 50;
 pub const P2P_PEER_MESSAGES_BURST: u32 = 200;
 
+/// P2P connections: established incoming, pending incoming (handshakes) and per peer; more are
+/// refused by libp2p's connection limits.
+pub const P2P_CONNECTIONS_INCOMING_MAX: u32 = 256;
+pub const P2P_CONNECTIONS_PENDING_INCOMING_MAX: u32 = 64;
+pub const P2P_CONNECTIONS_PER_PEER_MAX: u32 = 2;
+
 /// Recently received event UUIDs remembered to skip duplicates before the writer channel.
 pub const P2P_RECENT_UUIDS: usize = 65_536;
 

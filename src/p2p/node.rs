@@ -23,7 +23,9 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, noise, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, kad, noise, tcp, yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -32,8 +34,10 @@ use super::outbox::Outbox;
 use super::{CURSOR, IDENTIFY_PROTOCOL, KAD_PROTOCOL, P2pError, P2pMetrics, Shared, TOPIC};
 use crate::config::limits::{
     P2P_BOOTSTRAP_BACKOFF_MAX, P2P_BOOTSTRAP_BACKOFF_MIN, P2P_COALESCE_WINDOW,
-    P2P_PEER_MESSAGES_BURST, P2P_PEER_MESSAGES_PER_SECOND, P2P_PENDING_ENTRIES_MAX,
-    P2P_PUBLISH_MESSAGES_PER_SECOND, P2P_RECENT_UUIDS, P2P_TRANSMIT_BYTES_MAX,
+    P2P_CONNECTIONS_INCOMING_MAX, P2P_CONNECTIONS_PENDING_INCOMING_MAX,
+    P2P_CONNECTIONS_PER_PEER_MAX, P2P_PEER_MESSAGES_BURST, P2P_PEER_MESSAGES_PER_SECOND,
+    P2P_PENDING_ENTRIES_MAX, P2P_PUBLISH_MESSAGES_PER_SECOND, P2P_RECENT_UUIDS,
+    P2P_TRANSMIT_BYTES_MAX,
 };
 use crate::event::Event;
 use crate::event::timestamp::now_ns;
@@ -84,6 +88,7 @@ pub(super) struct ReadBatch {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     gossipsub: gossipsub::Behaviour,
@@ -208,7 +213,14 @@ fn build_behaviour(keypair: &Keypair, topic: &IdentTopic) -> Result<Behaviour, P
         identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
             .with_agent_version(format!("sentrypeer/{}", env!("CARGO_PKG_VERSION"))),
     );
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established_incoming(Some(P2P_CONNECTIONS_INCOMING_MAX))
+            .with_max_pending_incoming(Some(P2P_CONNECTIONS_PENDING_INCOMING_MAX))
+            .with_max_established_per_peer(Some(P2P_CONNECTIONS_PER_PEER_MAX)),
+    );
     Ok(Behaviour {
+        limits,
         identify,
         kad,
         gossipsub,
