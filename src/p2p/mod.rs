@@ -41,8 +41,11 @@ pub const KAD_PROTOCOL: &str = "/sentrypeer/kad/1.0.0";
 /// The identify protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/sentrypeer/id/1.0.0";
 
-/// The delivery cursor name in the store.
+/// The delivery cursor name in the store: every local event up to this key is published.
 pub const CURSOR: &str = "p2p";
+
+/// Set to 1 in the store's cursors once P2P has run (so that cursor 0 means "from the start").
+const CURSOR_STARTED: &str = "p2p_started";
 
 /// Errors starting the node.
 #[derive(Debug, thiserror::Error)]
@@ -313,16 +316,19 @@ pub fn start(
     let bootstrap = node::parse_bootstrap(&config.bootstrap)?;
     let metrics = Arc::new(P2pMetrics::default());
     let shared = Arc::new(Shared::default());
-    let cursor = {
+    let (cursor, first_start) = {
         let reader = store.read()?;
-        let cursor = reader.cursor(CURSOR)?;
-        // First start with -p: share what is collected from now on, not the whole history.
-        if cursor == 0 {
-            reader.last_key()?
+        if reader.cursor(CURSOR_STARTED)? == 0 {
+            // First start with -p: share what is collected from now on, not the whole history.
+            (reader.last_key()?, true)
         } else {
-            cursor
+            (reader.cursor(CURSOR)?, false)
         }
     };
+    if first_start {
+        store.set_cursor(CURSOR, cursor)?;
+        store.set_cursor(CURSOR_STARTED, 1)?;
+    }
     shared.published_through.store(cursor, Ordering::Release);
     let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(node::READ_BATCHES_QUEUED);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();

@@ -69,6 +69,25 @@ impl Node {
         }
     }
 
+    /// Stops the P2P node and starts a new one on the same store and writer.
+    fn restart_p2p(&mut self, bootstrap: &str) {
+        if let Some(p2p) = self.p2p.take() {
+            p2p.stop();
+        }
+        let config = P2pConfig {
+            enabled: true,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            bootstrap: bootstrap.to_owned(),
+        };
+        let commits = self.writer.as_ref().unwrap().commits();
+        let sender = self.sender.clone().unwrap();
+        self.p2p = Some(p2p::start(&config, self.store.clone(), sender, commits, false).unwrap());
+    }
+
+    fn cursor(&self) -> u64 {
+        self.store.read().unwrap().cursor(p2p::CURSOR).unwrap()
+    }
+
     fn any_port() -> Self {
         Self::start("127.0.0.1:0".parse().unwrap(), "")
     }
@@ -228,6 +247,37 @@ fn p2p_unreachable_bootstrap_does_not_delay_and_joins_later() {
         a.count_uuid(uuid) == 1
     });
     assert_eq!(a.events()[0].node_id, b.node_id());
+}
+
+#[test]
+fn p2p_pending_entries_survive_a_restart() {
+    let mut x = Node::any_port();
+    let fed: Vec<Event> = (1..=3u8)
+        .map(|i| local_event(x.node_id(), IpAddr::from([192, 0, 2, i]), "77"))
+        .collect();
+    let uuids: Vec<Uuid> = fed.iter().map(|e| e.uuid).collect();
+    for event in fed {
+        x.feed(event);
+    }
+    wait_for("local events stored", Duration::from_secs(2), || {
+        uuids.iter().all(|u| x.count_uuid(*u) == 1)
+    });
+    let metrics = x.p2p().metrics();
+    wait_for("entries pending (no peers)", Duration::from_secs(5), || {
+        metrics.pending_entries.get() == 3
+    });
+    // Nothing was published, so the saved cursor stays before the events.
+    x.restart_p2p("");
+    assert_eq!(x.cursor(), 0, "cursor advanced past unpublished events");
+    let y = Node::any_port();
+    x.restart_p2p(&y.address());
+    wait_for("the pending events on Y", Duration::from_secs(15), || {
+        uuids.iter().all(|u| y.count_uuid(*u) == 1)
+    });
+    let last = x.store.read().unwrap().last_key().unwrap();
+    wait_for("the cursor saved", Duration::from_secs(5), || {
+        x.cursor() == last
+    });
 }
 
 /// A raw gossipsub swarm: connects to `target`, waits for its subscription, publishes
