@@ -250,6 +250,36 @@ fn p2p_unreachable_bootstrap_does_not_delay_and_joins_later() {
 }
 
 #[test]
+fn p2p_listen_address_in_use_is_an_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig {
+        db_file: dir.path().join("sentrypeer.db"),
+        batch_events_max: 16,
+        batch_interval: Duration::from_millis(5),
+        no_sync: true,
+        retention_days: None,
+    })
+    .unwrap();
+    let (sender, _receiver) = crossbeam_channel::bounded(16);
+    let config = P2pConfig {
+        enabled: true,
+        listen: taken.local_addr().unwrap(),
+        bootstrap: String::new(),
+    };
+    let commits = std::sync::Arc::new(sentrypeer::store::CommitWatch::default());
+    let started = Instant::now();
+    let result = p2p::start(&config, store.clone(), sender, commits, false);
+    assert!(
+        matches!(result, Err(p2p::P2pError::Listen { .. })),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let key = dir.path().join("sentrypeer.db.p2p.key");
+    assert!(key.exists(), "the node key is kept beside the store");
+}
+
+#[test]
 fn p2p_pending_entries_survive_a_restart() {
     let mut x = Node::any_port();
     let fed: Vec<Event> = (1..=3u8)
