@@ -178,6 +178,62 @@ pub const WEBHOOK_RESPONSE_BYTES_MAX: u64 = 64 * 1024;
 /// Largest P2P entry accepted from a peer.
 pub const P2P_ENTRY_BYTES_MAX: usize = 4 * 1024;
 
+/// Largest P2P message payload (the JSON) we publish or accept. Well under
+/// [`P2P_TRANSMIT_BYTES_MAX`]: besides the signed envelope (~200 bytes), libp2p-gossipsub 0.50
+/// checks its whole read buffer (the frame plus up to 8 KiB read ahead of the next one) against
+/// the frame cap and drops the stream when it is over, so frames must stay 8 KiB below the cap.
+pub const P2P_MESSAGE_BYTES_MAX: usize = 48 * 1024;
+
+/// Gossipsub's `max_transmit_size`: larger frames are dropped by the codec.
+pub const P2P_TRANSMIT_BYTES_MAX: usize = 60 * 1024;
+
+/// Entries in one P2P message; a message with more is rejected.
+pub const P2P_ENTRIES_PER_MESSAGE_MAX: usize = 256;
+
+/// The `sip_message` text kept in a shared entry (longer is truncated when sending, rejected
+/// when received).
+pub const P2P_SIP_MESSAGE_BYTES_MAX: usize = 1024;
+
+/// Longest method, called number or user agent in a P2P entry.
+pub const P2P_FIELD_BYTES_MAX: usize = 256;
+
+/// Largest `count` of one coalesced entry.
+pub const P2P_ENTRY_COUNT_MAX: u64 = 1_000_000;
+
+/// How far in the future a peer's event timestamp may be (clock skew).
+pub const P2P_FUTURE_SKEW: Duration = Duration::from_secs(60);
+
+/// Oldest peer event accepted (older ones are rejected as stale).
+pub const P2P_EVENT_AGE_MAX: Duration = Duration::from_secs(7 * 86_400);
+
+/// Repeats of one (source IP, called number, method) within this window are sent as one entry.
+pub const P2P_COALESCE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Entries waiting to be published; when full the P2P reader stops reading the store (the
+/// events stay after the `p2p` cursor, nothing is dropped).
+pub const P2P_PENDING_ENTRIES_MAX: usize = 20_000;
+
+/// Messages this node publishes per second at most.
+pub const P2P_PUBLISH_MESSAGES_PER_SECOND: u32 = 20;
+
+/// Per-peer receive budget: messages per second (token bucket) and burst; beyond it a message
+/// is ignored (not forwarded, not stored) and counted.
+pub const P2P_PEER_MESSAGES_PER_SECOND: u32 = 50;
+pub const P2P_PEER_MESSAGES_BURST: u32 = 200;
+
+/// P2P connections: established incoming, pending incoming (handshakes) and per peer; more are
+/// refused by libp2p's connection limits.
+pub const P2P_CONNECTIONS_INCOMING_MAX: u32 = 256;
+pub const P2P_CONNECTIONS_PENDING_INCOMING_MAX: u32 = 64;
+pub const P2P_CONNECTIONS_PER_PEER_MAX: u32 = 2;
+
+/// Recently received event UUIDs remembered to skip duplicates before the writer channel.
+pub const P2P_RECENT_UUIDS: usize = 65_536;
+
+/// Bootstrap dial back-off: first and largest delay.
+pub const P2P_BOOTSTRAP_BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const P2P_BOOTSTRAP_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
 /// How often a recurring I/O error is logged at most.
 pub const IO_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 

@@ -14,3 +14,6 @@ mod store;
 
 /// The webhook worker against a local HTTP server.
 mod webhook;
+
+/// Peer to peer: several nodes in one process, a hostile gossipsub peer, bandwidth bounds.
+mod p2p;
