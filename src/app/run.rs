@@ -15,7 +15,7 @@ use crate::config::limits::EVENT_CHANNEL_CAPACITY;
 use crate::event::Event;
 use crate::metrics::Render;
 use crate::store::{self, Store};
-use crate::webhook;
+use crate::{p2p, webhook};
 
 /// How often `-v` prints its one-line status.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -40,6 +40,26 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
             Some(handle)
         }
         None => None,
+    };
+    let p2p = if config.p2p.enabled {
+        let handle = p2p::start(
+            &config.p2p,
+            store.clone(),
+            events.clone(),
+            writer.commits(),
+            config.debug,
+        )?;
+        if config.verbose {
+            eprintln!(
+                "sentrypeer: P2P peer {} listening on {}",
+                handle.peer_id(),
+                handle.listen_addrs().join(", ")
+            );
+        }
+        renders.push(handle.metrics());
+        Some(handle)
+    } else {
+        None
     };
     let api = if config.api.enabled {
         let handle = api::start(&config.api, store.clone(), renders.clone())?;
@@ -76,6 +96,9 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
         }
     }
     // Stop in reverse: producers first, then the writer drains, then its consumers.
+    if let Some(handle) = p2p {
+        handle.stop();
+    }
     drop(events);
     writer.join();
     if let Some(handle) = webhook {
