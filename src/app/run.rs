@@ -30,8 +30,17 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
     let store = Store::open(&config.store)?;
     let (events, events_rx) = crossbeam_channel::bounded::<Event>(EVENT_CHANNEL_CAPACITY);
-    let writer =
-        store::writer::spawn_writer(store.clone(), events_rx, &config.output, &config.store)?;
+    let writer_options = store::writer::WriterOptions {
+        syslog_socket: config.output.syslog_socket.clone(),
+        ..Default::default()
+    };
+    let writer = store::writer::spawn_writer_with(
+        store.clone(),
+        events_rx,
+        &config.output,
+        &config.store,
+        writer_options,
+    )?;
     let mut renders: Vec<Arc<dyn Render>> = vec![writer.metrics()];
     let webhook = match &config.webhook {
         Some(webhook_config) => {
