@@ -17,3 +17,6 @@ mod webhook;
 
 /// Peer to peer: several nodes in one process, a hostile gossipsub peer, bandwidth bounds.
 mod p2p;
+
+/// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
+mod ops;
