@@ -160,6 +160,11 @@ fn classify_name(name: &[u8]) -> Option<Known> {
     Some(known)
 }
 
+/// True for `Content-Length` and its compact form `l`, in any case.
+pub(crate) fn is_content_length_name(name: &[u8]) -> bool {
+    classify_name(name) == Some(Known::ContentLength)
+}
+
 /// A Content-Length value: 1 to 10 ASCII digits that fit a u32; anything else is `None`.
 pub(crate) fn parse_content_length(value: &[u8]) -> Option<u32> {
     if value.is_empty() || value.len() > 10 {
@@ -234,7 +239,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 /// The line starting at `index` without its CR/LF, and the index of the next line.
-fn line_at(bytes: &[u8], index: usize) -> (&[u8], usize) {
+pub(crate) fn line_at(bytes: &[u8], index: usize) -> (&[u8], usize) {
     let rest = bytes.get(index..).unwrap_or_default();
     let (line, next_index) = match memchr(b'\n', rest) {
         Some(lf_index) => (
