@@ -13,9 +13,7 @@
 //! Memory: at most `message_bytes_max` plus the largest chunk handed to `handle_bytes`.
 
 use crate::config::limits::SIP_HEADERS_COUNT_MAX;
-use crate::sip::scanner::{
-    HeaderLines, blank_line_end, is_content_length_name, line_at, parse_content_length,
-};
+use crate::sip::scanner::{HeaderLines, Known, blank_line_end, line_at, parse_content_length};
 
 /// Why a stream cannot be framed; the connection should be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,8 +186,12 @@ impl Framer {
 fn body_bytes(head: &[u8]) -> Result<usize, FrameError> {
     let headers_index = line_at(head, 0).1;
     let mut headers = HeaderLines::new(head, headers_index).take(SIP_HEADERS_COUNT_MAX);
-    match headers.find(|header| is_content_length_name(header.name)) {
-        Some(header) => parse_content_length(header.value)
+    let content_length = headers.find_map(|header| match header.known() {
+        Some((Known::ContentLength, value)) => Some(value),
+        _ => None,
+    });
+    match content_length {
+        Some(value) => parse_content_length(value)
             .map(|length| usize::try_from(length).unwrap_or(usize::MAX))
             .ok_or(FrameError::BadContentLength),
         None => Ok(0),

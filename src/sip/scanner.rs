@@ -56,7 +56,7 @@ pub struct Request<'a> {
 
 /// The headers the scanner records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Known {
+pub(crate) enum Known {
     To,
     From,
     CallId,
@@ -103,10 +103,9 @@ pub fn scan(message: &[u8]) -> Result<Request<'_>, NotRequest> {
 }
 
 fn record_header<'a>(request: &mut Request<'a>, header: Header<'a>) {
-    let Some(known) = classify_name(header.name) else {
+    let Some((known, value)) = header.known() else {
         return;
     };
-    let value = header.value;
     match known {
         Known::To => {
             request.to.get_or_insert(value);
@@ -137,34 +136,6 @@ fn record_header<'a>(request: &mut Request<'a>, header: Header<'a>) {
     }
 }
 
-/// Maps a header name (full or compact, any case) to the headers we record.
-fn classify_name(name: &[u8]) -> Option<Known> {
-    let known = match name.len() {
-        1 => match name.first()?.to_ascii_lowercase() {
-            b't' => Known::To,
-            b'f' => Known::From,
-            b'i' => Known::CallId,
-            b'v' => Known::Via,
-            b'l' => Known::ContentLength,
-            _ => return None,
-        },
-        2 if name.eq_ignore_ascii_case(b"to") => Known::To,
-        3 if name.eq_ignore_ascii_case(b"via") => Known::Via,
-        4 if name.eq_ignore_ascii_case(b"from") => Known::From,
-        4 if name.eq_ignore_ascii_case(b"cseq") => Known::CSeq,
-        7 if name.eq_ignore_ascii_case(b"call-id") => Known::CallId,
-        10 if name.eq_ignore_ascii_case(b"user-agent") => Known::UserAgent,
-        14 if name.eq_ignore_ascii_case(b"content-length") => Known::ContentLength,
-        _ => return None,
-    };
-    Some(known)
-}
-
-/// True for `Content-Length` and its compact form `l`, in any case.
-pub(crate) fn is_content_length_name(name: &[u8]) -> bool {
-    classify_name(name) == Some(Known::ContentLength)
-}
-
 /// A Content-Length value: 1 to 10 ASCII digits that fit a u32; anything else is `None`.
 pub(crate) fn parse_content_length(value: &[u8]) -> Option<u32> {
     if value.is_empty() || value.len() > 10 {
@@ -177,41 +148,95 @@ pub(crate) fn parse_content_length(value: &[u8]) -> Option<u32> {
 }
 
 /// Splits the start line into method and Request-URI, or says why it is not a request.
+/// Byte loops over the (short) line: method = token bytes, then SP/HTAB, the Request-URI (no
+/// control bytes or spaces), SP/HTAB, `SIP/2.0` (any case), optional SP/HTAB.
 fn parse_request_line(line: &[u8]) -> Result<(&[u8], &[u8]), NotRequest> {
-    let mut tokens = line
-        .split(|&byte| is_space(byte))
-        .filter(|token| !token.is_empty());
-    let first = tokens.next().ok_or(NotRequest::Garbage)?;
-    let second = tokens.next();
-    if first.eq_ignore_ascii_case(b"SIP/2.0") {
-        let is_status =
-            second.is_some_and(|code| code.len() == 3 && code.iter().all(u8::is_ascii_digit));
-        return Err(if is_status {
-            NotRequest::Response
-        } else {
-            NotRequest::Garbage
-        });
+    let line = skip_spaces(line);
+    if line
+        .get(..7)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"SIP/2.0"))
+        && line.get(7).is_none_or(|&byte| is_space(byte))
+    {
+        return Err(classify_response(line));
     }
-    let (third, fourth) = (tokens.next(), tokens.next());
-    match (second, third, fourth) {
-        (Some(uri), Some(version), None)
-            if version.eq_ignore_ascii_case(b"SIP/2.0")
-                && first.iter().all(|&byte| is_token_byte(byte))
-                && uri.iter().all(|&byte| byte > b' ' && byte != 0x7f) =>
-        {
-            Ok((first, uri))
-        }
-        _ => Err(NotRequest::Garbage),
+    let method_len = line
+        .iter()
+        .position(|&byte| !is_token_byte(byte))
+        .unwrap_or(line.len());
+    let (method, rest) = line
+        .split_at_checked(method_len)
+        .ok_or(NotRequest::Garbage)?;
+    if method.is_empty() || !rest.first().is_some_and(|&byte| is_space(byte)) {
+        return Err(NotRequest::Garbage);
+    }
+    let rest = skip_spaces(rest);
+    let uri_len = rest
+        .iter()
+        .position(|&byte| byte <= b' ' || byte == 0x7f)
+        .unwrap_or(rest.len());
+    let (request_uri, rest) = rest.split_at_checked(uri_len).ok_or(NotRequest::Garbage)?;
+    if request_uri.is_empty() || !rest.first().is_some_and(|&byte| is_space(byte)) {
+        return Err(NotRequest::Garbage);
+    }
+    let rest = skip_spaces(rest);
+    let version_len = rest
+        .iter()
+        .position(|&byte| is_space(byte))
+        .unwrap_or(rest.len());
+    let (version, rest) = rest
+        .split_at_checked(version_len)
+        .ok_or(NotRequest::Garbage)?;
+    if version.eq_ignore_ascii_case(b"SIP/2.0") && skip_spaces(rest).is_empty() {
+        Ok((method, request_uri))
+    } else {
+        Err(NotRequest::Garbage)
     }
 }
 
-/// RFC 3261 `token` characters.
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
+/// A start line beginning with the `SIP/2.0` token: a response if a 3-digit status follows.
+fn classify_response(line: &[u8]) -> NotRequest {
+    let mut tokens = line
+        .split(|&byte| is_space(byte))
+        .filter(|token| !token.is_empty());
+    let is_status = tokens
+        .nth(1)
+        .is_some_and(|code| code.len() == 3 && code.iter().all(u8::is_ascii_digit));
+    if is_status {
+        NotRequest::Response
+    } else {
+        NotRequest::Garbage
+    }
+}
+
+fn skip_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&byte| !is_space(byte))
+        .unwrap_or(bytes.len());
+    bytes.get(start..).unwrap_or_default()
+}
+
+/// RFC 3261 `token` characters, as a table indexed by byte. (Indexing in a const block is
+/// checked at compile time.)
+#[allow(clippy::indexing_slicing)]
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut index = 0;
+    while index < table.len() {
+        #[allow(clippy::cast_possible_truncation)] // index < 256
+        let byte = index as u8;
+        let is_mark = matches!(
             byte,
             b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+        );
+        table[index] = byte.is_ascii_alphanumeric() || is_mark;
+        index += 1;
+    }
+    table
+};
+
+fn is_token_byte(byte: u8) -> bool {
+    TOKEN_BYTES.get(usize::from(byte)).copied().unwrap_or(false)
 }
 
 fn is_space(byte: u8) -> bool {
@@ -251,13 +276,115 @@ pub(crate) fn line_at(bytes: &[u8], index: usize) -> (&[u8], usize) {
     (line.strip_suffix(b"\r").unwrap_or(line), next_index)
 }
 
-/// One logical header line: name (trailing SP/HTAB trimmed) and value (trimmed, folds kept raw).
-/// A line without a colon has an empty name and matches nothing.
+/// One logical header line (continuation lines included, final CR/LF excluded), and the input
+/// from the line's start (for a one-load name compare).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header<'a> {
-    pub(crate) name: &'a [u8],
-    pub(crate) value: &'a [u8],
+    line: &'a [u8],
+    tail: &'a [u8],
 }
+
+impl<'a> Header<'a> {
+    /// The header if it is one we record, with its value trimmed of SP, HTAB, CR and LF. A name
+    /// matches when the line starts with it (any case), then optional SP/HTAB, then `:`; that is
+    /// exactly "the bytes before the first colon, trailing SP/HTAB trimmed, equal the name".
+    pub(crate) fn known(&self) -> Option<(Known, &'a [u8])> {
+        let (known, name_len) = match_name(self.line, self.tail)?;
+        let after_name = self.line.get(name_len..)?;
+        let spaces = after_name
+            .iter()
+            .take_while(|&&byte| is_space(byte))
+            .count();
+        match after_name.get(spaces..)?.split_first() {
+            Some((b':', value)) => Some((known, trim(value))),
+            _ => None,
+        }
+    }
+}
+
+/// The known header name the line starts with (any case), and its length. Dispatches on the
+/// first letter; a full name is compared as one masked 128-bit word.
+fn match_name(line: &[u8], tail: &[u8]) -> Option<(Known, usize)> {
+    let first = *line.first()?;
+    let candidates: &[(Known, Folded)] = match first | 0x20 {
+        b't' => &[(Known::To, FOLDED_TO), (Known::To, FOLDED_T)],
+        b'f' => &[(Known::From, FOLDED_FROM), (Known::From, FOLDED_F)],
+        b'v' => &[(Known::Via, FOLDED_VIA), (Known::Via, FOLDED_V)],
+        b'i' => &[(Known::CallId, FOLDED_I)],
+        b'l' => &[(Known::ContentLength, FOLDED_L)],
+        b'u' => &[(Known::UserAgent, FOLDED_USER_AGENT)],
+        b'c' => &[
+            (Known::CSeq, FOLDED_CSEQ),
+            (Known::CallId, FOLDED_CALL_ID),
+            (Known::ContentLength, FOLDED_CONTENT_LENGTH),
+        ],
+        _ => return None,
+    };
+    let word = load_word(tail);
+    candidates
+        .iter()
+        .find(|(_, folded)| (word | folded.letters) & folded.mask == folded.lower)
+        .map(|&(known, folded)| (known, folded.len))
+}
+
+/// Up to 16 bytes from the start of `bytes` as a little-endian word (zero-padded).
+fn load_word(bytes: &[u8]) -> u128 {
+    if let Some(chunk) = bytes.first_chunk::<16>() {
+        return u128::from_le_bytes(*chunk);
+    }
+    let mut word = [0u8; 16];
+    for (slot, &byte) in word.iter_mut().zip(bytes) {
+        *slot = byte;
+    }
+    u128::from_le_bytes(word)
+}
+
+/// A lower-case header name as a little-endian word, 0x20 at each letter's byte and a mask of
+/// its length. For a letter `l`, `byte | 0x20 == l` holds only for `l` and its capital, so
+/// `(word | letters) & mask == lower` is an exact case-insensitive prefix compare (other bytes,
+/// such as `-`, compare as they are).
+#[derive(Debug, Clone, Copy)]
+struct Folded {
+    lower: u128,
+    letters: u128,
+    mask: u128,
+    len: usize,
+}
+
+const fn folded(name: &[u8]) -> Folded {
+    assert!(!name.is_empty() && name.len() < 16);
+    let mut folded = Folded {
+        lower: 0,
+        letters: 0,
+        mask: 0,
+        len: name.len(),
+    };
+    let mut shift = 0;
+    let mut rest = name;
+    while let [byte, tail @ ..] = rest {
+        folded.lower |= (*byte as u128) << shift;
+        folded.mask |= 0xff << shift;
+        if byte.is_ascii_lowercase() {
+            folded.letters |= 0x20 << shift;
+        }
+        shift += 8;
+        rest = tail;
+    }
+    folded
+}
+
+const FOLDED_TO: Folded = folded(b"to");
+const FOLDED_T: Folded = folded(b"t");
+const FOLDED_FROM: Folded = folded(b"from");
+const FOLDED_F: Folded = folded(b"f");
+const FOLDED_VIA: Folded = folded(b"via");
+const FOLDED_V: Folded = folded(b"v");
+const FOLDED_I: Folded = folded(b"i");
+const FOLDED_L: Folded = folded(b"l");
+const FOLDED_CSEQ: Folded = folded(b"cseq");
+const FOLDED_CALL_ID: Folded = folded(b"call-id");
+const FOLDED_USER_AGENT: Folded = folded(b"user-agent");
+const FOLDED_CONTENT_LENGTH: Folded = folded(b"content-length");
 
 /// Iterates the logical header lines from `index` to the blank line (or the end of the input).
 #[derive(Debug, Clone)]
@@ -315,28 +442,9 @@ impl<'a> Iterator for HeaderLines<'a> {
             next_index = after_index;
         }
         self.index = next_index;
-        let header = self.bytes.get(start_index..end_index).unwrap_or_default();
-        Some(split_header(header))
-    }
-}
-
-fn split_header(header: &[u8]) -> Header<'_> {
-    match memchr(b':', header) {
-        Some(colon_index) => {
-            let name = header.get(..colon_index).unwrap_or_default();
-            let end = name
-                .iter()
-                .rposition(|&byte| !is_space(byte))
-                .map_or(0, |i| i + 1);
-            Header {
-                name: name.get(..end).unwrap_or_default(),
-                value: trim(header.get(colon_index + 1..).unwrap_or_default()),
-            }
-        }
-        None => Header {
-            name: &[],
-            value: header,
-        },
+        let tail = self.bytes.get(start_index..).unwrap_or_default();
+        let line = tail.get(..end_index - start_index).unwrap_or_default();
+        Some(Header { line, tail })
     }
 }
 
