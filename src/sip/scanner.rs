@@ -1030,6 +1030,38 @@ pub(crate) mod tests {
     }
 
     #[rustfmt::skip]
+    const NAME_CASES: &[(&[u8], Option<Known>)] = &[
+        (b"To: x", Some(Known::To)), (b"tO :x", Some(Known::To)), (b"t\t: x", Some(Known::To)),
+        (b"T:x", Some(Known::To)), (b"Tox: x", None), (b"T o: x", None), (b"To\r\n : x", None),
+        (b"FROM: x", Some(Known::From)), (b"f: x", Some(Known::From)), (b"Fro: x", None),
+        (b"VIA: x", Some(Known::Via)), (b"v: x", Some(Known::Via)), (b"Via-X: x", None),
+        (b"I: x", Some(Known::CallId)), (b"cALL-iD: x", Some(Known::CallId)), (b"Call_ID: x", None),
+        (b"Call\rID: x", None), (b"CSeq: x", Some(Known::CSeq)), (b"CSeqs: x", None),
+        (b"L: x", Some(Known::ContentLength)), (b"content-LENGTH   : x", Some(Known::ContentLength)),
+        (b"Content-Lengthy: x", None), (b"Content-Type: x", None), (b"Contact: x", None),
+        (b"m: x", None), (b"User-Agent: x", Some(Known::UserAgent)), (b"User-Agent2: x", None),
+        (b"To", None), (b"t", None), (b"", None), (b"\x14o: x", None), (b"4o: x", None),
+    ];
+
+    #[test]
+    fn scanner_header_names() {
+        for &(line, want) in NAME_CASES {
+            // Both with the rest of a message after the line and with the line at the very end.
+            let mut padded = line.to_vec();
+            padded.extend_from_slice(b"\r\nMax-Forwards: 70\r\n\r\n");
+            for tail in [line, padded.as_slice()] {
+                let header = Header { line, tail };
+                assert_eq!(
+                    header.known().map(|(known, _)| known),
+                    want,
+                    "{}",
+                    line.escape_ascii()
+                );
+            }
+        }
+    }
+
+    #[rustfmt::skip]
     const CONTENT_LENGTH_CASES: &[(&[u8], Option<u32>)] = &[
         (b"0", Some(0)), (b"4294967295", Some(u32::MAX)), (b"4294967296", None),
         (b"00000000001", None), (b"12a", None), (b"", None), (b"-1", None), (b"+1", None),
