@@ -586,3 +586,42 @@ fn ops_dockerfile_shape() {
         "builds from Cargo.lock"
     );
 }
+
+// ---- docs ----------------------------------------------------------------------------------------
+
+/// The config file example of docs/operations.md is accepted by the binary: `stats` gets past the
+/// configuration and stops at the (missing) store.
+#[test]
+fn ops_docs_config_example_is_valid() {
+    let doc = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"));
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let example = &doc[start..];
+    let example = &example[..example.find("```").expect("the block ends")];
+    assert!(example.contains("syslog = true"), "{example}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sentrypeer.toml");
+    std::fs::write(&file, example).unwrap();
+    let db = dir.path().join("none.db");
+    let output = run(Command::new(env!("CARGO_BIN_EXE_sentrypeer"))
+        .env_clear()
+        .env("HOME", dir.path())
+        .arg("-g")
+        .arg(&file)
+        .arg("-f")
+        .arg(&db)
+        .arg("stats"));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("no store at {}", db.display())),
+        "{stderr}"
+    );
+    // The same file with a typo is refused, naming the key: the check above can fail.
+    std::fs::write(&file, example.replace("retention_days", "retention_dayz")).unwrap();
+    let output = run(Command::new(env!("CARGO_BIN_EXE_sentrypeer"))
+        .env_clear()
+        .env("HOME", dir.path())
+        .arg("-g")
+        .arg(&file)
+        .arg("stats"));
+    assert!(text(&output.stderr).contains("retention_dayz"));
+}
