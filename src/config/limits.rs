@@ -81,6 +81,10 @@ pub const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
 /// Largest P2P entry accepted from a peer.
 pub const P2P_ENTRY_BYTES_MAX: usize = 4 * 1024;
 
+/// `-d` lines describing non-requests a shard prints per second at most; the rest are counted
+/// only (the `sip_non_requests_total` counters still move).
+pub const DEBUG_LINES_PER_SECOND_MAX: u32 = 20;
+
 /// How often a recurring I/O error is logged at most.
 pub const IO_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
