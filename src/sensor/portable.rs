@@ -135,7 +135,6 @@ async fn run_udp(
 ) {
     let fd = socket.get_ref().as_raw_fd();
     let mut batch = RecvBatch::new();
-    let mut drain = false;
     loop {
         let mut guard = tokio::select! {
             ready = socket.readable() => match ready {
@@ -145,23 +144,17 @@ async fn run_udp(
                     return;
                 }
             },
-            () = wait_stop(stop.clone()), if !drain => {
-                drain = true;
-                continue;
-            },
+            () = wait_stop(stop.clone()) => break,
         };
-        let mut batches_count = 0;
+        let mut handled_count = 0;
         loop {
             match guard.try_io(|_| batch.recv(fd)) {
                 Ok(Ok(count)) => {
                     handle_datagrams(&mut core.borrow_mut(), &batch, count, fd, local);
-                    batches_count += 1;
-                    if drain && batches_count >= STOP_DRAIN_BATCHES_MAX {
-                        return;
-                    }
-                    if !drain && batches_count * count >= SHARD_BATCH_BEFORE_YIELD {
+                    handled_count += count;
+                    if handled_count >= SHARD_BATCH_BEFORE_YIELD {
+                        handled_count = 0;
                         tokio::task::yield_now().await;
-                        batches_count = 0;
                     }
                 }
                 Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => {}
@@ -169,17 +162,20 @@ async fn run_udp(
                     core.borrow_mut().handle_io_error("UDP receive", &error);
                     break;
                 }
-                // Would block: nothing more waiting.
-                Err(_) => {
-                    if drain {
-                        return;
-                    }
-                    break;
-                }
+                // Would block: wait for readiness again.
+                Err(_) => break,
             }
         }
-        if !drain && *stop.borrow() {
-            drain = true;
+        if *stop.borrow() {
+            break;
+        }
+    }
+    // Stopping: take what the socket still holds, without waiting for more.
+    for _ in 0..STOP_DRAIN_BATCHES_MAX {
+        match batch.recv(fd) {
+            Ok(count) => handle_datagrams(&mut core.borrow_mut(), &batch, count, fd, local),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }

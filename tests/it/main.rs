@@ -1,1 +1,5 @@
 //! Integration tests: one binary, a module per area.
+
+#[macro_use]
+mod engine;
+mod udp;
