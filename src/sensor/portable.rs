@@ -190,7 +190,10 @@ struct Accept {
 }
 
 async fn run_listener(listener: TcpListener, accept: Accept, stop: watch::Receiver<bool>) {
-    let tls = accept.stream.tls.clone().map(TlsAcceptor::from);
+    let tls = match accept.transport {
+        Transport::Tls => accept.stream.tls.clone().map(TlsAcceptor::from),
+        Transport::Tcp | Transport::Udp => None,
+    };
     loop {
         let (stream, source) = tokio::select! {
             accepted = listener.accept() => match accepted {

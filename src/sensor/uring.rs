@@ -178,7 +178,10 @@ struct Accept {
 }
 
 async fn run_listener(listener: TcpListener, accept: Accept, stop: LocalReceiver<()>) {
-    let tls = accept.stream.tls.clone().map(TlsAcceptor::from);
+    let tls = match accept.transport {
+        Transport::Tls => accept.stream.tls.clone().map(TlsAcceptor::from),
+        Transport::Tcp | Transport::Udp => None,
+    };
     loop {
         let accepted = async { Some(listener.accept().await) };
         let stopped = async {

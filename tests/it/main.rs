@@ -2,4 +2,7 @@
 
 #[macro_use]
 mod engine;
+mod clients;
+mod tcp;
+mod tls;
 mod udp;
