@@ -15,6 +15,10 @@
     clippy::indexing_slicing
 )]
 
+pub mod framer;
+pub mod reply;
 pub mod scanner;
 
-pub use scanner::{NotRequest, Request, scan};
+pub use framer::{FrameError, Framer};
+pub use reply::{Reply, build_reply};
+pub use scanner::{NotRequest, Request, scan, unfold_into, unfolded_len};
