@@ -28,7 +28,6 @@ mod portable;
 mod probe;
 pub(crate) mod reply_limiter;
 mod shard;
-mod sip_shim;
 mod socket;
 mod tls;
 pub(crate) mod udp_batch;

@@ -18,14 +18,13 @@ use uuid::Uuid;
 
 use super::metrics::{SensorMetrics, ShardMetrics};
 use super::reply_limiter::{ReplyLimiter, ReplyVerdict};
-use super::sip_shim as sip;
 use super::udp_batch::{RecvBatch, send_from};
 use crate::config::limits::{
     DEBUG_LINES_PER_SECOND_MAX, EVENT_FIELD_BYTES_MAX, IO_ERROR_LOG_INTERVAL, REPLY_BYTES_MAX,
     REPLY_LIMITER_SOURCES_MAX, SIP_MESSAGE_BYTES_MAX,
 };
 use crate::event::{CollectedMethod, Event, EventParts, Transport, timestamp};
-use sip::framer::Framer;
+use crate::sip::{self, Framer};
 
 /// What every shard is given at start.
 #[derive(Clone)]
@@ -165,11 +164,11 @@ impl ShardCore {
         }
         self.reply.clear();
         let server = &self.settings.server_header;
-        if sip::reply::build_reply(&request, server, &tag, &mut self.reply).is_none() {
+        let Some(reply) = sip::build_reply(&request, server, &tag, &mut self.reply) else {
             metrics.replies_skipped.inc();
             return None;
-        }
-        Some(&self.reply)
+        };
+        self.reply.get(..reply.len)
     }
 
     fn handle_non_request(
