@@ -30,7 +30,7 @@ pub(crate) mod reply_limiter;
 mod shard;
 mod socket;
 mod tls;
-pub(crate) mod udp_batch;
+pub mod udp_batch;
 mod uring;
 
 use std::io;

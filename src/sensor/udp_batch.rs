@@ -28,17 +28,17 @@ const _: () = assert!(CONTROL_BYTES >= 2 * 64);
 
 /// One received datagram.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Datagram<'a> {
-    pub(crate) bytes: &'a [u8],
-    pub(crate) source: Option<SocketAddr>,
+pub struct Datagram<'a> {
+    pub bytes: &'a [u8],
+    pub source: Option<SocketAddr>,
     /// The IP the datagram was addressed to (`None` if the control message was missing).
-    pub(crate) destination_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
     /// The kernel cut the datagram (cannot happen with 65,535-byte slots; counted if it does).
-    pub(crate) truncated: bool,
+    pub truncated: bool,
 }
 
 /// Reusable `recvmmsg` state for one socket.
-pub(crate) struct RecvBatch {
+pub struct RecvBatch {
     buffers: Box<[u8]>,
     names: Box<[libc::sockaddr_storage]>,
     controls: Box<[Control]>,
@@ -48,7 +48,7 @@ pub(crate) struct RecvBatch {
 }
 
 impl RecvBatch {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let n = RECV_BATCH_DATAGRAMS;
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero bytes
         // are a valid value (null pointers, zero lengths).
@@ -71,7 +71,7 @@ impl RecvBatch {
 
     /// Receives up to `RECV_BATCH_DATAGRAMS` datagrams without blocking; `WouldBlock` when none
     /// is waiting.
-    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received_count = 0;
         let slots = self.buffers.chunks_exact_mut(UDP_DATAGRAM_BYTES_MAX);
         for (i, slot) in slots.enumerate() {
@@ -109,7 +109,7 @@ impl RecvBatch {
     }
 
     /// Datagram `index` of the last [`recv`](Self::recv).
-    pub(crate) fn datagram(&self, index: usize) -> Option<Datagram<'_>> {
+    pub fn datagram(&self, index: usize) -> Option<Datagram<'_>> {
         if index >= self.received_count {
             return None;
         }
@@ -215,7 +215,7 @@ fn encode_name(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t)
 
 /// Sends one datagram to `destination` without blocking, from `source_ip` when given (so a reply
 /// leaves from the address the request was sent to, even on a wildcard socket).
-pub(crate) fn send_from(
+pub fn send_from(
     fd: RawFd,
     bytes: &[u8],
     destination: SocketAddr,
