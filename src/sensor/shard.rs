@@ -93,14 +93,15 @@ impl ShardCore {
         self.settings.metrics.shard(self.index)
     }
 
-    /// Handles one message (a datagram or one framed stream message). Returns the reply to send
-    /// back, if one is due.
+    /// Handles one message (a datagram or one framed stream message) received at `timestamp_ns`
+    /// (UTC, read once per receive batch). Returns the reply to send back, if one is due.
     pub(crate) fn handle_message(
         &mut self,
         message: &[u8],
         transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
+        timestamp_ns: u64,
     ) -> Option<&[u8]> {
         let metrics = self.settings.metrics.shard(self.index);
         metrics.bytes_received.add(message.len() as u64);
@@ -117,7 +118,7 @@ impl ShardCore {
             CollectedMethod::Passive
         };
         let event = Event::new(&EventParts {
-            timestamp_ns: timestamp::now_ns(),
+            timestamp_ns,
             uuid: Uuid::new_v4(),
             node_id: self.settings.node_id,
             transport,
@@ -231,6 +232,8 @@ pub(crate) fn handle_datagrams(
 ) {
     let metrics = Arc::clone(&core.settings.metrics);
     let metrics = metrics.shard(core.index);
+    // One clock read per batch: the datagrams of one recvmmsg arrived within microseconds.
+    let timestamp_ns = timestamp::now_ns();
     for index in 0..count {
         let Some(datagram) = batch.datagram(index) else {
             break;
@@ -246,7 +249,13 @@ pub(crate) fn handle_datagrams(
         }
         let destination_ip = datagram.destination_ip.unwrap_or(local.ip());
         let destination = SocketAddr::new(destination_ip, local.port());
-        let reply = core.handle_message(datagram.bytes, Transport::Udp, source, destination);
+        let reply = core.handle_message(
+            datagram.bytes,
+            Transport::Udp,
+            source,
+            destination,
+            timestamp_ns,
+        );
         if let Some(reply) = reply {
             match send_from(fd, reply, source, Some(destination_ip)) {
                 Ok(_) => metrics.replies_sent.inc(),
@@ -273,6 +282,7 @@ pub(crate) struct StreamSession {
     source: SocketAddr,
     destination: SocketAddr,
     replies: Vec<u8>,
+    keepalives_count: u64,
 }
 
 impl StreamSession {
@@ -283,6 +293,7 @@ impl StreamSession {
             source,
             destination,
             replies: Vec::new(),
+            keepalives_count: 0,
         }
     }
 
@@ -301,20 +312,34 @@ impl StreamSession {
             return Err(oversize(core));
         }
         let mut messages_count = 0;
+        let timestamp_ns = timestamp::now_ns();
         loop {
+            let keepalives_count = self.framer.keepalives();
+            if keepalives_count > self.keepalives_count {
+                core.metrics()
+                    .non_requests_keepalive
+                    .add(keepalives_count - self.keepalives_count);
+                self.keepalives_count = keepalives_count;
+            }
             match self.framer.poll_message() {
                 Ok(Some(message)) => {
                     messages_count += 1;
                     let (transport, source, destination) =
                         (self.transport, self.source, self.destination);
                     if let Some(reply) =
-                        core.handle_message(message, transport, source, destination)
+                        core.handle_message(message, transport, source, destination, timestamp_ns)
                     {
                         self.replies.extend_from_slice(reply);
                         core.metrics().replies_sent.inc();
                     }
                 }
-                Ok(None) => return Ok(messages_count),
+                Ok(None) => {
+                    let keepalives_count = self.framer.keepalives();
+                    let new_count = keepalives_count.saturating_sub(self.keepalives_count);
+                    core.metrics().non_requests_keepalive.add(new_count);
+                    self.keepalives_count = keepalives_count;
+                    return Ok(messages_count);
+                }
                 Err(_) => return Err(oversize(core)),
             }
         }

@@ -210,7 +210,21 @@ fn tcp_reply_down_the_connection(engine: Engine) {
     assert_eq!(nothing, "", "no reply to ACK");
 }
 
+fn tcp_keepalives_counted_not_events(engine: Engine) {
+    let harness = start(engine, |_| {});
+    let mut stream = connect(harness.tcp());
+    stream.write_all(b"\r\n\r\n").unwrap();
+    harness.wait_totals("a keep-alive counted", |t| t.non_requests_keepalive == 1);
+    stream.write_all(options("after-ping").as_bytes()).unwrap();
+    assert_eq!(
+        harness.next_event().message(),
+        options("after-ping").as_bytes()
+    );
+    harness.assert_no_event(Duration::from_millis(50));
+}
+
 both_engines!(
+    tcp_keepalives_counted_not_events,
     tcp_event_fields,
     tcp_destination_is_local_address,
     tcp_pipelined_messages_are_two_events,
