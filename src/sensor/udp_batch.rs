@@ -47,6 +47,12 @@ pub struct RecvBatch {
     received_count: usize,
 }
 
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RecvBatch {
     pub fn new() -> Self {
         let n = RECV_BATCH_DATAGRAMS;
