@@ -84,11 +84,13 @@ struct Outcome {
     events: u64,
     app_drops: u64,
     kernel_drops: u64,
+    /// CPU of the receiving thread(s) (shards or sink), user + system.
+    cpu_seconds: f64,
 }
 
 fn print(outcome: &Outcome) {
     println!(
-        "{:<22} sent {:>9} in {:>6.3}s ({:>8.0}/s)  received {:>9}  events {:>9}  app drops {:>7}  kernel drops {:>9}  loss {:>6.2}%",
+        "{:<22} sent {:>9} in {:>6.3}s ({:>8.0}/s)  received {:>9}  events {:>9}  app drops {:>7}  kernel drops {:>9}  loss {:>6.2}%  receiver CPU {:.2} us/datagram",
         outcome.label,
         outcome.sent,
         outcome.send_seconds,
@@ -98,6 +100,7 @@ fn print(outcome: &Outcome) {
         outcome.app_drops,
         outcome.kernel_drops,
         100.0 * (outcome.sent - outcome.events.min(outcome.sent)) as f64 / outcome.sent as f64,
+        outcome.cpu_seconds * 1e6 / outcome.received.max(1) as f64,
     );
 }
 
@@ -112,6 +115,33 @@ fn settle(value: impl Fn() -> u64) -> u64 {
         }
         last = now;
     }
+}
+
+/// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
+fn threads_cpu_seconds(prefix: &str) -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
+        for index in [11, 12] {
+            ticks += fields
+                .get(index)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ticks as f64 / ticks_per_second
 }
 
 fn run_sensor(engine: EngineChoice, count: u64) -> Outcome {
@@ -152,6 +182,7 @@ fn run_sensor(engine: EngineChoice, count: u64) -> Outcome {
     let metrics = sensor.metrics();
     settle(|| metrics.totals().datagrams_received);
     let totals = metrics.totals();
+    let cpu_seconds = threads_cpu_seconds("sensor-");
     sensor.stop();
     consumer.join().unwrap();
     Outcome {
@@ -162,6 +193,7 @@ fn run_sensor(engine: EngineChoice, count: u64) -> Outcome {
         events: events.load(Ordering::Relaxed),
         app_drops: totals.events_dropped,
         kernel_drops: rcvbuf_errors() - before,
+        cpu_seconds,
     }
 }
 
@@ -192,29 +224,33 @@ fn run_sink(count: u64) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let sink = {
         let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut batch = RecvBatch::new();
-            let mut poll = libc::pollfd {
-                fd: socket.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            while !stop.load(Ordering::Relaxed) {
-                match batch.recv(socket.as_raw_fd()) {
-                    Ok(n) => {
-                        received.fetch_add(n as u64, Ordering::Relaxed);
+        std::thread::Builder::new()
+            .name("bare-sink".to_owned())
+            .spawn(move || {
+                let mut batch = RecvBatch::new();
+                let mut poll = libc::pollfd {
+                    fd: socket.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    match batch.recv(socket.as_raw_fd()) {
+                        Ok(n) => {
+                            received.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        // SAFETY: one valid pollfd.
+                        Err(_) => unsafe {
+                            libc::poll(&mut poll, 1, 20);
+                        },
                     }
-                    // SAFETY: one valid pollfd.
-                    Err(_) => unsafe {
-                        libc::poll(&mut poll, 1, 20);
-                    },
                 }
-            }
-        })
+            })
+            .unwrap()
     };
     let before = rcvbuf_errors();
     let send = flood(target, count);
     let total = settle(|| received.load(Ordering::Relaxed));
+    let cpu_seconds = threads_cpu_seconds("bare-sink");
     stop.store(true, Ordering::Relaxed);
     sink.join().unwrap();
     Outcome {
@@ -225,6 +261,7 @@ fn run_sink(count: u64) -> Outcome {
         events: total,
         app_drops: 0,
         kernel_drops: rcvbuf_errors() - before,
+        cpu_seconds,
     }
 }
 
