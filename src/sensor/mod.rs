@@ -145,12 +145,15 @@ impl Sensor {
     }
 
     /// Stops accepting and receiving, drains what the sockets hold into the channel and joins
-    /// every shard thread.
+    /// every shard thread (dropping the sensor does the same).
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Release);
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+        drop(self);
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        stop_threads(&self.stop, std::mem::take(&mut self.threads));
     }
 }
 
