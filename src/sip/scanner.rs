@@ -288,6 +288,7 @@ impl<'a> Header<'a> {
     /// The header if it is one we record, with its value trimmed of SP, HTAB, CR and LF. A name
     /// matches when the line starts with it (any case), then optional SP/HTAB, then `:`; that is
     /// exactly "the bytes before the first colon, trailing SP/HTAB trimmed, equal the name".
+    #[inline]
     pub(crate) fn known(&self) -> Option<(Known, &'a [u8])> {
         let (known, name_len) = match_name(self.line, self.tail)?;
         let after_name = self.line.get(name_len..)?;
@@ -303,28 +304,39 @@ impl<'a> Header<'a> {
 }
 
 /// The known header name the line starts with (any case), and its length. Dispatches on the
-/// first letter; a full name is compared as one masked 128-bit word.
+/// first letter (and the second for `c`); a full name is compared as one masked 128-bit word.
+/// When a full name matches, its compact form cannot (the compact letter is followed by the
+/// full name's second letter, not by `:` or a space), so the longest match is the only one.
 fn match_name(line: &[u8], tail: &[u8]) -> Option<(Known, usize)> {
     let first = *line.first()?;
-    let candidates: &[(Known, Folded)] = match first | 0x20 {
-        b't' => &[(Known::To, FOLDED_TO), (Known::To, FOLDED_T)],
-        b'f' => &[(Known::From, FOLDED_FROM), (Known::From, FOLDED_F)],
-        b'v' => &[(Known::Via, FOLDED_VIA), (Known::Via, FOLDED_V)],
-        b'i' => &[(Known::CallId, FOLDED_I)],
-        b'l' => &[(Known::ContentLength, FOLDED_L)],
-        b'u' => &[(Known::UserAgent, FOLDED_USER_AGENT)],
-        b'c' => &[
-            (Known::CSeq, FOLDED_CSEQ),
-            (Known::CallId, FOLDED_CALL_ID),
-            (Known::ContentLength, FOLDED_CONTENT_LENGTH),
-        ],
-        _ => return None,
+    let word = || load_word(tail);
+    let full_or_compact = |known: Known, folded: Folded| {
+        Some(if folded.matches(word()) {
+            (known, folded.len)
+        } else {
+            (known, 1)
+        })
     };
-    let word = load_word(tail);
-    candidates
-        .iter()
-        .find(|(_, folded)| (word | folded.letters) & folded.mask == folded.lower)
-        .map(|&(known, folded)| (known, folded.len))
+    match first | 0x20 {
+        b't' => full_or_compact(Known::To, FOLDED_TO),
+        b'f' => full_or_compact(Known::From, FOLDED_FROM),
+        b'v' => full_or_compact(Known::Via, FOLDED_VIA),
+        b'i' => Some((Known::CallId, 1)),
+        b'l' => Some((Known::ContentLength, 1)),
+        b'u' => FOLDED_USER_AGENT
+            .matches(word())
+            .then_some((Known::UserAgent, FOLDED_USER_AGENT.len)),
+        b'c' => {
+            let (known, folded) = match line.get(1)? | 0x20 {
+                b's' => (Known::CSeq, FOLDED_CSEQ),
+                b'a' => (Known::CallId, FOLDED_CALL_ID),
+                b'o' => (Known::ContentLength, FOLDED_CONTENT_LENGTH),
+                _ => return None,
+            };
+            folded.matches(word()).then_some((known, folded.len))
+        }
+        _ => None,
+    }
 }
 
 /// Up to 16 bytes from the start of `bytes` as a little-endian word (zero-padded).
@@ -351,6 +363,12 @@ struct Folded {
     len: usize,
 }
 
+impl Folded {
+    fn matches(self, word: u128) -> bool {
+        (word | self.letters) & self.mask == self.lower
+    }
+}
+
 const fn folded(name: &[u8]) -> Folded {
     assert!(!name.is_empty() && name.len() < 16);
     let mut folded = Folded {
@@ -374,13 +392,8 @@ const fn folded(name: &[u8]) -> Folded {
 }
 
 const FOLDED_TO: Folded = folded(b"to");
-const FOLDED_T: Folded = folded(b"t");
 const FOLDED_FROM: Folded = folded(b"from");
-const FOLDED_F: Folded = folded(b"f");
 const FOLDED_VIA: Folded = folded(b"via");
-const FOLDED_V: Folded = folded(b"v");
-const FOLDED_I: Folded = folded(b"i");
-const FOLDED_L: Folded = folded(b"l");
 const FOLDED_CSEQ: Folded = folded(b"cseq");
 const FOLDED_CALL_ID: Folded = folded(b"call-id");
 const FOLDED_USER_AGENT: Folded = folded(b"user-agent");
@@ -421,6 +434,7 @@ impl<'a> HeaderLines<'a> {
 impl<'a> Iterator for HeaderLines<'a> {
     type Item = Header<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Header<'a>> {
         if self.end_index.is_some() {
             return None;
