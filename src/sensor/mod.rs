@@ -73,7 +73,7 @@ pub enum EngineKind {
 /// Why the sensor could not start (one line each).
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
-    #[error("cannot bind {transport} {address}: {error}")]
+    #[error("cannot bind {transport} {address}: {}", os_message(error))]
     Bind {
         transport: &'static str,
         address: SocketAddr,
@@ -85,6 +85,15 @@ pub enum SensorError {
     Shard { index: usize, reason: String },
     #[error("invalid sensor setting: {0}")]
     Config(&'static str),
+}
+
+/// An I/O error as the C library words it, without Rust's ` (os error N)` suffix.
+fn os_message(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(index) => text[..index].to_owned(),
+        None => text,
+    }
 }
 
 /// The sockets one shard serves.

@@ -54,6 +54,16 @@ fn tcp_destination_is_local_address(engine: Engine) {
     assert_eq!(harness.next_event().destination, target);
 }
 
+fn tcp_ipv6_loopback(engine: Engine) {
+    let harness = start(engine, |c| c.listen = vec!["[::1]:0".parse().unwrap()]);
+    let mut stream = connect(harness.tcp());
+    stream.write_all(options("tcp-v6").as_bytes()).unwrap();
+    let event = harness.next_event();
+    assert_eq!(event.source, stream.local_addr().unwrap());
+    assert_eq!(event.destination, harness.tcp());
+    assert!(event.destination.is_ipv6());
+}
+
 fn tcp_pipelined_messages_are_two_events(engine: Engine) {
     let harness = start(engine, |_| {});
     let both = options("pipe-1") + &options("pipe-2");
@@ -227,6 +237,7 @@ both_engines!(
     tcp_keepalives_counted_not_events,
     tcp_event_fields,
     tcp_destination_is_local_address,
+    tcp_ipv6_loopback,
     tcp_pipelined_messages_are_two_events,
     tcp_split_over_three_writes_is_one_event,
     tcp_content_length_body_not_a_message,
