@@ -152,6 +152,10 @@ async fn run_udp(
                 Ok(Ok(count)) => {
                     handle_datagrams(&mut core.borrow_mut(), &batch, count, fd, local);
                     handled_count += count;
+                    // A flood never lets the socket go idle: look at the stop flag per batch.
+                    if *stop.borrow() {
+                        break;
+                    }
                     if handled_count >= SHARD_BATCH_BEFORE_YIELD {
                         handled_count = 0;
                         tokio::task::yield_now().await;
@@ -194,7 +198,7 @@ async fn run_listener(listener: TcpListener, accept: Accept, stop: watch::Receiv
         Transport::Tls => accept.stream.tls.clone().map(TlsAcceptor::from),
         Transport::Tcp | Transport::Udp => None,
     };
-    loop {
+    while !*stop.borrow() {
         let (stream, source) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,

@@ -13,7 +13,7 @@
 //!
 //! Never: blocks the executor, spawns a connection task without a permit.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -79,6 +79,7 @@ async fn run_shard(shard: ShardStart) {
         index,
     );
     let mut stop_senders: Vec<LocalSender<()>> = Vec::new();
+    let stopping = Rc::new(Cell::new(false));
     let mut tasks = Vec::new();
     for socket in sockets.udp {
         let local = super::socket::local_address(&socket).ok();
@@ -87,11 +88,15 @@ async fn run_shard(shard: ShardStart) {
         let (sender, receiver) = local_channel::new_bounded(1);
         stop_senders.push(sender);
         if let Some(local) = local {
+            let stop = Stop {
+                receiver,
+                stopping: Rc::clone(&stopping),
+            };
             tasks.push(glommio::spawn_local(run_udp(
                 udp,
                 local,
                 Rc::clone(&core),
-                receiver,
+                stop,
             )));
         }
     }
@@ -107,21 +112,31 @@ async fn run_shard(shard: ShardStart) {
             stream: stream.clone(),
             transport,
         };
-        tasks.push(glommio::spawn_local(run_listener(
-            listener, accept, receiver,
-        )));
+        let stop = Stop {
+            receiver,
+            stopping: Rc::clone(&stopping),
+        };
+        tasks.push(glommio::spawn_local(run_listener(listener, accept, stop)));
     }
     let _ = ready.send(Ok(()));
     while !stop.load(Ordering::Acquire) {
         glommio::timer::sleep(STOP_POLL_INTERVAL).await;
     }
+    stopping.set(true);
     drop(stop_senders);
     for task in tasks {
         task.await;
     }
 }
 
-async fn run_udp(socket: UdpSocket, local: SocketAddr, core: Core, stop: LocalReceiver<()>) {
+/// How a socket task learns that the shard stops: `stopping` is checked between batches (a
+/// flood never lets the socket go idle), the closed channel wakes an idle wait.
+struct Stop {
+    receiver: LocalReceiver<()>,
+    stopping: Rc<Cell<bool>>,
+}
+
+async fn run_udp(socket: UdpSocket, local: SocketAddr, core: Core, stop: Stop) {
     let fd = socket.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut peek = [0u8; 1];
@@ -132,6 +147,9 @@ async fn run_udp(socket: UdpSocket, local: SocketAddr, core: Core, stop: LocalRe
             Ok(count) => {
                 handle_datagrams(&mut core.borrow_mut(), &batch, count, fd, local);
                 handled_count += count;
+                if drain_batches.is_none() && stop.stopping.get() {
+                    drain_batches = Some(STOP_DRAIN_BATCHES_MAX);
+                }
                 if let Some(left) = drain_batches.as_mut() {
                     *left = left.saturating_sub(1);
                     if *left == 0 {
@@ -153,7 +171,7 @@ async fn run_udp(socket: UdpSocket, local: SocketAddr, core: Core, stop: LocalRe
                     true
                 };
                 let stopped = async {
-                    let _ = stop.recv().await;
+                    let _ = stop.receiver.recv().await;
                     false
                 };
                 if !or(readable, stopped).await {
@@ -178,15 +196,15 @@ struct Accept {
     transport: Transport,
 }
 
-async fn run_listener(listener: TcpListener, accept: Accept, stop: LocalReceiver<()>) {
+async fn run_listener(listener: TcpListener, accept: Accept, stop: Stop) {
     let tls = match accept.transport {
         Transport::Tls => accept.stream.tls.clone().map(TlsAcceptor::from),
         Transport::Tcp | Transport::Udp => None,
     };
-    loop {
+    while !stop.stopping.get() {
         let accepted = async { Some(listener.accept().await) };
         let stopped = async {
-            let _ = stop.recv().await;
+            let _ = stop.receiver.recv().await;
             None
         };
         let stream = match or(accepted, stopped).await {

@@ -273,6 +273,36 @@ fn engine_stop_drains_and_joins(engine: Engine) {
     assert_eq!(received, 200);
 }
 
+fn engine_stop_under_flood(engine: Engine) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut harness = start(engine, |_| {});
+    let target = harness.udp();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flooder = {
+        let flooding = Arc::clone(&flooding);
+        std::thread::spawn(move || {
+            let client = udp_client("127.0.0.1:0");
+            let message = options("flood");
+            let started = Instant::now();
+            while flooding.load(Ordering::Relaxed) && started.elapsed() < DEADLINE * 2 {
+                let _ = client.send_to(message.as_bytes(), target);
+            }
+        })
+    };
+    harness.wait_totals("the flood arriving", |t| t.datagrams_received > 1_000);
+    let sensor = harness.sensor.take().unwrap();
+    let (done, stopped) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        sensor.stop();
+        let _ = done.send(());
+    });
+    let outcome = stopped.recv_timeout(DEADLINE);
+    flooding.store(false, Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert!(outcome.is_ok(), "stop() did not return while flooded");
+}
+
 fn engine_metrics_render(engine: Engine) {
     use sentrypeer::metrics::Render;
     let harness = start(engine, |_| {});
@@ -293,5 +323,6 @@ both_engines!(
     engine_bind_failure_is_one_line,
     engine_shards_share_the_port,
     engine_stop_drains_and_joins,
+    engine_stop_under_flood,
     engine_metrics_render,
 );
