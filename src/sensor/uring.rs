@@ -304,5 +304,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         if outcome.is_err() {
             return;
         }
+        // A connection that always has bytes ready must not starve the shard's other tasks.
+        glommio::yield_if_needed().await;
     }
 }
