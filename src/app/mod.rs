@@ -1,11 +1,63 @@
 //! Start-up and shutdown: parse the config, open the store, start the writer, the outputs, the
 //! API, P2P and the sensor shards, then wait for SIGINT/SIGTERM and stop them in reverse order.
 //!
+//! The order of side effects is the design's: the store opens first (it owns the node id), the
+//! writer starts before anything can send it an event, the sensor starts last and stops first,
+//! and the writer drains the channel before the process exits.
+//!
 //! Never: holds business logic of a part; prints a secret.
 
+mod run;
+mod status;
+
+use std::error::Error;
+use std::io::Write;
 use std::process::ExitCode;
+
+use crate::config::{self, Command, Config};
+use crate::store::commands;
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let config = match config::load() {
+        Ok(config) => config,
+        Err(error) => return fail(&error),
+    };
+    let outcome = match &config.command {
+        Command::Run => run::run(&config),
+        Command::Stats => command_stats(&config),
+        Command::Export { format, output } => {
+            let mut stdout = std::io::stdout().lock();
+            commands::export(&config.store, *format, output.as_deref(), &mut stdout)
+                .and_then(|()| stdout.flush().map_err(Into::into))
+                .map_err(Into::into)
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.as_ref()),
+    }
+}
+
+fn command_stats(config: &Config) -> Result<(), Box<dyn Error>> {
+    let mut stdout = std::io::stdout().lock();
+    commands::stats(&config.store, &mut stdout)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Prints `sentrypeer: <error>: <source>...` on one line and returns exit code 1.
+fn fail(error: &dyn Error) -> ExitCode {
+    let mut line = format!("sentrypeer: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // thiserror messages often already embed their source; do not repeat it.
+        if !line.ends_with(&text) {
+            line.push_str(&format!(": {text}"));
+        }
+        source = cause.source();
+    }
+    eprintln!("{}", line.replace('\n', " "));
+    ExitCode::FAILURE
 }

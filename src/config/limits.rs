@@ -51,6 +51,35 @@ pub const TCP_CONNECTIONS_PER_IP_MAX: usize = 64;
 /// Default cap of open TCP/TLS connections per shard; accepts over it are closed at once.
 pub const TCP_CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
 
+// Bounds that `config` checks settings against at start-up; a setting outside them stops
+// start-up with a one-line error naming the setting.
+
+/// Most sensor cores (`--cores`): one executor and one socket set per core.
+pub const SENSOR_CORES_MAX: usize = 1_024;
+
+/// Largest receive buffer that may be asked per UDP socket (`--udp-rcvbuf`); the kernel caps
+/// it further at `net.core.rmem_max` unless the process may override that.
+pub const UDP_RCVBUF_BYTES_MAX: usize = 1 << 30;
+
+/// Longest idle timeout of a TCP/TLS connection (`--tcp-idle-timeout`).
+pub const TCP_IDLE_TIMEOUT_MAX: Duration = Duration::from_secs(3_600);
+
+/// Highest reply rate and burst per source IP (`--reply-rate`, `--reply-burst`).
+pub const REPLY_RATE_PER_SECOND_MAX: u32 = 100_000;
+pub const REPLY_BURST_MAX: u32 = 100_000;
+
+/// Longest `Server` header of replies (`--server-header`), printable ASCII only.
+pub const SERVER_HEADER_BYTES_MAX: usize = 128;
+
+/// Longest wait before a partial batch is committed (`--writer-interval-ms`).
+pub const WRITER_BATCH_INTERVAL_MAX: Duration = Duration::from_secs(10);
+
+/// Longest retention of raw events (`--retention-days`), about a century.
+pub const RETENTION_DAYS_MAX: u32 = 36_500;
+
+/// Most events per webhook request (`--webhook-batch`).
+pub const WEBHOOK_BATCH_EVENTS_MAX: usize = 1_000;
+
 /// Events waiting between the shards and the writer; when full, shards drop and count
 /// (`events_dropped_total`). Worst case memory: this many events (~1 KiB each typical).
 pub const EVENT_CHANNEL_CAPACITY: usize = 65_536;
@@ -72,11 +101,79 @@ pub const REPLY_LIMITER_SOURCES_MAX: usize = 65_536;
 /// Items returned by one page of an API list.
 pub const API_PAGE_ITEMS_MAX: usize = 100_000;
 
-/// Open API connections; more are refused.
+/// Open API connections; a connection over the cap is closed at once (counter
+/// `api_connections_refused_total`). Worst case: this many hyper connections, each with at most
+/// `API_REQUEST_HEAD_BYTES_MAX` buffered.
 pub const API_CONNECTIONS_MAX: usize = 1_024;
+
+/// Events returned by one `GET /events` page (default and cap of `limit`): events keep up to
+/// `EVENT_MESSAGE_BYTES_MAX` of message, so the worst-case body is about 1000 x 64 KiB.
+pub const API_EVENTS_PAGE_ITEMS_MAX: usize = 1_000;
+
+/// Events returned by `GET /events` without `limit`.
+pub const API_EVENTS_PAGE_ITEMS_DEFAULT: usize = 100;
+
+/// Longest request target (path and query) the API answers; a longer one gets 414.
+pub const API_URI_BYTES_MAX: usize = 8 * 1024;
+
+/// Largest request head (request line and headers) hyper buffers; more gets 431 and the
+/// connection is closed. Also the read buffer cap per connection (hyper's minimum is 8 KiB).
+pub const API_REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+/// Most request headers; more gets 431 and the connection is closed.
+pub const API_REQUEST_HEADERS_COUNT_MAX: usize = 64;
+
+/// Time a client has to send a whole request head (also the idle keep-alive timeout); then the
+/// connection is closed.
+pub const API_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a response write may stay blocked because the client does not read; then the
+/// connection is closed (counter `api_connections_stalled_total`). Bounds how long one
+/// connection can pin a response (up to ~10 MB for a full list) in memory.
+pub const API_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Blocking threads that run long store reads (full lists, events) for the API.
+pub const API_BLOCKING_THREADS_MAX: usize = 4;
 
 /// Events queued between the writer and the webhook worker.
 pub const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
+
+/// Time the webhook worker gives a TCP (and TLS) connect to the webhook or token URL; a
+/// timeout is a failed attempt (counter `webhook_requests_failed_total`) and backs off.
+pub const WEBHOOK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time one webhook or token request may take in total (connect, send, response); a timeout is a
+/// failed attempt and backs off. Also bounds how long `WebhookHandle::stop` can wait.
+pub const WEBHOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First wait after a failed webhook attempt; it doubles per consecutive failure (with jitter)
+/// up to [`WEBHOOK_BACKOFF_MAX`], so retries never end but never exceed one per minute.
+pub const WEBHOOK_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+pub const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Events read from the store per read transaction by the webhook worker (or one batch, when
+/// `--webhook-batch` is larger): worst case this many decoded events (up to
+/// `EVENT_MESSAGE_BYTES_MAX` each, ~64 MiB for 1000) held while they are posted.
+pub const WEBHOOK_READ_EVENTS_MAX: usize = 256;
+
+/// The webhook cursor is written to the store after this many delivered (or skipped) events or
+/// this long after the last write, and at stop: a crash re-sends at most that much (at least
+/// once delivery).
+pub const WEBHOOK_CURSOR_PERSIST_EVENTS: u64 = 1_000;
+pub const WEBHOOK_CURSOR_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest single wait of the idle webhook worker on the commit watch before it checks for a
+/// stop request; bounds how long `stop` waits for an idle worker.
+pub const WEBHOOK_IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// An OAuth2 token is replaced this long before it expires at most (10% of its lifetime when
+/// that is shorter); a token response without `expires_in` is kept this long.
+pub const WEBHOOK_TOKEN_EARLY_MAX: Duration = Duration::from_secs(30);
+pub const WEBHOOK_TOKEN_LIFETIME_DEFAULT: Duration = Duration::from_secs(300);
+
+/// Largest token or webhook response body read; a longer token response is a failed attempt,
+/// a longer webhook response body is not read further (the connection is not reused).
+pub const WEBHOOK_RESPONSE_BYTES_MAX: u64 = 64 * 1024;
 
 /// Largest P2P entry accepted from a peer.
 pub const P2P_ENTRY_BYTES_MAX: usize = 4 * 1024;
@@ -85,9 +182,113 @@ pub const P2P_ENTRY_BYTES_MAX: usize = 4 * 1024;
 /// only (the `sip_non_requests_total` counters still move).
 pub const DEBUG_LINES_PER_SECOND_MAX: u32 = 20;
 
+/// Largest P2P message payload (the JSON) we publish or accept. Well under
+/// [`P2P_TRANSMIT_BYTES_MAX`]: besides the signed envelope (~200 bytes), libp2p-gossipsub 0.50
+/// checks its whole read buffer (the frame plus up to 8 KiB read ahead of the next one) against
+/// the frame cap and drops the stream when it is over, so frames must stay 8 KiB below the cap.
+pub const P2P_MESSAGE_BYTES_MAX: usize = 48 * 1024;
+
+/// Gossipsub's `max_transmit_size`: larger frames are dropped by the codec.
+pub const P2P_TRANSMIT_BYTES_MAX: usize = 60 * 1024;
+
+/// Entries in one P2P message; a message with more is rejected.
+pub const P2P_ENTRIES_PER_MESSAGE_MAX: usize = 256;
+
+/// The `sip_message` text kept in a shared entry (longer is truncated when sending, rejected
+/// when received).
+pub const P2P_SIP_MESSAGE_BYTES_MAX: usize = 1024;
+
+/// Longest method, called number or user agent in a P2P entry.
+pub const P2P_FIELD_BYTES_MAX: usize = 256;
+
+/// Largest `count` of one coalesced entry.
+pub const P2P_ENTRY_COUNT_MAX: u64 = 1_000_000;
+
+/// How far in the future a peer's event timestamp may be (clock skew).
+pub const P2P_FUTURE_SKEW: Duration = Duration::from_secs(60);
+
+/// Oldest peer event accepted (older ones are rejected as stale).
+pub const P2P_EVENT_AGE_MAX: Duration = Duration::from_secs(7 * 86_400);
+
+/// Repeats of one (source IP, called number, method) within this window are sent as one entry.
+pub const P2P_COALESCE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Entries waiting to be published; when full the P2P reader stops reading the store (the
+/// events stay after the `p2p` cursor, nothing is dropped).
+pub const P2P_PENDING_ENTRIES_MAX: usize = 20_000;
+
+/// Messages this node publishes per second at most.
+pub const P2P_PUBLISH_MESSAGES_PER_SECOND: u32 = 20;
+
+/// Per-peer receive budget: messages per second (token bucket) and burst; beyond it a message
+/// is ignored (not forwarded, not stored) and counted.
+pub const P2P_PEER_MESSAGES_PER_SECOND: u32 = 50;
+pub const P2P_PEER_MESSAGES_BURST: u32 = 200;
+
+/// P2P connections: established incoming, pending incoming (handshakes) and per peer; more are
+/// refused by libp2p's connection limits.
+pub const P2P_CONNECTIONS_INCOMING_MAX: u32 = 256;
+pub const P2P_CONNECTIONS_PENDING_INCOMING_MAX: u32 = 64;
+pub const P2P_CONNECTIONS_PER_PEER_MAX: u32 = 2;
+
+/// Recently received event UUIDs remembered to skip duplicates before the writer channel.
+pub const P2P_RECENT_UUIDS: usize = 65_536;
+
+/// Bootstrap dial back-off: first and largest delay.
+pub const P2P_BOOTSTRAP_BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const P2P_BOOTSTRAP_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
 /// How often a recurring I/O error is logged at most.
 pub const IO_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// LMDB map size a new store starts with; sparse, so it costs address space, not disk. When a
+/// write transaction finds the map full the writer doubles it (counter `writer_map_resizes_total`)
+/// and retries the batch.
+pub const STORE_MAP_BYTES_INITIAL: usize = 1 << 30;
+
+/// Largest LMDB map the writer grows to (1 TiB); beyond it commits fail and are reported.
+pub const STORE_MAP_BYTES_MAX: usize = 1 << 40;
+
+/// LMDB reader slots: concurrent read transactions (API connections, workers, commands);
+/// one more fails with MDB_READERS_FULL.
+pub const STORE_READERS_MAX: u32 = API_CONNECTIONS_MAX as u32 + 64;
+
+/// Called numbers are aggregated under at most this many bytes (LMDB keys are at most 511
+/// bytes; the newest-first index adds 8).
+pub const CALLED_NUMBER_KEY_BYTES_MAX: usize = 256;
+
+/// Raw events removed by retention per write transaction, so pruning never stalls ingest.
+pub const STORE_PRUNE_EVENTS_PER_TXN: usize = 1_000;
+
+/// How often the writer looks for events older than the retention (sooner while a pass was
+/// full).
+pub const STORE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Messages sampled to train the store's zstd dictionary (once per store), each cut to
+/// `STORE_DICTIONARY_SAMPLE_BYTES_MAX`: worst case 2 MiB held by the writer until trained.
+pub const STORE_DICTIONARY_SAMPLES: usize = 1_000;
+pub const STORE_DICTIONARY_SAMPLE_BYTES_MAX: usize = 2 * 1024;
+
+/// Size of the trained zstd dictionary.
+pub const STORE_DICTIONARY_BYTES_MAX: usize = 16 * 1024;
+
+/// Longest a syslog datagram send may block; on timeout the rest of the batch's syslog lines
+/// are skipped (counter `writer_syslog_errors_total`).
+pub const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_millis(50);
+
+const _: () = assert!(CALLED_NUMBER_KEY_BYTES_MAX + 8 <= 511);
+const _: () = assert!(API_URI_BYTES_MAX < API_REQUEST_HEAD_BYTES_MAX);
+const _: () = assert!(API_REQUEST_HEAD_BYTES_MAX >= 8 * 1024);
+const _: () = assert!(API_EVENTS_PAGE_ITEMS_DEFAULT <= API_EVENTS_PAGE_ITEMS_MAX);
+const _: () = assert!(STORE_MAP_BYTES_INITIAL <= STORE_MAP_BYTES_MAX);
 const _: () = assert!(SIP_MESSAGE_BYTES_MAX <= UDP_DATAGRAM_BYTES_MAX + 1);
 const _: () = assert!(WRITER_BATCH_EVENTS_DEFAULT <= WRITER_BATCH_EVENTS_MAX);
 const _: () = assert!(REPLY_BURST >= REPLY_RATE_PER_SECOND);
+const _: () = assert!(UDP_RCVBUF_BYTES_DEFAULT <= UDP_RCVBUF_BYTES_MAX);
+const _: () = assert!(TCP_IDLE_TIMEOUT.as_secs() <= TCP_IDLE_TIMEOUT_MAX.as_secs());
+const _: () = assert!(REPLY_RATE_PER_SECOND <= REPLY_RATE_PER_SECOND_MAX);
+const _: () = assert!(REPLY_BURST <= REPLY_BURST_MAX);
+const _: () = assert!(WRITER_BATCH_INTERVAL.as_millis() <= WRITER_BATCH_INTERVAL_MAX.as_millis());
+const _: () = assert!(TCP_CONNECTIONS_PER_IP_MAX <= TCP_CONNECTIONS_PER_SHARD_MAX);
+const _: () = assert!(WEBHOOK_BACKOFF_INITIAL.as_millis() <= WEBHOOK_BACKOFF_MAX.as_millis());
+const _: () = assert!(WEBHOOK_READ_EVENTS_MAX >= 1);

@@ -2,16 +2,38 @@
 //! validated once at start-up into one typed [`Config`].
 //!
 //! Precedence for valued settings: command line > environment > config file > default. Boolean
-//! features are on when the flag or the environment variable is present (any value).
+//! features are on when the flag or the environment variable is present (any value), or the
+//! config file sets them `true`.
 //!
-//! Never: read again on the hot path; hold a limit outside [`limits`]; print a secret.
+//! Flow: [`load`] (the process) or [`load_from`] (tests) parse the arguments with the clap
+//! definition in `cli.rs` ([`command`]), read the config file (`-g`, `SENTRYPEER_CONFIG_FILE`, or
+//! `~/.config/sentrypeer/default-config.toml` if it exists) and parse it with `file.rs`, then
+//! `resolve.rs` merges the sources and validates every value into [`Config`]; text defaults are
+//! in [`defaults`]. Errors are one [`ConfigError`], one line each, naming the setting.
+//!
+//! Never: read again on the hot path; hold a limit outside [`limits`]; print a secret (secrets
+//! are [`Secret`]s, and clap never shows environment values in `-h`).
+//!
+//! Limits: every number is checked against its bound in [`limits`] (`SENSOR_CORES_MAX`,
+//! `UDP_RCVBUF_BYTES_MAX`, `TCP_IDLE_TIMEOUT_MAX`, `TCP_CONNECTIONS_PER_SHARD_MAX`,
+//! `REPLY_RATE_PER_SECOND_MAX`, `REPLY_BURST_MAX`, `SERVER_HEADER_BYTES_MAX`,
+//! `WRITER_BATCH_EVENTS_MAX`, `WRITER_BATCH_INTERVAL_MAX`, `RETENTION_DAYS_MAX`,
+//! `WEBHOOK_BATCH_EVENTS_MAX`).
 
+mod cli;
+pub mod defaults;
+mod file;
 pub mod limits;
+mod resolve;
 
+use std::ffi::OsString;
 use std::fmt;
+use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use clap::FromArgMatches;
 
 /// A secret string (OAuth2 client secret, API token): never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -151,3 +173,150 @@ pub struct Config {
     pub verbose: bool,
     pub debug: bool,
 }
+
+/// Why the configuration could not be built; each message is one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A command-line error, or `-h`/`-V`: [`load`] lets clap print it and exit (2, or 0).
+    #[error("{0}")]
+    Usage(#[from] clap::Error),
+    #[error("cannot read config file \"{}\"", .path.display())]
+    ConfigFileRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid config file \"{}\": {problem}", .path.display())]
+    ConfigFileInvalid { path: PathBuf, problem: String },
+    #[error("the value of {key} is not valid UTF-8")]
+    NotUnicode { key: &'static str },
+    #[error("invalid listen address \"{value}\" for {key}")]
+    InvalidAddress { key: &'static str, value: String },
+    #[error("invalid number \"{value}\" for {key}")]
+    InvalidNumber { key: &'static str, value: String },
+    #[error("{key} {value} is out of range ({min} to {max})")]
+    OutOfRange {
+        key: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("invalid {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error("invalid json_log_file \"{}\": {problem}", .path.display())]
+    JsonLogFile { path: PathBuf, problem: String },
+}
+
+/// The clap definition of the whole command line (for `-h` and man pages).
+pub fn command() -> clap::Command {
+    cli::command()
+}
+
+/// The configuration of this process, from `std::env::args_os()`, the process environment and
+/// the config file. Help, version and usage errors are printed by clap, which then exits the
+/// process (0 for `-h`/`-V`, 2 for a usage error).
+pub fn load() -> Result<Config, ConfigError> {
+    match load_from(std::env::args_os(), &|name| std::env::var_os(name)) {
+        Err(ConfigError::Usage(error)) => error.exit(),
+        other => other,
+    }
+}
+
+/// The configuration from `args` (the first is the program name), the environment seen through
+/// `env`, and the config file that `-g`, `SENTRYPEER_CONFIG_FILE` or `$HOME` (from `env`) names.
+pub fn load_from<I, T>(
+    args: I,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = cli::command().try_get_matches_from(args)?;
+    let cli = cli::Cli::from_arg_matches(&matches)?;
+    let file = match config_file_path(&matches, &cli, env) {
+        Some((path, named)) => read_config_file(&path, named)?,
+        None => file::FileConfig::default(),
+    };
+    let sources = resolve::Sources {
+        matches: &matches,
+        cli: &cli,
+        env,
+        file: &file,
+        cores_online: cores_online(),
+    };
+    let config = resolve::resolve(&sources)?;
+    // Only the sensor writes the JSON log; `stats` and `export` do not need it.
+    if let (Command::Run, Some(path)) = (&config.command, &config.output.json_log_file) {
+        check_json_log_file(path)?;
+    }
+    Ok(config)
+}
+
+/// The config file to read and whether it was named (`-g`, env) rather than the default.
+fn config_file_path(
+    matches: &clap::ArgMatches,
+    cli: &cli::Cli,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Option<(PathBuf, bool)> {
+    let on_command_line =
+        matches.value_source("config_file") == Some(clap::parser::ValueSource::CommandLine);
+    if let Some(path) = cli.config_file.as_ref().filter(|_| on_command_line) {
+        return Some((PathBuf::from(path), true));
+    }
+    if let Some(path) = env("SENTRYPEER_CONFIG_FILE").filter(|path| !path.is_empty()) {
+        return Some((PathBuf::from(path), true));
+    }
+    let home = env("HOME").filter(|home| !home.is_empty())?;
+    let path = Path::new(&home).join(defaults::CONFIG_FILE_IN_HOME);
+    path.exists().then_some((path, false))
+}
+
+fn read_config_file(path: &Path, named: bool) -> Result<file::FileConfig, ConfigError> {
+    debug_assert!(named || path.exists());
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ConfigFileRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    file::parse(&text).map_err(|problem| ConfigError::ConfigFileInvalid {
+        path: path.to_owned(),
+        problem,
+    })
+}
+
+/// The sensor's default core count: the cores this process may run on.
+fn cores_online() -> usize {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.len())
+        .filter(|count| *count > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+}
+
+/// The JSON log file must be creatable: its directory exists and is writable, and the path is
+/// not a directory.
+fn check_json_log_file(path: &Path) -> Result<(), ConfigError> {
+    let problem = |problem: String| ConfigError::JsonLogFile {
+        path: path.to_owned(),
+        problem,
+    };
+    if path.is_dir() {
+        return Err(problem("is a directory".into()));
+    }
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        return Err(problem(format!(
+            "directory \"{}\" does not exist",
+            directory.display()
+        )));
+    }
+    let target = if path.exists() { path } else { directory };
+    rustix::fs::access(target, rustix::fs::Access::WRITE_OK)
+        .map_err(|errno| problem(format!("\"{}\" is not writable: {errno}", target.display())))
+}
+
+#[cfg(test)]
+mod tests;

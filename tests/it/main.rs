@@ -1,8 +1,36 @@
 //! Integration tests: one binary, a module per area.
 
+/// The sensor's engines and the shared sensor harness (`both_engines!`); listed first for its
+/// macro.
 #[macro_use]
 mod engine;
-mod clients;
-mod tcp;
-mod tls;
+
+/// The sensor over UDP: fields, destination addresses, replies, rate limit, silent mode.
 mod udp;
+
+/// The sensor over TCP: framing, idle timeout, connection caps, replies.
+mod tcp;
+
+/// The sensor over TLS: events, replies, handshake timeout.
+mod tls;
+
+/// Real SIP tools against the sensor: sipsak and svmap.
+mod clients;
+
+/// The HTTP API: compat routes, additions, limits, hostile input.
+mod api;
+
+/// The `sentrypeer` binary's command line, environment, config file and exit codes.
+mod cli;
+
+/// The man page generated from the clap definition matches the committed one.
+mod manpage;
+
+/// The LMDB store, its writer and outputs.
+mod store;
+
+/// The webhook worker against a local HTTP server.
+mod webhook;
+
+/// Peer to peer: several nodes in one process, a hostile gossipsub peer, bandwidth bounds.
+mod p2p;

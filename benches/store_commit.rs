@@ -1,0 +1,470 @@
+//! Store benchmarks: writer commit throughput for batches of 1,000 and 4,096 typical scanner
+//! events (with and without fsync), the event codec, and (printed once, not timed by criterion)
+//! the database bytes per event after 100k realistic events.
+//!
+//! Run: `cargo bench -p sentrypeer --bench store_commit`; `STORE_BENCH_SIZE_EVENTS=N` changes the
+//! size report's event count (0 skips it); `STORE_BENCH_EXPLORE=1` prints the zstd level and
+//! dictionary size grid instead. Results: `docs/benchmarks.md`, section "Store".
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput};
+use sentrypeer::config::{OutputConfig, StoreConfig};
+use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
+use sentrypeer::store::{Store, codec, spawn_writer};
+use uuid::Uuid;
+
+const AGENTS: [&str; 6] = [
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli/v1.8",
+    "VaxSIPUserAgent/3.1",
+    "PolycomSoundPointIP-SPIP_550-UA/3.3.2.0413",
+    "Z 5.4.12 v2.10.17.4",
+];
+
+/// A small deterministic generator of realistic scanner traffic.
+struct Traffic {
+    state: u64,
+    node_id: Uuid,
+    /// Distinct source IPs and called numbers: a scanner sends many requests (perf.md's API
+    /// load has 10 events per IP and per number).
+    sources: u64,
+}
+
+impl Traffic {
+    fn new(seed: u64) -> Self {
+        Self {
+            state: seed | 1,
+            node_id: Uuid::from_u128(0x5e47_1e9e),
+            sources: 10_000,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    fn event(&mut self) -> Event {
+        let r = self.next_u64();
+        let who = mix(r % self.sources);
+        let source: SocketAddr = format!(
+            "{}.{}.{}.{}:{}",
+            45 + who % 150,
+            (who >> 8) % 256,
+            (who >> 16) % 64,
+            (who >> 24) % 256,
+            5060 + (r >> 32) % 1000
+        )
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([10, 0, 0, 1], 5060)));
+        let agent = AGENTS[(who >> 40) as usize % AGENTS.len()];
+        let dialled = mix(r.rotate_left(17) % self.sources);
+        let prefix = ["00", "011", "+", "9"][(dialled >> 44) as usize % 4];
+        let number = format!("{prefix}{}", dialled % 1_000_000_007);
+        let call_id = format!("{:016x}{:016x}", self.next_u64(), self.next_u64());
+        let branch = format!("z9hG4bK-{:x}", self.next_u64());
+        let tag = format!("{:08x}", self.next_u64() as u32);
+        let kind = (r >> 50) % 20;
+        let (method, message) = if kind < 12 {
+            (
+                "OPTIONS",
+                options(&number, agent, &call_id, &branch, &tag, source),
+            )
+        } else if kind < 17 {
+            (
+                "REGISTER",
+                register(&number, agent, &call_id, &branch, &tag, source),
+            )
+        } else {
+            (
+                "INVITE",
+                invite(&number, agent, &call_id, &branch, &tag, source),
+            )
+        };
+        Event::new(&EventParts {
+            timestamp_ns: 1_764_000_000_000_000_000 + (self.next_u64() % 1_000_000_000_000),
+            uuid: Uuid::new_v4(),
+            node_id: self.node_id,
+            transport: Transport::Udp,
+            collected_method: CollectedMethod::Passive,
+            source,
+            destination: SocketAddr::from(([192, 0, 2, 10], 5060)),
+            method: method.as_bytes(),
+            called_number: Some(number.as_bytes()),
+            user_agent: Some(agent.as_bytes()),
+            message: message.as_bytes(),
+        })
+    }
+}
+
+/// A fixed bijective scramble (splitmix64's finaliser): pool index -> varied bits.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn options(n: &str, agent: &str, call: &str, branch: &str, tag: &str, src: SocketAddr) -> String {
+    format!(
+        "OPTIONS sip:{n}@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch={branch};rport\r\n\
+         From: \"{agent}\"<sip:100@192.0.2.10>;tag={tag}\r\nTo: \"{agent}\"<sip:{n}@192.0.2.10>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 OPTIONS\r\nContact: <sip:100@{src}>\r\nMax-Forwards: 70\r\n\
+         User-Agent: {agent}\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn register(n: &str, agent: &str, call: &str, branch: &str, tag: &str, src: SocketAddr) -> String {
+    format!(
+        "REGISTER sip:192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{n}@192.0.2.10>;tag={tag}\r\nTo: <sip:{n}@192.0.2.10>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{n}@{src};transport=udp>\r\n\
+         Expires: 3600\r\nAllow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\r\n\
+         User-Agent: {agent}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn invite(n: &str, agent: &str, call: &str, branch: &str, tag: &str, src: SocketAddr) -> String {
+    let sdp = format!(
+        "v=0\r\no=- 3850163124 3850163124 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio 10000 RTP/AVP 0 8 18 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n",
+        ip = src.ip()
+    );
+    format!(
+        "INVITE sip:{n}@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: \"{agent}\"<sip:100@192.0.2.10>;tag={tag}\r\nTo: <sip:{n}@192.0.2.10>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:100@{src}>\r\nUser-Agent: {agent}\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn store_config(dir: &std::path::Path, batch: usize, no_sync: bool) -> StoreConfig {
+    StoreConfig {
+        db_file: dir.join("bench.db"),
+        batch_events_max: batch,
+        batch_interval: Duration::from_secs(1),
+        no_sync,
+        retention_days: None,
+    }
+}
+
+const NO_OUTPUTS: OutputConfig = OutputConfig {
+    json_log_file: None,
+    syslog: false,
+};
+
+fn bench_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store_commit");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(8));
+    for batch in [1_000usize, 4_096] {
+        for no_sync in [false, true] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+            let config = store_config(dir.path(), batch, no_sync);
+            let store = Store::open(&config).unwrap_or_else(|e| panic!("open: {e}"));
+            let (sender, receiver) = crossbeam_channel::unbounded();
+            let writer = spawn_writer(store.clone(), receiver, &NO_OUTPUTS, &config)
+                .unwrap_or_else(|e| panic!("writer: {e}"));
+            let commits = writer.commits();
+            let mut traffic = Traffic::new(batch as u64 + u64::from(no_sync));
+            traffic.node_id = store.node_id();
+            // Warm up past the dictionary training (first 1,000 events).
+            for _ in 0..2 {
+                for _ in 0..1_000 {
+                    let _ = sender.send(traffic.event());
+                }
+            }
+            let target = commits.last_key() + 2_000;
+            while commits.wait_past(target - 1, Duration::from_secs(10)) < target {}
+            group.throughput(Throughput::Elements(batch as u64));
+            let sync = if no_sync { "nosync" } else { "fsync" };
+            group.bench_function(format!("batch_{batch}/{sync}"), |b| {
+                b.iter_custom(|iterations| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let events: Vec<Event> = (0..batch).map(|_| traffic.event()).collect();
+                        let target = commits.last_key() + batch as u64;
+                        let started = Instant::now();
+                        for event in events {
+                            let _ = sender.send(event);
+                        }
+                        while commits.wait_past(target - 1, Duration::from_secs(10)) < target {}
+                        total += started.elapsed();
+                    }
+                    total
+                });
+            });
+            drop(sender);
+            writer.join();
+        }
+    }
+    for no_sync in [false, true] {
+        bench_bare_lmdb(&mut group, 1_000, no_sync);
+    }
+    group.finish();
+}
+
+/// The reference in the same run: bare heed puts of 1,000 sequential 200-byte records per write
+/// transaction (performance.md's "LMDB ~485k records/s at 1,000/txn with fsync").
+fn bench_bare_lmdb(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    batch: usize,
+    no_sync: bool,
+) {
+    use heed::types::Bytes;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut builder = heed::EnvOpenOptions::new();
+    builder.map_size(1 << 32).max_dbs(1);
+    let mut flags = heed::EnvFlags::NO_SUB_DIR;
+    if no_sync {
+        flags |= heed::EnvFlags::NO_SYNC;
+    }
+    // SAFETY: a fresh file in a tempdir that nothing else opens.
+    let env = unsafe { builder.flags(flags).open(dir.path().join("bare.db")) }
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    let txn = env.write_txn().unwrap_or_else(|e| panic!("txn: {e}"));
+    let created = env.create_databases_and_commit(txn, |opener, txn| {
+        let db = opener.create_database::<Bytes, Bytes>(txn, Some("bare"))?;
+        Ok::<_, heed::Error>(heed::CommitOrAbort::<_, ()>::Commit(db))
+    });
+    let Ok(heed::CommitOrAbort::Commit(db)) = created else {
+        panic!("create")
+    };
+    let value = [0x5au8; 200];
+    let mut key: u64 = 0;
+    group.throughput(Throughput::Elements(batch as u64));
+    let sync = if no_sync { "nosync" } else { "fsync" };
+    group.bench_function(format!("lmdb_bare_{batch}/{sync}"), |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                if key >= 1_000_000 {
+                    // Keep the file bounded (untimed): start over.
+                    let mut txn = env.write_txn().unwrap_or_else(|e| panic!("txn: {e}"));
+                    db.clear(&mut txn).unwrap_or_else(|e| panic!("clear: {e}"));
+                    txn.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+                    key = 0;
+                }
+                let started = Instant::now();
+                let mut txn = env.write_txn().unwrap_or_else(|e| panic!("txn: {e}"));
+                for _ in 0..batch {
+                    key += 1;
+                    db.put_with_flags(&mut txn, heed::PutFlags::APPEND, &key.to_be_bytes(), &value)
+                        .unwrap_or_else(|e| panic!("put: {e}"));
+                }
+                txn.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+}
+
+fn bench_codec(c: &mut Criterion) {
+    let mut traffic = Traffic::new(99);
+    let samples: Vec<Vec<u8>> = (0..1_000)
+        .map(|_| codec::dictionary_sample(&traffic.event()))
+        .collect();
+    let dictionary =
+        codec::train_dictionary(&samples, 16 * 1024).unwrap_or_else(|e| panic!("train: {e}"));
+    let prepared =
+        zstd::zstd_safe::DDict::try_create(&dictionary).unwrap_or_else(|| panic!("dictionary"));
+    let mut packer =
+        codec::Packer::with_dictionary(1, &dictionary).unwrap_or_else(|e| panic!("packer: {e}"));
+    packer.set_local_node(Some(traffic.node_id));
+    let mut unpacker = codec::Unpacker::new();
+    let context = codec::Context {
+        local_node: Some(traffic.node_id),
+        dictionary: Some((1, &prepared)),
+    };
+    let event = traffic.event();
+    let mut encoded = Vec::new();
+    packer
+        .encode(&event, &mut encoded)
+        .unwrap_or_else(|e| panic!("encode: {e}"));
+    let decoded = codec::decode_with(&encoded, &context, &mut unpacker);
+    assert_eq!(decoded.as_ref().ok(), Some(&event));
+    let mut raw = Vec::new();
+    codec::encode(&event, &mut raw);
+
+    let mut group = c.benchmark_group("store_codec");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode/raw", |b| {
+        b.iter_batched_ref(
+            Vec::new,
+            |out| codec::encode(black_box(&event), out),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("encode/zstd_dictionary", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            out.clear();
+            packer.encode(black_box(&event), &mut out)
+        })
+    });
+    group.bench_function("decode/raw", |b| b.iter(|| codec::decode(black_box(&raw))));
+    group.bench_function("decode/zstd_dictionary", |b| {
+        b.iter(|| codec::decode_with(black_box(&encoded), &context, &mut unpacker))
+    });
+    group.finish();
+    println!(
+        "store_codec: typical {} event, message {} bytes: raw record {} bytes, zstd+dictionary {} bytes",
+        event.method_text(),
+        event.message().len(),
+        raw.len(),
+        encoded.len()
+    );
+}
+
+/// Inserts `STORE_BENCH_SIZE_EVENTS` (default 100k) realistic events and prints the database
+/// bytes per event and the sustained ingest rate (batches of 4,096, no fsync).
+fn report_size() {
+    let count: usize = std::env::var("STORE_BENCH_SIZE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    if count == 0 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let config = store_config(dir.path(), 4_096, true);
+    let store = Store::open(&config).unwrap_or_else(|e| panic!("open: {e}"));
+    let (sender, receiver) = crossbeam_channel::bounded(65_536);
+    let writer = spawn_writer(store.clone(), receiver, &NO_OUTPUTS, &config)
+        .unwrap_or_else(|e| panic!("writer: {e}"));
+    let mut traffic = Traffic::new(7);
+    traffic.sources = (count as u64 / 10).max(1);
+    // The sensor's own events (as in production: peers' events are the exception).
+    traffic.node_id = store.node_id();
+    let events: Vec<Event> = (0..count).map(|_| traffic.event()).collect();
+    let message_bytes: usize = events.iter().map(|e| e.message().len()).sum();
+    let started = Instant::now();
+    for event in events {
+        let _ = sender.send(event);
+    }
+    drop(sender);
+    writer.join();
+    let elapsed = started.elapsed();
+    let file_bytes = std::fs::metadata(&config.db_file)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let totals = store.read().and_then(|r| r.totals()).unwrap_or_default();
+    println!(
+        "store_size: {count} events ({} source IPs, {} numbers), mean message {} bytes: \
+         file {file_bytes} bytes = {:.0} bytes/event; ingest {:.0} events/s (4,096/txn, no fsync)",
+        totals.source_ips,
+        totals.called_numbers,
+        message_bytes / count.max(1),
+        file_bytes as f64 / count.max(1) as f64,
+        count as f64 / elapsed.as_secs_f64()
+    );
+    drop(store);
+    print_tables(&config.db_file, count);
+}
+
+/// Pages per table (opened directly with heed once the store is closed).
+fn print_tables(path: &std::path::Path, count: usize) {
+    use heed::types::Bytes;
+    let mut builder = heed::EnvOpenOptions::new();
+    builder.max_dbs(8);
+    // SAFETY: the store is closed; only this function has the file open.
+    let Ok(env) = (unsafe { builder.flags(heed::EnvFlags::NO_SUB_DIR).open(path) }) else {
+        return;
+    };
+    let names = [
+        "events",
+        "event_uuid",
+        "source_ips",
+        "called_numbers",
+        "source_ips_by_last",
+        "called_numbers_by_last",
+        "meta",
+    ];
+    let Ok(txn) = env.read_txn() else { return };
+    let opened = env.open_databases_and_commit(txn, |opener, txn| {
+        let mut tables = [None; 7];
+        for (slot, name) in tables.iter_mut().zip(names) {
+            *slot = opener.open_database::<Bytes, Bytes>(txn, Some(name))?;
+        }
+        Ok::<_, heed::Error>(heed::CommitOrAbort::<_, ()>::Commit(tables))
+    });
+    let Ok(heed::CommitOrAbort::Commit(tables)) = opened else {
+        return;
+    };
+    let Ok(txn) = env.read_txn() else { return };
+    let mut total = 0;
+    for (name, db) in names.into_iter().zip(tables) {
+        let Some(db) = db else { continue };
+        let Ok(stat) = db.stat(&txn) else { continue };
+        let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
+        let bytes = pages * stat.page_size as usize;
+        total += bytes;
+        println!(
+            "store_size:   {name}: {} entries, {pages} pages, {:.1} bytes/event",
+            stat.entries,
+            bytes as f64 / count.max(1) as f64
+        );
+    }
+    println!(
+        "store_size:   tables total {:.1} bytes/event",
+        total as f64 / count.max(1) as f64
+    );
+}
+
+fn main() {
+    if std::env::var_os("STORE_BENCH_EXPLORE").is_some() {
+        explore();
+        return;
+    }
+    report_size();
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_codec(&mut criterion);
+    bench_commit(&mut criterion);
+    criterion.final_summary();
+}
+
+/// `STORE_BENCH_EXPLORE=1`: compressed tail size and time per zstd level and dictionary size.
+fn explore() {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut traffic = Traffic::new(5);
+    traffic.sources = 10_000;
+    let train: Vec<Vec<u8>> = (0..1_000)
+        .map(|_| codec::dictionary_sample(&traffic.event()))
+        .collect();
+    let test: Vec<Vec<u8>> = (0..2_000)
+        .map(|_| codec::dictionary_sample(&traffic.event()))
+        .collect();
+    let raw: usize = test.iter().map(Vec::len).sum();
+    println!("explore: mean tail {} bytes", raw / test.len());
+    for dict_size in [8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024, 110 * 1024] {
+        let dictionary = codec::train_dictionary(&train, dict_size).unwrap();
+        for level in [1, 3, 9, 19] {
+            let mut cctx = CCtx::create();
+            cctx.set_parameter(CParameter::CompressionLevel(level))
+                .unwrap();
+            cctx.set_parameter(CParameter::ContentSizeFlag(false))
+                .unwrap();
+            cctx.set_parameter(CParameter::DictIdFlag(false)).unwrap();
+            cctx.load_dictionary(&dictionary).unwrap();
+            let mut total = 0;
+            let started = Instant::now();
+            for sample in &test {
+                let mut out = Vec::with_capacity(2048);
+                total += cctx.compress2(&mut out, sample).unwrap();
+            }
+            println!(
+                "explore: dict {dict_size} level {level}: {} bytes/tail, {:.1} us/tail",
+                total / test.len(),
+                started.elapsed().as_secs_f64() * 1e6 / test.len() as f64
+            );
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Fills a store through the public writer API, then serves the HTTP API on it, and optionally
+//! times the API while a writer keeps ingesting (used by `perf/api.sh` and
+//! `tests/schemathesis.sh`).
+//!
+//! ```text
+//! fill_store --db FILE [--events N] [--ips N] [--numbers N]
+//!            [--serve ADDR] [--seconds S]            serve until killed or S seconds
+//!            [--bench OUT.json] [--ingest-rate N]    time look-ups and lists, write JSON
+//! ```
+//! Prints `listening on ADDR` once the API is up.
+
+use std::error::Error;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use hdrhistogram::Histogram;
+use sentrypeer::api;
+use sentrypeer::config::{ApiConfig, OutputConfig, StoreConfig};
+use sentrypeer::event::timestamp::now_ns;
+use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
+use sentrypeer::metrics::Render;
+use sentrypeer::store::{Store, spawn_writer};
+use uuid::Uuid;
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+struct Args {
+    db: PathBuf,
+    events: u64,
+    ips: u64,
+    numbers: u64,
+    serve: SocketAddr,
+    seconds: Option<u64>,
+    bench: Option<PathBuf>,
+    ingest_rate: u64,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        db: PathBuf::new(),
+        events: 1_000,
+        ips: 100,
+        numbers: 100,
+        serve: "127.0.0.1:0".parse()?,
+        seconds: None,
+        bench: None,
+        ingest_rate: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--db" => args.db = value.into(),
+            "--events" => args.events = value.parse()?,
+            "--ips" => args.ips = value.parse()?,
+            "--numbers" => args.numbers = value.parse()?,
+            "--serve" => args.serve = value.parse()?,
+            "--seconds" => args.seconds = Some(value.parse()?),
+            "--bench" => args.bench = Some(value.into()),
+            "--ingest-rate" => args.ingest_rate = value.parse()?,
+            _ => return Err(format!("unknown flag {flag}").into()),
+        }
+    }
+    if args.db.as_os_str().is_empty() {
+        return Err("--db FILE is required".into());
+    }
+    Ok(args)
+}
+
+/// Source IP number `index`: IPv4 10.x.y.z, every tenth one IPv6.
+fn source_ip(index: u64) -> IpAddr {
+    if index % 10 == 9 {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            0,
+            0,
+            0,
+            (index >> 16) as u16,
+            index as u16,
+        ))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(
+            0x0a00_0000_u32 | (index as u32 & 0x00ff_ffff),
+        ))
+    }
+}
+
+fn number(index: u64) -> String {
+    format!("00{index:08}")
+}
+
+fn event(index: u64, ips: u64, numbers: u64, timestamp_ns: u64) -> Event {
+    let called = number(index.wrapping_mul(7919) % numbers);
+    let source = SocketAddr::new(source_ip(index % ips), 5060);
+    let message = format!(
+        "INVITE sip:{called}@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bK{index}\r\n\
+         From: <sip:100@{source}>;tag={index:x}\r\nTo: <sip:{called}@192.0.2.1>\r\n\
+         Call-ID: {index}@scanner\r\nCSeq: 1 INVITE\r\nUser-Agent: friendly-scanner\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    Event::new(&EventParts {
+        timestamp_ns,
+        uuid: Uuid::new_v4(),
+        node_id: Uuid::from_u128(1),
+        transport: Transport::Udp,
+        collected_method: CollectedMethod::Passive,
+        source,
+        destination: "192.0.2.1:5060".parse().unwrap_or(source),
+        method: b"INVITE",
+        called_number: Some(called.as_bytes()),
+        user_agent: Some(b"friendly-scanner"),
+        message: message.as_bytes(),
+    })
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let store_config = StoreConfig {
+        db_file: args.db.clone(),
+        batch_events_max: 4_096,
+        batch_interval: Duration::from_millis(20),
+        no_sync: true,
+        retention_days: None,
+    };
+    let store = Store::open(&store_config)?;
+    let (sender, receiver) = crossbeam_channel::bounded(65_536);
+    let outputs = OutputConfig {
+        json_log_file: None,
+        syslog: false,
+    };
+    let writer = spawn_writer(store.clone(), receiver, &outputs, &store_config)?;
+    let commits = writer.commits();
+    let started = Instant::now();
+    let base_ns = now_ns().saturating_sub(args.events * 1_000);
+    let first_key = commits.last_key();
+    for index in 0..args.events {
+        sender.send(event(
+            index,
+            args.ips,
+            args.numbers,
+            base_ns + index * 1_000,
+        ))?;
+    }
+    while commits.last_key() < first_key + args.events {
+        commits.wait_past(commits.last_key(), Duration::from_secs(1));
+    }
+    let fill_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "filled {} events ({} IPs, {} numbers) in {fill_seconds:.1} s",
+        args.events, args.ips, args.numbers
+    );
+    let config = ApiConfig {
+        enabled: true,
+        listen: args.serve,
+        token: None,
+    };
+    let renders: Vec<Arc<dyn Render>> = vec![writer.metrics()];
+    let server = api::start(&config, store, renders)?;
+    println!("listening on {}", server.local_addr());
+    std::io::stdout().flush()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingested = Arc::new(AtomicU64::new(0));
+    let plan = args_copy(&args);
+    let feeder = (args.ingest_rate > 0).then(|| {
+        let (stop, ingested, sender) = (Arc::clone(&stop), Arc::clone(&ingested), sender.clone());
+        std::thread::spawn(move || ingest(&sender, &plan, &stop, &ingested))
+    });
+    if let Some(out) = &args.bench {
+        let report = bench(server.local_addr(), &args, fill_seconds, &ingested)?;
+        std::fs::write(out, report)?;
+        eprintln!("wrote {}", out.display());
+    } else {
+        let deadline = args
+            .seconds
+            .map(|s| Instant::now() + Duration::from_secs(s));
+        while deadline.is_none_or(|d| Instant::now() < d) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    server.stop();
+    drop(sender);
+    writer.join();
+    Ok(())
+}
+
+/// What the feeder thread needs from the arguments.
+#[derive(Clone, Copy)]
+struct Ingest {
+    events: u64,
+    ips: u64,
+    numbers: u64,
+    rate: u64,
+}
+
+fn args_copy(args: &Args) -> Ingest {
+    Ingest {
+        events: args.events,
+        ips: args.ips,
+        numbers: args.numbers,
+        rate: args.ingest_rate,
+    }
+}
+
+/// Feeds `rate` events per second (in 10 ms slices) until `stop`.
+fn ingest(sender: &Sender<Event>, args: &Ingest, stop: &AtomicBool, ingested: &AtomicU64) {
+    let per_slice = (args.rate / 100).max(1);
+    let mut index = args.events;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..per_slice {
+            if sender
+                .try_send(event(index, args.ips, args.numbers, now_ns()))
+                .is_ok()
+            {
+                ingested.fetch_add(1, Ordering::Relaxed);
+            }
+            index += 1;
+        }
+        next += Duration::from_millis(10);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// Times `count` GETs of `paths(i)`; returns (p50, p99, max) in microseconds.
+fn time_gets(
+    agent: &ureq::Agent,
+    base: &str,
+    count: u64,
+    path: impl Fn(u64) -> String,
+    expect: u16,
+) -> Result<Histogram<u64>> {
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for index in 0..count {
+        let url = format!("{base}{}", path(index));
+        let started = Instant::now();
+        let mut response = agent.get(&url).call()?;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_vec()?;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if response.status().as_u16() != expect || body.is_empty() {
+            return Err(
+                format!("{url}: status {} ({} bytes)", response.status(), body.len()).into(),
+            );
+        }
+        histogram.record(micros.max(1))?;
+    }
+    Ok(histogram)
+}
+
+/// Look-ups timed per route.
+const LOOKUPS: u64 = 2_000;
+
+fn summary(histogram: &Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "count": histogram.len(),
+        "p50_us": histogram.value_at_quantile(0.5),
+        "p99_us": histogram.value_at_quantile(0.99),
+        "max_us": histogram.max(),
+    })
+}
+
+fn bench(addr: SocketAddr, args: &Args, fill_seconds: f64, ingested: &AtomicU64) -> Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let base = format!("http://{addr}");
+    let mix = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+    // Warm up the connection and the page cache.
+    time_gets(
+        &agent,
+        &base,
+        20,
+        |i| format!("/ip-addresses/{}", source_ip(mix(i) % args.ips)),
+        200,
+    )?;
+    let ingest_before = ingested.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let ip = time_gets(
+        &agent,
+        &base,
+        LOOKUPS,
+        |i| format!("/ip-addresses/{}", source_ip(mix(i) % args.ips)),
+        200,
+    )?;
+    let number_lookup = time_gets(
+        &agent,
+        &base,
+        LOOKUPS,
+        |i| format!("/numbers/{}", number(mix(i) % args.numbers)),
+        200,
+    )?;
+    let ip_list = time_gets(&agent, &base, 10, |_| "/ip-addresses".into(), 200)?;
+    let number_list = time_gets(&agent, &base, 10, |_| "/numbers".into(), 200)?;
+    let nftables = time_gets(
+        &agent,
+        &base,
+        3,
+        |_| "/ip-addresses?format=nftables".into(),
+        200,
+    )?;
+    let events = time_gets(&agent, &base, 10, |_| "/events?limit=100".into(), 200)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let ingested_during = ingested.load(Ordering::Relaxed) - ingest_before;
+    let report = serde_json::json!({
+        "store": {
+            "events": args.events,
+            "source_ips": args.ips,
+            "called_numbers": args.numbers,
+            "fill_seconds": fill_seconds,
+        },
+        "ingest_during_bench": {
+            "how": "a second thread feeding the writer channel (in-process, not UDP)",
+            "rate_per_second_asked": args.ingest_rate,
+            "events_ingested": ingested_during,
+            "seconds": seconds,
+            "events_per_second": ingested_during as f64 / seconds,
+        },
+        "client": "ureq 3, one keep-alive connection, sequential requests, loopback",
+        "ip_lookup": summary(&ip),
+        "number_lookup": summary(&number_lookup),
+        "ip_list_full": summary(&ip_list),
+        "number_list_full": summary(&number_list),
+        "ip_list_nftables": summary(&nftables),
+        "events_100": summary(&events),
+    });
+    Ok(serde_json::to_string_pretty(&report)?)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# End-to-end UDP ingest benchmark: sensor (both engines) versus the bare recvmmsg sink.
+# See perf/ingest.py for what is measured; spec: performance.md section 2.
+#
+#   perf/ingest.sh [--sink-only] [--no-build] [--rates 10000,50000,...] [--step-seconds 2]
+#                  [--engines io_uring,portable] [--drain-count 50000] [--out FILE]
+#
+# Builds the release binaries (loadgen always, sentrypeer unless --sink-only), then runs the
+# sweep on loopback only. Writes perf/results/<date>-ingest.json and prints a table.
+# Budget: under 10 minutes on 2 cores with the defaults (about 1 minute with --sink-only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+sink_only=0
+args=()
+for arg in "$@"; do
+    case "$arg" in
+        --no-build) build=0 ;;
+        --sink-only) sink_only=1; args+=("$arg") ;;
+        *) args+=("$arg") ;;
+    esac
+done
+
+if [[ $build == 1 ]]; then
+    cargo build --release -p sentrypeer-loadgen
+    if [[ $sink_only == 0 ]]; then
+        cargo build --release -p sentrypeer --bin sentrypeer
+    fi
+fi
+
+INGEST_COMMAND="perf/ingest.sh $*" exec python3 perf/ingest.py "${args[@]}"

@@ -1,0 +1,869 @@
+//! The I/O shell: the libp2p swarm on its own thread and current-thread tokio runtime, and the
+//! store reader thread that feeds it committed local events.
+//!
+//! The node loop reacts to swarm events (`handle_*`), reader batches (into the [`Outbox`]) and
+//! a 100 ms tick (`poll_publish`, `poll_bootstrap`). Received messages are rate limited per
+//! forwarding peer, validated by [`entry::parse_message`], reported to gossipsub
+//! (Accept/Reject/Ignore, so invalid senders lose peer score), de-duplicated by UUID and sent to
+//! the writer with `try_send`.
+//!
+//! Never: blocks on the writer channel, waits on the bootstrap peer, holds a store read
+//! transaction across a channel send or a cursor write.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use libp2p::futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, kad, noise, tcp, yamux,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::entry;
+use super::outbox::Outbox;
+use super::{CURSOR, IDENTIFY_PROTOCOL, KAD_PROTOCOL, P2pError, P2pMetrics, Shared, TOPIC};
+use crate::config::limits::{
+    P2P_BOOTSTRAP_BACKOFF_MAX, P2P_BOOTSTRAP_BACKOFF_MIN, P2P_COALESCE_WINDOW,
+    P2P_CONNECTIONS_INCOMING_MAX, P2P_CONNECTIONS_PENDING_INCOMING_MAX,
+    P2P_CONNECTIONS_PER_PEER_MAX, P2P_PEER_MESSAGES_BURST, P2P_PEER_MESSAGES_PER_SECOND,
+    P2P_PENDING_ENTRIES_MAX, P2P_PUBLISH_MESSAGES_PER_SECOND, P2P_RECENT_UUIDS,
+    P2P_TRANSMIT_BYTES_MAX,
+};
+use crate::event::Event;
+use crate::event::timestamp::now_ns;
+use crate::store::{CommitWatch, Store};
+
+/// Reader batches queued towards the node (each up to [`READ_BATCH_EVENTS`] events).
+pub(super) const READ_BATCHES_QUEUED: usize = 4;
+
+/// Events read from the store per read transaction.
+const READ_BATCH_EVENTS: usize = 1024;
+
+/// How long the reader waits for a commit before it checks for stop and saves the cursor.
+const READER_WAIT: Duration = Duration::from_millis(200);
+
+/// How often the reader saves the `p2p` cursor at most.
+const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The node's housekeeping tick (publishing, bootstrap dials).
+const TICK: Duration = Duration::from_millis(100);
+
+/// How long start-up waits for the first listen address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections with no traffic are closed after this.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Peers found through Kademlia that the node dials on its own, at most (connected).
+const DISCOVERED_PEERS_DIALED_MAX: usize = 50;
+
+/// The default bootstrap port when `-b` names only a host.
+const DEFAULT_BOOTSTRAP_PORT: u16 = 4222;
+
+/// What the node thread needs.
+pub(super) struct Settings {
+    pub(super) keypair: Keypair,
+    pub(super) listen: SocketAddr,
+    pub(super) bootstrap: Option<Multiaddr>,
+    pub(super) own_node_id: Uuid,
+    pub(super) read_key: u64,
+    pub(super) debug: bool,
+}
+
+/// Committed events read by the reader: the last key read and the local events among them.
+pub(super) struct ReadBatch {
+    last_key: u64,
+    events: Vec<(u64, Event)>,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// `-b` text -> multiaddr: a multiaddr (with or without `/p2p/<id>`), `host:port` or `host`.
+pub(super) fn parse_bootstrap(text: &str) -> Result<Option<Multiaddr>, P2pError> {
+    let text = text.trim();
+    let invalid = || P2pError::Bootstrap(text.to_owned());
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.starts_with('/') {
+        return text.parse::<Multiaddr>().map(Some).map_err(|_| invalid());
+    }
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(Some(socket_multiaddr(address)));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid())?),
+        None => (text, DEFAULT_BOOTSTRAP_PORT),
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(Some(socket_multiaddr(SocketAddr::new(ip, port))));
+    }
+    let hostname_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !hostname_ok {
+        return Err(invalid());
+    }
+    Ok(Some(
+        Multiaddr::empty()
+            .with(Protocol::Dns(host.to_owned().into()))
+            .with(Protocol::Tcp(port)),
+    ))
+}
+
+fn socket_multiaddr(address: SocketAddr) -> Multiaddr {
+    let ip = match address.ip() {
+        IpAddr::V4(v4) => Protocol::Ip4(v4),
+        IpAddr::V6(v6) => Protocol::Ip6(v6),
+    };
+    Multiaddr::empty()
+        .with(ip)
+        .with(Protocol::Tcp(address.port()))
+}
+
+fn peer_of(address: &Multiaddr) -> Option<PeerId> {
+    address.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+fn transport_error(error: impl std::fmt::Display) -> P2pError {
+    P2pError::Transport(error.to_string())
+}
+
+fn score_params(
+    topic: &IdentTopic,
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let topic_params = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        // P1: a little credit for staying in the mesh (at most 36 after an hour).
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3600.0,
+        // P2: credit for first deliveries.
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 100.0,
+        // P3/P3b off: honeypot traffic is bursty and often quiet, silence is not misbehaviour.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // P4: each rejected message costs 10 x (invalid count)^2, decaying 10 % a second, so a
+        // few invalid messages take a sender below the graylist threshold.
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    let mut params = gossipsub::PeerScoreParams::default();
+    params.topics.insert(topic.hash(), topic_params);
+    let thresholds = gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    (params, thresholds)
+}
+
+fn build_behaviour(keypair: &Keypair, topic: &IdentTopic) -> Result<Behaviour, P2pError> {
+    let peer_id = PeerId::from(keypair.public());
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(P2P_TRANSMIT_BYTES_MAX)
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()
+        .map_err(transport_error)?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        gossip_config,
+    )
+    .map_err(transport_error)?;
+    let (params, thresholds) = score_params(topic);
+    gossipsub
+        .with_peer_score(params, thresholds)
+        .map_err(transport_error)?;
+    gossipsub.subscribe(topic).map_err(transport_error)?;
+    let mut kad = kad::Behaviour::with_config(
+        peer_id,
+        kad::store::MemoryStore::new(peer_id),
+        kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+    );
+    kad.set_mode(Some(kad::Mode::Server));
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
+            .with_agent_version(format!("sentrypeer/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established_incoming(Some(P2P_CONNECTIONS_INCOMING_MAX))
+            .with_max_pending_incoming(Some(P2P_CONNECTIONS_PENDING_INCOMING_MAX))
+            .with_max_established_per_peer(Some(P2P_CONNECTIONS_PER_PEER_MAX)),
+    );
+    Ok(Behaviour {
+        limits,
+        identify,
+        kad,
+        gossipsub,
+    })
+}
+
+/// The swarm; without DNS resolution (IP bootstrap addresses only) when the system resolver
+/// configuration cannot be read.
+fn build_swarm(
+    keypair: &Keypair,
+    topic: &IdentTopic,
+    debug: bool,
+) -> Result<Swarm<Behaviour>, P2pError> {
+    let behaviour = build_behaviour(keypair, topic)?;
+    let tcp = || tcp::Config::default().nodelay(true);
+    let with_dns = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+        .with_tokio()
+        .with_tcp(tcp(), noise::Config::new, yamux::Config::default)
+        .map_err(transport_error)?
+        .with_dns();
+    let swarm = match with_dns {
+        Ok(builder) => builder
+            .with_behaviour(|_| behaviour)
+            .map_err(transport_error)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build(),
+        Err(error) => {
+            if debug {
+                eprintln!("sentrypeer: p2p without DNS (resolver configuration: {error})");
+            }
+            libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+                .with_tokio()
+                .with_tcp(tcp(), noise::Config::new, yamux::Config::default)
+                .map_err(transport_error)?
+                .with_behaviour(|_| behaviour)
+                .map_err(transport_error)?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+                .build()
+        }
+    };
+    Ok(swarm)
+}
+
+/// The node thread's body: builds the runtime and swarm, binds, reports readiness, runs.
+pub(super) fn run(
+    settings: Settings,
+    events: crossbeam_channel::Sender<Event>,
+    batches: mpsc::Receiver<ReadBatch>,
+    stop: oneshot::Receiver<()>,
+    ready: SyncSender<Result<(), P2pError>>,
+    metrics: Arc<P2pMetrics>,
+    shared: Arc<Shared>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = ready.send(Err(transport_error(error)));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let topic = IdentTopic::new(TOPIC);
+        let mut swarm = match build_swarm(&settings.keypair, &topic, settings.debug) {
+            Ok(swarm) => swarm,
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+        let listen = socket_multiaddr(settings.listen);
+        let listen_error = |reason: String| P2pError::Listen {
+            address: settings.listen.to_string(),
+            reason,
+        };
+        if let Err(error) = swarm.listen_on(listen) {
+            let _ = ready.send(Err(listen_error(error.to_string())));
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+                Ok(SwarmEvent::NewListenAddr { address, .. }) => {
+                    push_listen_addr(&shared, &address, swarm.local_peer_id());
+                    break;
+                }
+                Ok(SwarmEvent::ListenerError { error, .. }) => {
+                    let _ = ready.send(Err(listen_error(error.to_string())));
+                    return;
+                }
+                Ok(SwarmEvent::ListenerClosed { reason, .. }) => {
+                    let reason = reason.err().map_or("closed".to_owned(), |e| e.to_string());
+                    let _ = ready.send(Err(listen_error(reason)));
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = ready.send(Err(listen_error("no listen address".to_owned())));
+                    return;
+                }
+            }
+        }
+        let _ = ready.send(Ok(()));
+        let bootstrap = settings.bootstrap.map(|address| Bootstrap {
+            peer: peer_of(&address),
+            address,
+            dialing: None,
+            connected: false,
+            backoff: P2P_BOOTSTRAP_BACKOFF_MIN,
+            next_dial: Instant::now(),
+        });
+        let mut node = Node {
+            swarm,
+            topic,
+            own_node_id: settings.own_node_id,
+            debug: settings.debug,
+            events,
+            metrics,
+            shared,
+            outbox: Outbox::new(P2P_COALESCE_WINDOW, settings.read_key),
+            publish_tokens: f64::from(P2P_PUBLISH_MESSAGES_PER_SECOND),
+            publish_refilled: Instant::now(),
+            buckets: HashMap::new(),
+            recent: RecentUuids::default(),
+            bootstrap,
+        };
+        node.run(batches, stop).await;
+    });
+}
+
+fn push_listen_addr(shared: &Shared, address: &Multiaddr, peer: &PeerId) {
+    let text = address.clone().with(Protocol::P2p(*peer)).to_string();
+    let mut addrs = shared
+        .listen_addrs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if !addrs.contains(&text) {
+        addrs.push(text);
+    }
+}
+
+struct Bootstrap {
+    address: Multiaddr,
+    /// From the multiaddr, or learned on the first connection.
+    peer: Option<PeerId>,
+    dialing: Option<ConnectionId>,
+    connected: bool,
+    backoff: Duration,
+    next_dial: Instant,
+}
+
+/// A per-peer token bucket.
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * f64::from(P2P_PEER_MESSAGES_PER_SECOND))
+            .min(f64::from(P2P_PEER_MESSAGES_BURST));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Recently received event UUIDs (bounded, oldest forgotten first).
+#[derive(Default)]
+struct RecentUuids {
+    set: HashSet<Uuid>,
+    order: VecDeque<Uuid>,
+}
+
+impl RecentUuids {
+    /// Inserts; false when already present.
+    fn insert(&mut self, uuid: Uuid) -> bool {
+        if !self.set.insert(uuid) {
+            return false;
+        }
+        self.order.push_back(uuid);
+        if self.order.len() > P2P_RECENT_UUIDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
+    own_node_id: Uuid,
+    debug: bool,
+    events: crossbeam_channel::Sender<Event>,
+    metrics: Arc<P2pMetrics>,
+    shared: Arc<Shared>,
+    outbox: Outbox,
+    publish_tokens: f64,
+    publish_refilled: Instant,
+    buckets: HashMap<PeerId, Bucket>,
+    recent: RecentUuids,
+    bootstrap: Option<Bootstrap>,
+}
+
+impl Node {
+    async fn run(
+        &mut self,
+        mut batches: mpsc::Receiver<ReadBatch>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reader_open = true;
+        loop {
+            let room = self.outbox.len() < P2P_PENDING_ENTRIES_MAX;
+            tokio::select! {
+                _ = &mut stop => break,
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                batch = batches.recv(), if reader_open && room => match batch {
+                    Some(batch) => self.handle_batch(batch),
+                    None => reader_open = false,
+                },
+                _ = tick.tick() => {
+                    if self.shared.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    self.poll_bootstrap();
+                    self.poll_publish();
+                }
+            }
+        }
+        self.shared
+            .published_through
+            .store(self.outbox.published_through(), Ordering::Release);
+    }
+
+    fn handle_batch(&mut self, batch: ReadBatch) {
+        let now = now_ns();
+        let skipped = self.outbox.skipped();
+        for (key, event) in &batch.events {
+            self.outbox.handle_event(*key, event, now);
+        }
+        self.outbox.handle_skip(batch.last_key);
+        self.metrics
+            .unshareable_total
+            .add(self.outbox.skipped().saturating_sub(skipped));
+        self.metrics.pending_entries.set(self.outbox.len() as u64);
+    }
+
+    fn poll_publish(&mut self) {
+        let now = Instant::now();
+        let elapsed = now
+            .saturating_duration_since(self.publish_refilled)
+            .as_secs_f64();
+        self.publish_refilled = now;
+        let rate = f64::from(P2P_PUBLISH_MESSAGES_PER_SECOND);
+        self.publish_tokens = (self.publish_tokens + elapsed * rate).min(rate);
+        let wall = now_ns();
+        while self.publish_tokens >= 1.0 {
+            let Some(batch) = self.outbox.poll_message(wall) else {
+                break;
+            };
+            let bytes = batch.payload.len() as u64;
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), batch.payload)
+            {
+                Ok(_) => {
+                    self.outbox.commit(batch.entries);
+                    self.publish_tokens -= 1.0;
+                    self.metrics.messages_out_total.inc();
+                    self.metrics.entries_out_total.add(batch.entries as u64);
+                    self.metrics.entries_out_events_total.add(batch.events);
+                    self.metrics.bytes_out_total.add(bytes);
+                }
+                // No peers on the topic yet (or all busy): keep the entries for later.
+                Err(PublishError::NoPeersSubscribedToTopic | PublishError::AllQueuesFull(_)) => {
+                    break;
+                }
+                Err(error) => {
+                    self.metrics.publish_errors_total.inc();
+                    if self.debug {
+                        eprintln!("sentrypeer: p2p publish failed: {error}");
+                    }
+                    if matches!(
+                        error,
+                        PublishError::MessageTooLarge | PublishError::Duplicate
+                    ) {
+                        // Cannot succeed later either: drop these entries.
+                        self.outbox.commit(batch.entries);
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        self.metrics.pending_entries.set(self.outbox.len() as u64);
+        self.shared
+            .published_through
+            .store(self.outbox.published_through(), Ordering::Release);
+    }
+
+    fn poll_bootstrap(&mut self) {
+        let Some(bootstrap) = &mut self.bootstrap else {
+            return;
+        };
+        let now = Instant::now();
+        if bootstrap.connected || bootstrap.dialing.is_some() || now < bootstrap.next_dial {
+            return;
+        }
+        let options: DialOpts = bootstrap.address.clone().into();
+        let id = options.connection_id();
+        if self.debug {
+            eprintln!("sentrypeer: p2p dialing bootstrap {}", bootstrap.address);
+        }
+        match self.swarm.dial(options) {
+            Ok(()) => bootstrap.dialing = Some(id),
+            Err(error) => {
+                if self.debug {
+                    eprintln!("sentrypeer: p2p bootstrap dial failed: {error}");
+                }
+                self.metrics.bootstrap_failures_total.inc();
+                bootstrap.next_dial = now + bootstrap.backoff;
+                bootstrap.backoff = (bootstrap.backoff * 2).min(P2P_BOOTSTRAP_BACKOFF_MAX);
+            }
+        }
+    }
+
+    fn update_peer_gauges(&mut self) {
+        self.metrics
+            .peers
+            .set(self.swarm.connected_peers().count() as u64);
+        let topic = self.topic.hash();
+        let on_topic = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&topic))
+            .count();
+        self.metrics.topic_peers.set(on_topic as u64);
+    }
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if self.debug {
+                    eprintln!("sentrypeer: p2p listening on {address}");
+                }
+                push_listen_addr(&self.shared, &address, self.swarm.local_peer_id());
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let text = address
+                    .with(Protocol::P2p(*self.swarm.local_peer_id()))
+                    .to_string();
+                self.shared
+                    .listen_addrs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|a| *a != text);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                if self.debug {
+                    eprintln!(
+                        "sentrypeer: p2p connected to {peer_id} at {}",
+                        endpoint.get_remote_address()
+                    );
+                }
+                if let Some(bootstrap) = &mut self.bootstrap
+                    && (bootstrap.dialing == Some(connection_id) || bootstrap.peer == Some(peer_id))
+                {
+                    bootstrap.dialing = None;
+                    bootstrap.connected = true;
+                    bootstrap.peer = Some(peer_id);
+                    bootstrap.backoff = P2P_BOOTSTRAP_BACKOFF_MIN;
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    kad.add_address(&peer_id, bootstrap.address.clone());
+                    if kad.bootstrap().is_ok() && self.debug {
+                        eprintln!(
+                            "sentrypeer: p2p bootstrap connected, kademlia bootstrap started"
+                        );
+                    }
+                }
+                self.update_peer_gauges();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.buckets.remove(&peer_id);
+                    if let Some(bootstrap) = &mut self.bootstrap
+                        && bootstrap.peer == Some(peer_id)
+                    {
+                        bootstrap.connected = false;
+                        bootstrap.next_dial = Instant::now() + bootstrap.backoff;
+                    }
+                    if self.debug {
+                        eprintln!("sentrypeer: p2p disconnected from {peer_id}");
+                    }
+                }
+                self.update_peer_gauges();
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some(bootstrap) = &mut self.bootstrap
+                    && bootstrap.dialing == Some(connection_id)
+                {
+                    if self.debug {
+                        eprintln!(
+                            "sentrypeer: p2p bootstrap {} unreachable ({error}); retry in {:?}",
+                            bootstrap.address, bootstrap.backoff
+                        );
+                    }
+                    self.metrics.bootstrap_failures_total.inc();
+                    bootstrap.dialing = None;
+                    bootstrap.next_dial = Instant::now() + bootstrap.backoff;
+                    bootstrap.backoff = (bootstrap.backoff * 2).min(P2P_BOOTSTRAP_BACKOFF_MAX);
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.handle_message(propagation_source, &message_id, &message.data),
+            BehaviourEvent::Gossipsub(
+                gossipsub::Event::Subscribed { .. } | gossipsub::Event::Unsubscribed { .. },
+            ) => self.update_peer_gauges(),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let kad_protocol = StreamProtocol::new(KAD_PROTOCOL);
+                if info.protocols.contains(&kad_protocol) {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    for address in info.listen_addrs {
+                        kad.add_address(&peer_id, address);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, is_new_peer, ..
+            }) => {
+                let connected = self.swarm.connected_peers().count();
+                if is_new_peer
+                    && !self.swarm.is_connected(&peer)
+                    && connected < DISCOVERED_PEERS_DIALED_MAX
+                {
+                    if self.debug {
+                        eprintln!("sentrypeer: p2p discovered {peer}, dialing");
+                    }
+                    let _ = self.swarm.dial(peer);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_message(&mut self, source: PeerId, id: &gossipsub::MessageId, data: &[u8]) {
+        self.metrics.bytes_in_total.add(data.len() as u64);
+        let now = Instant::now();
+        let allowed = self
+            .buckets
+            .entry(source)
+            .or_insert_with(|| Bucket {
+                tokens: f64::from(P2P_PEER_MESSAGES_BURST),
+                refilled: now,
+            })
+            .take(now);
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        if !allowed {
+            self.metrics.rate_limited_total.inc();
+            gossipsub.report_message_validation_result(id, &source, MessageAcceptance::Ignore);
+            return;
+        }
+        match entry::parse_message(data, self.own_node_id, now_ns()) {
+            Err(reason) => {
+                if let Some(counter) = self.metrics.rejected.get(reason.index()) {
+                    counter.inc();
+                }
+                if self.debug {
+                    eprintln!(
+                        "sentrypeer: p2p rejected a message from {source}: {}",
+                        reason.as_str()
+                    );
+                }
+                gossipsub.report_message_validation_result(id, &source, MessageAcceptance::Reject);
+            }
+            Ok(entries) => {
+                gossipsub.report_message_validation_result(id, &source, MessageAcceptance::Accept);
+                self.metrics.messages_in_total.inc();
+                for valid in entries {
+                    self.metrics.entries_in_total.inc();
+                    self.metrics.entries_in_events_total.add(valid.count);
+                    if !self.recent.insert(valid.uuid) {
+                        self.metrics.duplicates_total.inc();
+                        continue;
+                    }
+                    if self.events.try_send(valid.to_event()).is_err() {
+                        self.metrics.events_dropped_total.inc();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reader thread: waits for commits, reads events after the cursor and hands the local
+/// ones to the node; saves the `p2p` cursor (what the node has published) once a second.
+pub(super) fn read_store(
+    store: Store,
+    commits: Arc<CommitWatch>,
+    batches: mpsc::Sender<ReadBatch>,
+    shared: Arc<Shared>,
+    mut read_key: u64,
+) {
+    let own = store.node_id();
+    let mut saved = shared.published_through.load(Ordering::Acquire);
+    let mut last_save = Instant::now();
+    let mut error_reported = false;
+    while !shared.stop.load(Ordering::Acquire) {
+        let last = commits.wait_past(read_key, READER_WAIT);
+        if last > read_key {
+            // The read transaction ends with this statement.
+            let read = store
+                .read()
+                .and_then(|reader| reader.events_after(read_key, READ_BATCH_EVENTS));
+            match read {
+                Ok(events) => {
+                    let last_key = events.last().map_or(last, |(key, _)| *key);
+                    let events: Vec<(u64, Event)> = events
+                        .into_iter()
+                        .filter(|(_, e)| e.node_id == own)
+                        .collect();
+                    if batches
+                        .blocking_send(ReadBatch { last_key, events })
+                        .is_err()
+                    {
+                        break;
+                    }
+                    read_key = last_key;
+                }
+                Err(error) => {
+                    if !error_reported {
+                        eprintln!("sentrypeer: p2p cannot read the store: {error}");
+                        error_reported = true;
+                    }
+                    std::thread::sleep(READER_WAIT);
+                }
+            }
+        }
+        if last_save.elapsed() >= CURSOR_SAVE_INTERVAL {
+            last_save = Instant::now();
+            save_cursor(&store, &shared, &mut saved);
+        }
+    }
+    save_cursor(&store, &shared, &mut saved);
+}
+
+fn save_cursor(store: &Store, shared: &Shared, saved: &mut u64) {
+    let through = shared.published_through.load(Ordering::Acquire);
+    if through != *saved && store.set_cursor(CURSOR, through).is_ok() {
+        *saved = through;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_forms() {
+        let parse = |t: &str| parse_bootstrap(t).unwrap().map(|a| a.to_string());
+        assert_eq!(parse(""), None);
+        assert_eq!(
+            parse("127.0.0.1:4000").as_deref(),
+            Some("/ip4/127.0.0.1/tcp/4000")
+        );
+        assert_eq!(parse("[::1]:4000").as_deref(), Some("/ip6/::1/tcp/4000"));
+        assert_eq!(
+            parse("bootstrap.sentrypeer.org").as_deref(),
+            Some("/dns/bootstrap.sentrypeer.org/tcp/4222")
+        );
+        assert_eq!(
+            parse("node.example:9").as_deref(),
+            Some("/dns/node.example/tcp/9")
+        );
+        let with_id =
+            "/ip4/127.0.0.1/tcp/4000/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        assert_eq!(parse(with_id).as_deref(), Some(with_id));
+        assert!(peer_of(&with_id.parse().unwrap()).is_some());
+        assert!(parse_bootstrap("bad host:1").is_err());
+        assert!(parse_bootstrap("host:notaport").is_err());
+        assert!(parse_bootstrap("/nonsense").is_err());
+    }
+
+    #[test]
+    fn bucket_limits_rate() {
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            tokens: f64::from(P2P_PEER_MESSAGES_BURST),
+            refilled: start,
+        };
+        let allowed = (0..P2P_PEER_MESSAGES_BURST * 2)
+            .filter(|_| bucket.take(start))
+            .count();
+        assert_eq!(allowed, P2P_PEER_MESSAGES_BURST as usize);
+        assert!(bucket.take(start + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn recent_uuids_bounded() {
+        let mut recent = RecentUuids::default();
+        assert!(recent.insert(Uuid::from_u128(1)));
+        assert!(!recent.insert(Uuid::from_u128(1)));
+        for i in 2..(P2P_RECENT_UUIDS as u128 + 10) {
+            recent.insert(Uuid::from_u128(i));
+        }
+        assert!(recent.set.len() <= P2P_RECENT_UUIDS);
+        assert!(recent.insert(Uuid::from_u128(1)), "oldest forgotten");
+    }
+}

@@ -1,0 +1,710 @@
+//! The writer thread: drains the event channel in batches, commits each batch in one LMDB write
+//! transaction, and only then appends the JSON log lines, sends the syslog lines and announces
+//! the committed keys through [`CommitWatch`].
+//!
+//! A batch ends at `batch_events_max` events or `batch_interval` after its first event. A full
+//! map is grown and the whole batch retried; any other commit error (disk full) is reported at
+//! most once per [`IO_ERROR_LOG_INTERVAL`] and retried with back-off, keeping the batch (the
+//! channel backs up and the shards drop and count). Between batches it reopens the JSON log on
+//! request, prunes old events (retention) and, once, trains the zstd dictionary.
+//!
+//! Never: writes a JSON or syslog line for an event that is not committed, half-writes a batch,
+//! panics on an output error.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use hdrhistogram::Histogram;
+
+use super::syslog::{self, Syslog};
+use super::{Store, StoreError, Stored, codec};
+use crate::config::limits::{
+    self, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_BYTES_MAX, STORE_DICTIONARY_SAMPLE_BYTES_MAX,
+    STORE_DICTIONARY_SAMPLES, STORE_PRUNE_EVENTS_PER_TXN,
+};
+use crate::config::{OutputConfig, StoreConfig};
+use crate::event::Event;
+use crate::event::json::write_json;
+use crate::event::timestamp::now_ns;
+use crate::metrics::{self, Counter, Render};
+
+/// Longest sleep between commit retries after an error other than a full map.
+const COMMIT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Failed commits after the channel closed before the writer gives the batch up (about 15 s
+/// with the back-off), so that a full disk cannot keep the process from exiting.
+const SHUTDOWN_COMMIT_ATTEMPTS_MAX: u32 = 20;
+
+/// How long the idle writer waits before it does its housekeeping anyway.
+const IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Dictionary trainings tried before the writer gives up on one.
+const DICTIONARY_ATTEMPTS_MAX: u32 = 3;
+
+const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+
+/// Writer settings that are not part of the configuration (tests and tools).
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// The syslog socket (`/dev/log`).
+    pub syslog_socket: PathBuf,
+    /// How often retention looks for old events.
+    pub prune_interval: Duration,
+    /// Also send every reported error line here (tests); stderr always gets it.
+    pub error_lines: Option<Sender<String>>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            syslog_socket: PathBuf::from("/dev/log"),
+            prune_interval: limits::STORE_PRUNE_INTERVAL,
+            error_lines: None,
+        }
+    }
+}
+
+/// The last committed event key, for the webhook and P2P workers to wait on.
+///
+/// Workers keep their own cursor (see [`Store::set_cursor`]), call [`Self::wait_past`] with it,
+/// then read [`super::Reader::events_after`]. Keys only grow.
+#[derive(Debug, Default)]
+pub struct CommitWatch {
+    state: Mutex<WatchState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct WatchState {
+    last_key: u64,
+    finished: bool,
+}
+
+impl CommitWatch {
+    /// The key of the last committed event (0: none since start and none before).
+    pub fn last_key(&self) -> u64 {
+        self.lock().last_key
+    }
+
+    /// Whether the writer has ended (no more commits will come).
+    pub fn is_finished(&self) -> bool {
+        self.lock().finished
+    }
+
+    /// Waits until an event with a key above `key` is committed, the writer ends, or `timeout`
+    /// passes; returns the last committed key.
+    pub fn wait_past(&self, key: u64, timeout: Duration) -> u64 {
+        let guard = self.lock();
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |s| s.last_key <= key && !s.finished)
+            .unwrap_or_else(|p| p.into_inner());
+        guard.last_key
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, last_key: u64) {
+        let mut state = self.lock();
+        state.last_key = state.last_key.max(last_key);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn finish(&self) {
+        self.lock().finished = true;
+        self.changed.notify_all();
+    }
+}
+
+/// The writer's counters and histograms (histograms are touched once per batch).
+#[derive(Debug)]
+pub struct WriterMetrics {
+    pub batches_total: Counter,
+    pub events_committed_total: Counter,
+    pub events_duplicate_total: Counter,
+    pub commit_errors_total: Counter,
+    pub map_resizes_total: Counter,
+    pub events_pruned_total: Counter,
+    pub json_log_errors_total: Counter,
+    pub syslog_errors_total: Counter,
+    batch_events: Mutex<Histogram<u64>>,
+    commit_microseconds: Mutex<Histogram<u64>>,
+}
+
+impl Default for WriterMetrics {
+    fn default() -> Self {
+        let histogram =
+            || Mutex::new(Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()));
+        Self {
+            batches_total: Counter::default(),
+            events_committed_total: Counter::default(),
+            events_duplicate_total: Counter::default(),
+            commit_errors_total: Counter::default(),
+            map_resizes_total: Counter::default(),
+            events_pruned_total: Counter::default(),
+            json_log_errors_total: Counter::default(),
+            syslog_errors_total: Counter::default(),
+            batch_events: histogram(),
+            commit_microseconds: histogram(),
+        }
+    }
+}
+
+/// `Histogram::new(3)` only fails for more than 5 significant digits.
+fn unreachable_histogram() -> Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    Histogram::new(1).expect("1 significant digit is valid")
+}
+
+impl WriterMetrics {
+    /// A copy of the batch size histogram (events per committed batch).
+    pub fn batch_events(&self) -> Histogram<u64> {
+        self.batch_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A copy of the commit latency histogram (microseconds).
+    pub fn commit_microseconds(&self) -> Histogram<u64> {
+        self.commit_microseconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Render for WriterMetrics {
+    fn render(&self, out: &mut String) {
+        use metrics::write_counter as counter;
+        counter(
+            out,
+            "writer_batches_total",
+            "Write transactions committed.",
+            self.batches_total.get(),
+        );
+        let committed = self.events_committed_total.get();
+        counter(
+            out,
+            "writer_events_committed_total",
+            "Events stored.",
+            committed,
+        );
+        let duplicates = self.events_duplicate_total.get();
+        counter(
+            out,
+            "writer_events_duplicate_total",
+            "Events skipped: UUID already stored.",
+            duplicates,
+        );
+        let errors = self.commit_errors_total.get();
+        counter(
+            out,
+            "writer_commit_errors_total",
+            "Failed commits (retried).",
+            errors,
+        );
+        let resizes = self.map_resizes_total.get();
+        counter(
+            out,
+            "writer_map_resizes_total",
+            "LMDB map size doublings.",
+            resizes,
+        );
+        let pruned = self.events_pruned_total.get();
+        counter(
+            out,
+            "writer_events_pruned_total",
+            "Events removed by retention.",
+            pruned,
+        );
+        let json = self.json_log_errors_total.get();
+        counter(
+            out,
+            "writer_json_log_errors_total",
+            "JSON log open or write errors.",
+            json,
+        );
+        let syslog = self.syslog_errors_total.get();
+        counter(
+            out,
+            "writer_syslog_errors_total",
+            "Syslog connect or send errors.",
+            syslog,
+        );
+        let batch = self.batch_events();
+        metrics::write_summary(
+            out,
+            "writer_batch_events",
+            "Events per write transaction.",
+            &batch,
+        );
+        let commit = self.commit_microseconds();
+        metrics::write_summary(
+            out,
+            "writer_commit_microseconds",
+            "Commit latency.",
+            &commit,
+        );
+    }
+}
+
+/// The running writer.
+#[derive(Debug)]
+pub struct WriterHandle {
+    thread: JoinHandle<()>,
+    metrics: Arc<WriterMetrics>,
+    commits: Arc<CommitWatch>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl WriterHandle {
+    /// Asks the writer to reopen the JSON log before its next batch (SIGHUP, log rotation).
+    pub fn reopen_log(&self) {
+        self.reopen.store(true, Ordering::Release);
+    }
+
+    pub fn metrics(&self) -> Arc<WriterMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// The committed-key watch the webhook and P2P workers wait on.
+    pub fn commits(&self) -> Arc<CommitWatch> {
+        Arc::clone(&self.commits)
+    }
+
+    /// Waits for the writer to end: it ends after every sender of its channel is dropped and
+    /// what was queued is committed and logged.
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            eprintln!("sentrypeer: the writer thread panicked");
+        }
+    }
+}
+
+/// Starts the writer thread (named `writer`) with default [`WriterOptions`].
+pub fn spawn_writer(
+    store: Store,
+    events: Receiver<Event>,
+    outputs: &OutputConfig,
+    settings: &StoreConfig,
+) -> Result<WriterHandle, StoreError> {
+    spawn_writer_with(store, events, outputs, settings, WriterOptions::default())
+}
+
+/// Starts the writer thread with explicit [`WriterOptions`].
+pub fn spawn_writer_with(
+    store: Store,
+    events: Receiver<Event>,
+    outputs: &OutputConfig,
+    settings: &StoreConfig,
+    options: WriterOptions,
+) -> Result<WriterHandle, StoreError> {
+    let metrics = Arc::new(WriterMetrics::default());
+    let commits = Arc::new(CommitWatch::default());
+    let reopen = Arc::new(AtomicBool::new(false));
+    let packer = match store.dictionary_bytes() {
+        Some((id, bytes)) => codec::Packer::with_dictionary(id, &bytes),
+        None => codec::Packer::new(),
+    }?;
+    let mut packer = packer;
+    packer.set_local_node(Some(store.node_id()));
+    let last_key = store.read()?.last_key()?;
+    commits.publish(last_key);
+    let mut writer = Writer {
+        store,
+        events,
+        batch_events_max: settings
+            .batch_events_max
+            .clamp(1, limits::WRITER_BATCH_EVENTS_MAX),
+        batch_interval: settings.batch_interval,
+        retention_ns: settings
+            .retention_days
+            .map(|d| u64::from(d).saturating_mul(NANOS_PER_DAY)),
+        prune_interval: options.prune_interval,
+        metrics: Arc::clone(&metrics),
+        commits: Arc::clone(&commits),
+        reopen: Arc::clone(&reopen),
+        reports: Reports {
+            last: Vec::new(),
+            lines: options.error_lines,
+        },
+        json_path: outputs.json_log_file.clone(),
+        json: None,
+        syslog: outputs.syslog.then(|| Syslog::new(&options.syslog_socket)),
+        packer,
+        samples: Vec::new(),
+        dictionary_attempts: 0,
+    };
+    writer.open_json_log();
+    let thread = std::thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || writer.run())
+        .map_err(StoreError::Spawn)?;
+    Ok(WriterHandle {
+        thread,
+        metrics,
+        commits,
+        reopen,
+    })
+}
+
+/// Error lines, each kind at most once per [`IO_ERROR_LOG_INTERVAL`].
+struct Reports {
+    last: Vec<(&'static str, Instant)>,
+    lines: Option<Sender<String>>,
+}
+
+impl Reports {
+    fn report(&mut self, kind: &'static str, message: impl FnOnce() -> String) {
+        let now = Instant::now();
+        match self.last.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, at)) if now.duration_since(*at) < IO_ERROR_LOG_INTERVAL => return,
+            Some((_, at)) => *at = now,
+            None => self.last.push((kind, now)),
+        }
+        let line = format!("sentrypeer: {}", message());
+        eprintln!("{line}");
+        if let Some(lines) = &self.lines {
+            let _ = lines.try_send(line);
+        }
+    }
+}
+
+struct Writer {
+    store: Store,
+    events: Receiver<Event>,
+    batch_events_max: usize,
+    batch_interval: Duration,
+    retention_ns: Option<u64>,
+    prune_interval: Duration,
+    metrics: Arc<WriterMetrics>,
+    commits: Arc<CommitWatch>,
+    reopen: Arc<AtomicBool>,
+    reports: Reports,
+    json_path: Option<PathBuf>,
+    json: Option<BufWriter<File>>,
+    syslog: Option<Syslog>,
+    packer: codec::Packer,
+    samples: Vec<Vec<u8>>,
+    dictionary_attempts: u32,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch: Vec<Event> = Vec::with_capacity(self.batch_events_max);
+        let mut stored = Vec::with_capacity(self.batch_events_max);
+        let mut prune_due = Instant::now();
+        loop {
+            self.housekeeping(&mut prune_due);
+            let first = match self.events.recv_timeout(IDLE_WAKE_INTERVAL) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            batch.push(first);
+            let closed = self.fill_batch(&mut batch);
+            self.commit(&batch, &mut stored, closed);
+            self.emit(&batch, &stored);
+            batch.clear();
+            if closed {
+                break;
+            }
+        }
+        // Drain whatever is left after the last sender went away.
+        while let Ok(event) = self.events.try_recv() {
+            batch.push(event);
+            if batch.len() == self.batch_events_max {
+                self.commit(&batch, &mut stored, true);
+                self.emit(&batch, &stored);
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            self.commit(&batch, &mut stored, true);
+            self.emit(&batch, &stored);
+        }
+        if let Some(json) = &mut self.json {
+            let _ = json.flush();
+        }
+        self.commits.finish();
+    }
+
+    /// Adds events until the batch is full or its interval passed; true when the channel closed.
+    fn fill_batch(&mut self, batch: &mut Vec<Event>) -> bool {
+        let deadline = Instant::now() + self.batch_interval;
+        while batch.len() < self.batch_events_max {
+            match self.events.try_recv() {
+                Ok(event) => {
+                    batch.push(event);
+                    continue;
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            match self.events.recv_deadline(deadline) {
+                Ok(event) => batch.push(event),
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+        false
+    }
+
+    /// Commits the batch, growing the map or retrying until it is stored. Once the channel is
+    /// closed (`closing`), gives up after [`SHUTDOWN_COMMIT_ATTEMPTS_MAX`] failures so that the
+    /// process can exit; `stored` is then empty and nothing is emitted.
+    fn commit(&mut self, batch: &[Event], stored: &mut Vec<Stored>, closing: bool) {
+        let mut backoff = Duration::from_millis(10);
+        let mut failures = 0;
+        loop {
+            if closing && failures >= SHUTDOWN_COMMIT_ATTEMPTS_MAX {
+                stored.clear();
+                eprintln!(
+                    "sentrypeer: shutting down with {} events not stored in {}",
+                    batch.len(),
+                    self.store.path().display()
+                );
+                return;
+            }
+            let started = Instant::now();
+            match self.store.commit_batch(batch, &mut self.packer, stored) {
+                Ok(()) => {
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    self.record_commit(batch.len(), micros);
+                    return;
+                }
+                Err(heed::Error::Mdb(heed::MdbError::MapFull)) => match self.store.grow_map() {
+                    Ok(_) => self.metrics.map_resizes_total.inc(),
+                    Err(error) => {
+                        failures += 1;
+                        self.commit_failed(&error.to_string(), &mut backoff);
+                    }
+                },
+                Err(error) => {
+                    failures += 1;
+                    self.commit_failed(&error.to_string(), &mut backoff);
+                }
+            }
+        }
+    }
+
+    fn commit_failed(&mut self, error: &str, backoff: &mut Duration) {
+        self.metrics.commit_errors_total.inc();
+        let path = self.store.path().display().to_string();
+        self.reports.report("commit", || {
+            format!("cannot commit events to {path}: {error}; retrying (events queue up meanwhile)")
+        });
+        std::thread::sleep(*backoff);
+        *backoff = (*backoff * 2).min(COMMIT_RETRY_BACKOFF_MAX);
+    }
+
+    fn record_commit(&mut self, batch_len: usize, micros: u64) {
+        self.metrics.batches_total.inc();
+        let mut sizes = self
+            .metrics
+            .batch_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let _ = sizes.record(batch_len as u64);
+        drop(sizes);
+        let mut latency = self
+            .metrics
+            .commit_microseconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let _ = latency.record(micros);
+    }
+
+    /// After the commit: JSON log, syslog, dictionary samples, then the commit watch.
+    fn emit(&mut self, batch: &[Event], stored: &[Stored]) {
+        let mut last_key = None;
+        let mut committed = 0;
+        for outcome in stored {
+            match outcome {
+                Stored::Key(key) => {
+                    last_key = Some(*key);
+                    committed += 1;
+                }
+                Stored::Duplicate => self.metrics.events_duplicate_total.inc(),
+            }
+        }
+        self.metrics.events_committed_total.add(committed);
+        let fresh = || {
+            batch
+                .iter()
+                .zip(stored)
+                .filter(|(_, s)| matches!(s, Stored::Key(_)))
+        };
+        self.write_json_lines(fresh().map(|(e, _)| e));
+        self.send_syslog_lines(fresh().map(|(e, _)| e));
+        if self.wants_samples() && self.samples.len() < STORE_DICTIONARY_SAMPLES {
+            for (event, _) in fresh() {
+                let mut sample = codec::dictionary_sample(event);
+                sample.truncate(STORE_DICTIONARY_SAMPLE_BYTES_MAX);
+                self.samples.push(sample);
+            }
+        }
+        if let Some(key) = last_key {
+            self.commits.publish(key);
+        }
+    }
+
+    fn write_json_lines<'e>(&mut self, events: impl Iterator<Item = &'e Event>) {
+        if self.json_path.is_none() {
+            return;
+        }
+        if self.json.is_none() {
+            self.open_json_log();
+        }
+        let Some(json) = &mut self.json else { return };
+        let mut result = Ok(());
+        for event in events {
+            result = write_json(event, json).and_then(|()| json.write_all(b"\n"));
+            if result.is_err() {
+                break;
+            }
+        }
+        let result = result.and_then(|()| json.flush());
+        if let Err(error) = result {
+            self.json = None;
+            self.metrics.json_log_errors_total.inc();
+            let path = self
+                .json_path
+                .as_deref()
+                .map(Path::display)
+                .map(|p| p.to_string());
+            self.reports.report("json-write", || {
+                format!(
+                    "cannot write JSON log {}: {error}",
+                    path.unwrap_or_default()
+                )
+            });
+        }
+    }
+
+    fn open_json_log(&mut self) {
+        let Some(path) = &self.json_path else { return };
+        match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => self.json = Some(BufWriter::with_capacity(64 * 1024, file)),
+            Err(error) => {
+                self.json = None;
+                self.metrics.json_log_errors_total.inc();
+                let path = path.display().to_string();
+                self.reports.report("json-open", || {
+                    format!("cannot open JSON log {path}: {error}; events are still stored")
+                });
+            }
+        }
+    }
+
+    fn send_syslog_lines<'e>(&mut self, events: impl Iterator<Item = &'e Event>) {
+        let Some(syslog) = &mut self.syslog else {
+            return;
+        };
+        if let Err(error) = syslog.connect() {
+            self.metrics.syslog_errors_total.inc();
+            let path = syslog.path().display().to_string();
+            self.reports.report("syslog", || {
+                format!("cannot connect to syslog {path}: {error}")
+            });
+            return;
+        }
+        let now = syslog::now();
+        for event in events {
+            if let Err(error) = syslog.send(event, now) {
+                self.metrics.syslog_errors_total.inc();
+                let path = syslog.path().display().to_string();
+                self.reports.report("syslog", || {
+                    format!("cannot send to syslog {path}: {error}")
+                });
+                return;
+            }
+        }
+    }
+
+    fn housekeeping(&mut self, prune_due: &mut Instant) {
+        if self.reopen.swap(false, Ordering::AcqRel) {
+            if let Some(json) = &mut self.json {
+                let _ = json.flush();
+            }
+            self.json = None;
+            self.open_json_log();
+        }
+        if let Some(retention_ns) = self.retention_ns
+            && Instant::now() >= *prune_due
+        {
+            let cutoff = now_ns().saturating_sub(retention_ns);
+            match self.store.prune_before(cutoff, STORE_PRUNE_EVENTS_PER_TXN) {
+                Ok(removed) => {
+                    self.metrics.events_pruned_total.add(removed as u64);
+                    let full = removed == STORE_PRUNE_EVENTS_PER_TXN;
+                    *prune_due = if full {
+                        Instant::now()
+                    } else {
+                        Instant::now() + self.prune_interval
+                    };
+                }
+                Err(heed::Error::Mdb(heed::MdbError::MapFull)) => {
+                    if self.store.grow_map().is_ok() {
+                        self.metrics.map_resizes_total.inc();
+                    }
+                }
+                Err(error) => {
+                    *prune_due = Instant::now() + self.prune_interval;
+                    self.reports
+                        .report("prune", || format!("cannot prune old events: {error}"));
+                }
+            }
+        }
+        self.train_dictionary();
+    }
+
+    /// Trains the store's dictionary once enough samples were seen (at most three tries).
+    fn train_dictionary(&mut self) {
+        if !self.wants_samples() || self.samples.len() < STORE_DICTIONARY_SAMPLES {
+            return;
+        }
+        self.dictionary_attempts += 1;
+        let outcome = codec::train_dictionary(&self.samples, STORE_DICTIONARY_BYTES_MAX)
+            .map_err(StoreError::from)
+            .and_then(|dictionary| {
+                let id = self.store.install_dictionary(dictionary.clone())?;
+                Ok(codec::Packer::with_dictionary(id, &dictionary)?)
+            });
+        self.samples.clear();
+        match outcome {
+            Ok(mut packer) => {
+                packer.set_local_node(Some(self.store.node_id()));
+                self.packer = packer;
+            }
+            Err(StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))) => {
+                if self.store.grow_map().is_ok() {
+                    self.metrics.map_resizes_total.inc();
+                }
+            }
+            // Too little variety to train on (tried again on later events) or a store error.
+            Err(error) => {
+                if self.dictionary_attempts >= DICTIONARY_ATTEMPTS_MAX {
+                    self.reports.report("dictionary", || {
+                        format!("no zstd dictionary ({error}); compressing without one")
+                    });
+                    self.samples.shrink_to_fit();
+                }
+            }
+        }
+    }
+
+    fn wants_samples(&self) -> bool {
+        self.packer.dictionary_id().is_none() && self.dictionary_attempts < DICTIONARY_ATTEMPTS_MAX
+    }
+}
