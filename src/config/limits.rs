@@ -178,6 +178,10 @@ pub const WEBHOOK_RESPONSE_BYTES_MAX: u64 = 64 * 1024;
 /// Largest P2P entry accepted from a peer.
 pub const P2P_ENTRY_BYTES_MAX: usize = 4 * 1024;
 
+/// `-d` lines describing non-requests a shard prints per second at most; the rest are counted
+/// only (the `sip_non_requests_total` counters still move).
+pub const DEBUG_LINES_PER_SECOND_MAX: u32 = 20;
+
 /// Largest P2P message payload (the JSON) we publish or accept. Well under
 /// [`P2P_TRANSMIT_BYTES_MAX`]: besides the signed envelope (~200 bytes), libp2p-gossipsub 0.50
 /// checks its whole read buffer (the frame plus up to 8 KiB read ahead of the next one) against

@@ -1,5 +1,22 @@
 //! Integration tests: one binary, a module per area.
 
+/// The sensor's engines and the shared sensor harness (`both_engines!`); listed first for its
+/// macro.
+#[macro_use]
+mod engine;
+
+/// The sensor over UDP: fields, destination addresses, replies, rate limit, silent mode.
+mod udp;
+
+/// The sensor over TCP: framing, idle timeout, connection caps, replies.
+mod tcp;
+
+/// The sensor over TLS: events, replies, handshake timeout.
+mod tls;
+
+/// Real SIP tools against the sensor: sipsak and svmap.
+mod clients;
+
 /// The HTTP API: compat routes, additions, limits, hostile input.
 mod api;
 

@@ -1,0 +1,215 @@
+//! UDP: events with the right fields, per-packet destination addresses, IPv6, large datagrams,
+//! non-requests, responsive replies, the reply rate limit and silent mode.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use sentrypeer::event::{CollectedMethod, Transport};
+
+use crate::engine::{Engine, options, start, udp_client};
+
+fn udp_event_fields(engine: Engine) {
+    let harness = start(engine, |_| {});
+    let client = udp_client("127.0.0.1:0");
+    let message = options("fields-1");
+    client.send_to(message.as_bytes(), harness.udp()).unwrap();
+    let event = harness.next_event();
+    assert_eq!(event.transport, Transport::Udp);
+    assert_eq!(event.collected_method, CollectedMethod::Passive);
+    assert_eq!(event.node_id, harness.node_id);
+    assert_eq!(event.source, client.local_addr().unwrap());
+    assert_eq!(event.destination, harness.udp());
+    assert_eq!(event.method(), b"OPTIONS");
+    assert_eq!(event.called_number(), Some(&b"100"[..]));
+    assert_eq!(event.user_agent(), Some(&b"friendly-scanner"[..]));
+    assert_eq!(event.message(), message.as_bytes());
+    assert_eq!(event.uuid.get_version_num(), 4);
+    let now = sentrypeer::event::timestamp::now_ns();
+    assert!(event.timestamp_ns <= now && now - event.timestamp_ns < 60_000_000_000);
+    harness.wait_totals("counters", |t| t.events == 1 && t.datagrams_received == 1);
+}
+
+fn udp_destination_is_per_packet(engine: Engine) {
+    let harness = start(engine, |c| c.listen = vec!["0.0.0.0:0".parse().unwrap()]);
+    let port = harness.udp().port();
+    let client = udp_client("127.0.0.1:0");
+    for last in [1u8, 2] {
+        let target = SocketAddr::from(([127, 0, 0, last], port));
+        client
+            .send_to(options(&format!("dest-{last}")).as_bytes(), target)
+            .unwrap();
+        let event = harness.next_event();
+        assert_eq!(event.destination, target, "never the wildcard");
+    }
+}
+
+fn udp_ipv6_loopback(engine: Engine) {
+    let harness = start(engine, |c| c.listen = vec!["[::1]:0".parse().unwrap()]);
+    let client = udp_client("[::1]:0");
+    client
+        .send_to(options("v6").as_bytes(), harness.udp())
+        .unwrap();
+    let event = harness.next_event();
+    assert_eq!(event.source, client.local_addr().unwrap());
+    assert_eq!(
+        event.destination.ip(),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+    );
+    assert_eq!(event.destination.port(), harness.udp().port());
+}
+
+fn udp_large_invite_intact(engine: Engine) {
+    let harness = start(engine, |_| {});
+    let body = "a=x-padding:".to_owned() + &"0123456789".repeat(6 * 1024);
+    let message = format!(
+        "INVITE sip:0044123@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-big\r\n\
+         To: <sip:0044123@127.0.0.1>\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nCall-ID: big\r\n\
+         CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert!(message.len() > 60 * 1024 && message.len() <= 65_507);
+    udp_client("127.0.0.1:0")
+        .send_to(message.as_bytes(), harness.udp())
+        .unwrap();
+    let event = harness.next_event();
+    assert_eq!(event.message().len(), message.len());
+    assert_eq!(event.message(), message.as_bytes());
+    assert_eq!(event.called_number(), Some(&b"0044123"[..]));
+}
+
+fn udp_non_requests_counted_not_events(engine: Engine) {
+    let harness = start(engine, |c| c.responsive = true);
+    let client = udp_client("127.0.0.1:0");
+    let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x\r\nCall-ID: r\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    for datagram in [
+        &b""[..],
+        b"\r\n\r\n",
+        response.as_bytes(),
+        b"\x16\x03\x01\x00\xff garbage",
+    ] {
+        client.send_to(datagram, harness.udp()).unwrap();
+    }
+    harness.wait_totals("four non-requests", |t| {
+        t.non_requests_empty == 1
+            && t.non_requests_keepalive == 1
+            && t.non_requests_response == 1
+            && t.non_requests_garbage == 1
+    });
+    harness.assert_no_event(Duration::from_millis(100));
+    let mut buffer = [0u8; 2048];
+    assert!(
+        client.recv_from(&mut buffer).is_err(),
+        "no reply to a non-request"
+    );
+}
+
+/// Sends `message` and returns the reply, if any, within the client's read timeout.
+fn exchange(client: &UdpSocket, target: SocketAddr, message: &str) -> Option<String> {
+    client.send_to(message.as_bytes(), target).unwrap();
+    let mut buffer = [0u8; 4096];
+    let (count, from) = client.recv_from(&mut buffer).ok()?;
+    assert_eq!(
+        from, target,
+        "the reply comes from the address the request was sent to"
+    );
+    Some(String::from_utf8_lossy(&buffer[..count]).into_owned())
+}
+
+fn udp_responsive_reply_echoes_headers(engine: Engine) {
+    let harness = start(engine, |c| c.responsive = true);
+    let client = udp_client("127.0.0.1:0");
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let reply = exchange(&client, harness.udp(), &options("echo-1")).expect("a reply");
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-echo-1;rport\r\n"));
+    assert!(reply.contains("From: \"scanner\" <sip:100@127.0.0.1>;tag=abcecho-1\r\n"));
+    assert!(
+        reply.contains("To: \"100\" <sip:100@127.0.0.1>;tag="),
+        "{reply}"
+    );
+    assert!(reply.contains("Call-ID: echo-1\r\n"));
+    assert!(reply.contains("CSeq: 1 OPTIONS\r\n"));
+    assert!(reply.contains("Server: FPBX-16.0.33(18.13.0)\r\n"));
+    assert!(reply.ends_with("\r\n\r\n"));
+    let event = harness.next_event();
+    assert_eq!(event.collected_method, CollectedMethod::Responsive);
+    harness.wait_totals("one reply", |t| t.replies_sent == 1);
+}
+
+fn udp_responsive_no_reply_to_ack(engine: Engine) {
+    let harness = start(engine, |c| c.responsive = true);
+    let client = udp_client("127.0.0.1:0");
+    let ack = options("ack-1").replace("OPTIONS", "ACK");
+    assert_eq!(exchange(&client, harness.udp(), &ack), None);
+    assert_eq!(
+        harness.next_event().method(),
+        b"ACK",
+        "an ACK is still an event"
+    );
+}
+
+fn udp_reply_rate_limited(engine: Engine) {
+    let (rate, burst) = (10u32, 20u32);
+    let harness = start(engine, |c| {
+        c.responsive = true;
+        c.reply_rate_per_second = rate;
+        c.reply_burst = burst;
+    });
+    let client = udp_client("127.0.0.1:0");
+    client.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let (mut sent, mut replies) = (0u64, 0u64);
+    let mut buffer = [0u8; 4096];
+    // About 1,000 requests/s from one source for 1.5 s.
+    while started.elapsed() < Duration::from_millis(1_500) {
+        client
+            .send_to(options(&format!("flood-{sent}")).as_bytes(), harness.udp())
+            .unwrap();
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(1));
+        while client.recv_from(&mut buffer).is_ok() {
+            replies += 1;
+        }
+    }
+    harness.wait_totals("every request an event", |t| t.events == sent);
+    std::thread::sleep(Duration::from_millis(100));
+    while client.recv_from(&mut buffer).is_ok() {
+        replies += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let budget = f64::from(burst) + f64::from(rate) * seconds;
+    assert!(sent > 500, "sent only {sent}");
+    assert!((replies as f64) <= budget, "{replies} replies > {budget}");
+    assert!(replies >= u64::from(burst), "{replies} replies < burst");
+    let totals = harness.totals();
+    assert_eq!(totals.replies_sent, replies);
+    assert_eq!(totals.replies_rate_limited, sent - replies);
+}
+
+fn udp_silent_never_answers(engine: Engine) {
+    let harness = start(engine, |_| {});
+    let client = udp_client("127.0.0.1:0");
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    assert_eq!(exchange(&client, harness.udp(), &options("silent-1")), None);
+    assert_eq!(
+        harness.next_event().collected_method,
+        CollectedMethod::Passive
+    );
+    assert_eq!(harness.totals().replies_sent, 0);
+}
+
+both_engines!(
+    udp_event_fields,
+    udp_destination_is_per_packet,
+    udp_ipv6_loopback,
+    udp_large_invite_intact,
+    udp_non_requests_counted_not_events,
+    udp_responsive_reply_echoes_headers,
+    udp_responsive_no_reply_to_ack,
+    udp_reply_rate_limited,
+    udp_silent_never_answers,
+);
