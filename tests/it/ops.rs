@@ -625,3 +625,33 @@ fn ops_docs_config_example_is_valid() {
         .arg("stats"));
     assert!(text(&output.stderr).contains("retention_dayz"));
 }
+
+/// The T-Pot/Logstash table of docs/integrations.md names exactly the JSON log's keys, with the
+/// right JSON types.
+#[test]
+fn ops_docs_json_log_table_matches_json_log() {
+    let doc = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/integrations.md"));
+    let table = &doc[doc.find("| key | type |").expect("the JSON log table")..];
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
+        })
+        .collect();
+    let line = sentrypeer::event::json::to_json(&event("[2001:db8::7]:5062", Some("x"), 1));
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(line.trim_end()).unwrap();
+    assert_eq!(rows.len(), 15, "{rows:?}");
+    assert_eq!(object.len(), 15, "{line}");
+    for (key, kind) in &rows {
+        let value = object
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is not a JSON log key: {line}"));
+        let documented_number = kind.starts_with("number");
+        assert_eq!(value.is_number(), documented_number, "{key}: {kind}");
+        assert!(value.is_number() || value.is_string(), "{key}");
+    }
+}
