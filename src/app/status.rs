@@ -44,7 +44,7 @@ impl Status {
             outputs.push(format!("json log {}", path.display()));
         }
         if config.output.syslog {
-            outputs.push("syslog".to_string());
+            outputs.push(format!("syslog {}", config.output.syslog_socket.display()));
         }
         if let Some(webhook) = &config.webhook {
             outputs.push(format!("webhook {}", webhook.url));
