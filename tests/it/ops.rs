@@ -2,13 +2,15 @@
 //! binary's output where there is one.
 //!
 //! - fail2ban: the shipped filter, run by `fail2ban-regex`, finds the right host in every syslog
-//!   line the writer sends (and not an address planted in the User-Agent);
+//!   line the writer sends (and not an address planted in the User-Agent); `fail2ban-client -t`
+//!   loads the shipped jail with it (UDP banned too);
 //! - systemd: `systemd-analyze verify` accepts the units without a single warning;
 //! - nftables: `nft -c` accepts the shipped table, and the table followed by what the API's
 //!   `?format=nftables` answers the update service's query (the real binary on a filled store);
 //! - logrotate: `logrotate -d` accepts the shipped file, and a forced rotation with its
 //!   postrotate signal makes the running binary reopen its JSON log;
-//! - the Dockerfile: base images, non-root user, exposed ports.
+//! - the Dockerfile: base images, non-root user, exposed ports;
+//! - the docs: the config file example loads, the JSON log field table matches the JSON log.
 //!
 //! A check whose tool is missing prints a note and passes; CI installs them all
 //! (fail2ban, systemd, nftables, logrotate, curl: see `.ci/run`).
@@ -278,6 +280,78 @@ fn ops_fail2ban_filter_finds_host_in_writer_syslog_lines() {
         )),
         "{counts}"
     );
+}
+
+/// Copies `from` into `to` recursively (fail2ban's configuration tree).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn ops_fail2ban_jail_loads_with_filter() {
+    let Some(client) = tool("fail2ban-client", "fail2ban jail") else {
+        return;
+    };
+    let system = Path::new("/etc/fail2ban");
+    assert!(
+        system.is_dir(),
+        "fail2ban is installed but /etc/fail2ban is missing"
+    );
+    // The system configuration with only our jail enabled, reading a log in the tempdir.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("fail2ban");
+    copy_tree(system, &conf);
+    for entry in std::fs::read_dir(conf.join("jail.d")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    std::fs::copy(
+        contrib("fail2ban/jail.d/sentrypeer.conf"),
+        conf.join("jail.d/sentrypeer.conf"),
+    )
+    .unwrap();
+    std::fs::copy(
+        contrib("fail2ban/filter.d/sentrypeer.conf"),
+        conf.join("filter.d/sentrypeer.conf"),
+    )
+    .unwrap();
+    let log = dir.path().join("user.log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(
+        conf.join("paths-overrides.local"),
+        format!("[DEFAULT]\nsyslog_user = {}\n", log.display()),
+    )
+    .unwrap();
+    let test = run(Command::new(&client).arg("-c").arg(&conf).arg("-t"));
+    assert!(
+        test.status.success(),
+        "fail2ban-client -t:\n{}{}",
+        text(&test.stdout),
+        text(&test.stderr)
+    );
+    // The jail as fail2ban would start it: our filter, our log, UDP banned too.
+    let dump = text(&run(Command::new(&client).arg("-c").arg(&conf).arg("-d")).stdout);
+    for wanted in [
+        "['add', 'sentrypeer',".to_owned(),
+        "Source IP: <HOST>, Method: ".to_owned(),
+        "['set', 'sentrypeer', 'maxretry', 1]".to_owned(),
+        format!(
+            "['set', 'sentrypeer', 'addlogpath', '{}', 'head']",
+            log.display()
+        ),
+        "['protocol', 'tcp,udp']".to_owned(),
+        "['start', 'sentrypeer']".to_owned(),
+    ] {
+        assert!(dump.contains(&wanted), "{wanted} not in:\n{dump}");
+    }
 }
 
 // ---- systemd -----------------------------------------------------------------------------------
