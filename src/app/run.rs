@@ -1,24 +1,41 @@
 //! The `run` sequence: start the parts in dependency order, wait for signals, stop in reverse.
+//!
+//! Start: store (owns the node id) -> writer -> webhook -> P2P -> sensor -> API. Stop: sensor
+//! and P2P (the producers) -> writer drains and commits -> webhook -> API.
 
 use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::status::Status;
-use crate::api;
+use crate::api::{self, ApiHandle};
 use crate::config::Config;
 use crate::config::limits::EVENT_CHANNEL_CAPACITY;
 use crate::event::Event;
 use crate::metrics::Render;
+use crate::p2p::{self, P2pHandle};
+use crate::sensor::{self, Sensor};
+use crate::store::writer::WriterHandle;
 use crate::store::{self, Store};
-use crate::{p2p, webhook};
+use crate::webhook::{self, WebhookHandle};
 
 /// How often `-v` prints its one-line status.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Everything `run` started, in start order.
+struct Parts {
+    store: Store,
+    events: Sender<Event>,
+    writer: WriterHandle,
+    webhook: Option<WebhookHandle>,
+    p2p: Option<P2pHandle>,
+    sensor: Option<Sensor>,
+    api: Option<ApiHandle>,
+}
 
 /// Runs until SIGINT or SIGTERM; SIGHUP reopens the JSON log.
 pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
@@ -28,6 +45,44 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
         eprintln!("sentrypeer: effective configuration: {config:#?}");
     }
     let started = Instant::now();
+    let parts = start(config)?;
+    let mut status = Status::new(
+        &parts.store,
+        parts.writer.metrics(),
+        parts.sensor.as_ref().map(Sensor::metrics),
+        parts.p2p.as_ref().map(P2pHandle::metrics),
+    );
+    if let Some(reason) = parts.sensor.as_ref().and_then(Sensor::fallback_reason) {
+        eprintln!("sentrypeer: using the portable engine: {reason}");
+    }
+    if config.verbose {
+        status.print_banner(
+            config,
+            parts.sensor.as_ref(),
+            parts.api.as_ref(),
+            started.elapsed(),
+        );
+    }
+    loop {
+        match signals.recv_timeout(STATUS_INTERVAL) {
+            Ok(SIGHUP) => parts.writer.reopen_log(),
+            Ok(signal) => {
+                if config.debug {
+                    eprintln!("sentrypeer: signal {signal} received, stopping");
+                }
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) if config.verbose => status.print_line(),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    parts.stop();
+    Ok(())
+}
+
+/// Starts the parts in dependency order; a failure drops (and so stops) what was started.
+fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
     let store = Store::open(&config.store)?;
     let (events, events_rx) = crossbeam_channel::bounded::<Event>(EVENT_CHANNEL_CAPACITY);
     let writer_options = store::writer::WriterOptions {
@@ -43,81 +98,72 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
     )?;
     let mut renders: Vec<Arc<dyn Render>> = vec![writer.metrics()];
     let webhook = match &config.webhook {
-        Some(webhook_config) => {
-            let handle = webhook::spawn(webhook_config, store.clone(), writer.commits())?;
-            renders.push(handle.metrics());
-            Some(handle)
-        }
+        Some(settings) => Some(webhook::spawn(settings, store.clone(), writer.commits())?),
         None => None,
     };
+    if let Some(handle) = &webhook {
+        renders.push(handle.metrics());
+    }
     let p2p = if config.p2p.enabled {
+        let commits = writer.commits();
         let handle = p2p::start(
             &config.p2p,
             store.clone(),
             events.clone(),
-            writer.commits(),
+            commits,
             config.debug,
         )?;
-        if config.verbose {
-            eprintln!(
-                "sentrypeer: P2P peer {} listening on {}",
-                handle.peer_id(),
-                handle.listen_addrs().join(", ")
-            );
-        }
+        renders.push(handle.metrics());
+        Some(handle)
+    } else {
+        None
+    };
+    let sensor = if config.sensor.enabled {
+        let handle = sensor::start(
+            &config.sensor,
+            store.node_id(),
+            events.clone(),
+            config.debug,
+        )?;
         renders.push(handle.metrics());
         Some(handle)
     } else {
         None
     };
     let api = if config.api.enabled {
-        let handle = api::start(&config.api, store.clone(), renders.clone())?;
-        if config.verbose {
-            eprintln!(
-                "sentrypeer: API listening on http://{}",
-                handle.local_addr()
-            );
-        }
-        Some(handle)
+        Some(api::start(&config.api, store.clone(), renders)?)
     } else {
         None
     };
-    let mut status = Status::new(&store, writer.metrics());
-    if config.verbose {
-        status.print_banner(config, started.elapsed());
-    }
-    // The loop that waits: signals, and the -v status line.
-    loop {
-        match signals.recv_timeout(STATUS_INTERVAL) {
-            Ok(SIGHUP) => writer.reopen_log(),
-            Ok(signal) => {
-                if config.debug {
-                    eprintln!("sentrypeer: signal {signal} received, stopping");
-                }
-                break;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if config.verbose {
-                    status.print_line();
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+    Ok(Parts {
+        store,
+        events,
+        writer,
+        webhook,
+        p2p,
+        sensor,
+        api,
+    })
+}
+
+impl Parts {
+    /// Producers first, then the writer drains the channel and commits, then its consumers.
+    fn stop(self) {
+        if let Some(sensor) = self.sensor {
+            sensor.stop();
+        }
+        if let Some(p2p) = self.p2p {
+            p2p.stop();
+        }
+        drop(self.events);
+        self.writer.join();
+        if let Some(webhook) = self.webhook {
+            webhook.stop();
+        }
+        if let Some(api) = self.api {
+            api.stop();
         }
     }
-    // Stop in reverse: producers first, then the writer drains, then its consumers.
-    if let Some(handle) = p2p {
-        handle.stop();
-    }
-    drop(events);
-    writer.join();
-    if let Some(handle) = webhook {
-        handle.stop();
-    }
-    if let Some(handle) = api {
-        handle.stop();
-    }
-    drop(renders);
-    Ok(())
 }
 
 /// SIGINT, SIGTERM and SIGHUP delivered into a channel by a small thread.
