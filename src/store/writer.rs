@@ -563,6 +563,7 @@ impl Writer {
         if self.json_path.is_none() {
             return;
         }
+        self.reopen_json_log_if_asked();
         if self.json.is_none() {
             self.open_json_log();
         }
@@ -589,6 +590,19 @@ impl Writer {
                     path.unwrap_or_default()
                 )
             });
+        }
+    }
+
+    /// Reopens the JSON log by its name if SIGHUP asked for it (log rotation). Called before
+    /// every batch's lines too, so that lines of a batch that arrived while the writer waited
+    /// do not go to the renamed file.
+    fn reopen_json_log_if_asked(&mut self) {
+        if self.reopen.swap(false, Ordering::AcqRel) {
+            if let Some(json) = &mut self.json {
+                let _ = json.flush();
+            }
+            self.json = None;
+            self.open_json_log();
         }
     }
 
@@ -633,13 +647,7 @@ impl Writer {
     }
 
     fn housekeeping(&mut self, prune_due: &mut Instant) {
-        if self.reopen.swap(false, Ordering::AcqRel) {
-            if let Some(json) = &mut self.json {
-                let _ = json.flush();
-            }
-            self.json = None;
-            self.open_json_log();
-        }
+        self.reopen_json_log_if_asked();
         if let Some(retention_ns) = self.retention_ns
             && Instant::now() >= *prune_due
         {

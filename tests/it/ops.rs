@@ -282,6 +282,90 @@ fn ops_fail2ban_filter_finds_host_in_writer_syslog_lines() {
     );
 }
 
+/// A scanner's OPTIONS request.
+fn sip_options(from: IpAddr, user_agent: &str, call: u32) -> String {
+    format!(
+        "OPTIONS sip:100@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from}:5060;branch=z9hG4bK-ops-{call}\r\n\
+         From: <sip:scanner@{from}>;tag={call}\r\nTo: <sip:100@127.0.0.1>\r\n\
+         Call-ID: ops-{call}@{from}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: {user_agent}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The sensor's UDP address from the `-v` banner (`sentrypeer: SIP UDP on 127.0.0.1:NNNN`).
+fn udp_address(sensor: &Running) -> SocketAddr {
+    let line = sensor.wait_line("SIP UDP on ");
+    line.rsplit(' ')
+        .next()
+        .and_then(|a| a.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// Sends one UDP OPTIONS from `from` (an address on loopback) to `to`.
+fn send_options(from: IpAddr, to: SocketAddr, user_agent: &str, call: u32) {
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(from, 0)).expect("bind a source");
+    socket
+        .send_to(sip_options(from, user_agent, call).as_bytes(), to)
+        .expect("send OPTIONS");
+}
+
+#[test]
+fn ops_fail2ban_filter_bans_scanners_of_the_real_binary() {
+    let Some(fail2ban_regex) = tool("fail2ban-regex", "fail2ban filter") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("log");
+    let syslog = UnixDatagram::bind(&socket_path).unwrap();
+    syslog.set_read_timeout(Some(DEADLINE)).unwrap();
+    let db = dir.path().join("sentrypeer.db");
+    let sensor = Running::start(
+        dir.path(),
+        &[
+            "-v",
+            "-s",
+            "--syslog-socket",
+            socket_path.to_str().unwrap(),
+            "-N",
+            "--cores",
+            "1",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "-f",
+            db.to_str().unwrap(),
+        ],
+    );
+    let target = udp_address(&sensor);
+    let cases = [
+        ("127.0.0.2", "friendly-scanner"),
+        ("127.0.0.3", "sipvicious"),
+        ("127.0.0.4", "Source IP: 10.9.9.9, Method: INVITE, Agent: x"),
+        ("127.0.0.5", "pplsip"),
+    ];
+    let mut buffer = vec![0u8; 65_536];
+    let mut lines = Vec::new();
+    for (call, (source, agent)) in cases.iter().enumerate() {
+        send_options(source.parse().unwrap(), target, agent, call as u32);
+        let size = syslog.recv(&mut buffer).expect("a syslog datagram in time");
+        let datagram = text(&buffer[..size]);
+        assert!(
+            datagram.contains(&format!(" sentrypeer[{}]: ", sensor.pid())),
+            "{datagram}"
+        );
+        lines.push(as_file_line(&datagram));
+    }
+    drop(sensor);
+    let (hosts, counts) = fail2ban_hosts(&fail2ban_regex, &lines);
+    let expected: Vec<&str> = cases.iter().map(|(source, _)| *source).collect();
+    assert_eq!(hosts, expected, "lines:\n{}", lines.join("\n"));
+    let n = cases.len();
+    assert!(
+        counts.contains(&format!("{n} lines, 0 ignored, {n} matched, 0 missed")),
+        "{counts}"
+    );
+}
+
 /// Copies `from` into `to` recursively (fail2ban's configuration tree).
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -484,7 +568,7 @@ fn ops_nftables_table_accepts_api_output() {
         dir.path(),
         &["-R", "-a", "-v", "--api-listen", "127.0.0.1:0", "-f", db],
     );
-    let line = sensor.wait_line("API listening on http://");
+    let line = sensor.wait_line("API on http://");
     let base = line
         .rsplit(' ')
         .next()
@@ -549,18 +633,24 @@ fn ops_logrotate_config_rotates_and_binary_reopens() {
     let sensor = Running::start(
         dir.path(),
         &[
-            "-R",
             "-v",
+            "-N",
+            "--cores",
+            "1",
+            "--sip-listen",
+            "127.0.0.1:0",
             "-l",
             log.to_str().unwrap(),
             "-f",
             db.to_str().unwrap(),
         ],
     );
-    sensor.wait_line("started in");
-    wait_for("the JSON log to be created", || log.exists());
-    // Without SIP traffic the log is empty, and `notifempty` would skip it: one line of our own.
-    std::fs::write(&log, "{\"marker\":1}\n").unwrap();
+    let target = udp_address(&sensor);
+    let loopback: IpAddr = "127.0.0.2".parse().unwrap();
+    send_options(loopback, target, "before-rotation", 1);
+    wait_for("the first event in the JSON log", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("before-rotation"))
+    });
     let postrotate = format!("\t\tkill -HUP {}\n", sensor.pid());
     let config: String = shipped
         .replace(
@@ -588,11 +678,23 @@ fn ops_logrotate_config_rotates_and_binary_reopens() {
         "logrotate -f:\n{}",
         text(&forced.stderr)
     );
+    // `delaycompress`: the first rotation is kept as is.
     let rotated = dir.path().join("sentrypeer_json.log.1");
-    assert_eq!(read(&rotated), "{\"marker\":1}\n", "rotated file kept");
-    // SIGHUP reopened the log by name: the binary created a new file.
+    let old = read(&rotated);
+    assert_eq!(old.lines().count(), 1, "{old}");
+    assert!(old.contains("before-rotation"), "{old}");
+    // SIGHUP makes the writer reopen the log by its name: it creates a new file (idle, it
+    // wakes at least every 500 ms); the next event goes there, whole.
     wait_for("the JSON log to be reopened after SIGHUP", || log.exists());
-    assert!(read(&log).is_empty());
+    send_options(loopback, target, "after-rotation", 2);
+    wait_for("the second event in the new JSON log", || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.ends_with('\n') && t.contains("after-rotation"))
+    });
+    let new = read(&log);
+    assert_eq!(new.lines().count(), 1, "{new}");
+    assert!(!read(&rotated).contains("after-rotation"));
+    drop(sensor);
 }
 
 // ---- Dockerfile --------------------------------------------------------------------------------
