@@ -7,6 +7,7 @@
 //! - systemd: `systemd-analyze verify` accepts the units without a single warning;
 //! - nftables: `nft -c` accepts the shipped table, and the table followed by what the API's
 //!   `?format=nftables` answers the update service's query (the real binary on a filled store);
+//!   the update service's own command lines run (curl, then `nft -c` for `nft`);
 //! - logrotate: `logrotate -d` accepts the shipped file, and a forced rotation with its
 //!   postrotate signal makes the running binary reopen its JSON log;
 //! - the Dockerfile: base images, non-root user, exposed ports;
@@ -540,6 +541,59 @@ fn nft_check(nft: &Path, script: &str) -> Option<Result<(), String>> {
     Some(Err(stderr))
 }
 
+/// Runs the update service's `ExecStart=` command lines with `sh`, as systemd would (the lines
+/// use only double quotes and `${VAR}`): against the API at `base`, the runtime directory in a
+/// tempdir, the shipped table, and `nft -c` instead of `nft` (nothing is changed on the host).
+/// Skipped without curl, or without an nft that can check here.
+fn run_update_service_commands(unit: &str, base: &str) {
+    let Some(curl) = tool("curl", "update service") else {
+        return;
+    };
+    let Some(nft) = tool("nft", "update service") else {
+        return;
+    };
+    if nft_check(&nft, "table inet sentrypeer_probe {\n}\n").is_none() {
+        return;
+    }
+    let runtime = tempfile::tempdir().unwrap();
+    let query = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=SENTRYPEER_NFT_QUERY="))
+        .unwrap();
+    let table = contrib("nftables/sentrypeer.nft");
+    let joined = unit.replace("\\\n", " ");
+    let commands: Vec<String> = joined
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStart="))
+        .map(|command| {
+            command
+                .replace("${RUNTIME_DIRECTORY}", runtime.path().to_str().unwrap())
+                .replace("${SENTRYPEER_API_URL}", base)
+                .replace("${SENTRYPEER_API_TOKEN}", "")
+                .replace("${SENTRYPEER_NFT_QUERY}", query)
+                .replace("/usr/bin/curl", curl.to_str().unwrap())
+                .replace("/usr/sbin/nft -f", &format!("{} -c -f", nft.display()))
+                .replace("/etc/sentrypeer/sentrypeer.nft", table.to_str().unwrap())
+        })
+        .collect();
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    for command in &commands {
+        assert!(!command.contains('$'), "unsubstituted variable: {command}");
+        let output = run(Command::new("sh").arg("-c").arg(command));
+        assert!(
+            output.status.success(),
+            "{command}:\n{}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+    let fetched = read(&runtime.path().join("bad-actors.nft"));
+    assert!(
+        fetched.contains("add element inet sentrypeer bad_actors_v4"),
+        "{fetched}"
+    );
+}
+
 #[test]
 fn ops_nftables_table_accepts_api_output() {
     let table = read(&contrib("nftables/sentrypeer.nft"));
@@ -580,6 +634,7 @@ fn ops_nftables_table_accepts_api_output() {
         .call()
         .expect("the API answers the update service's query");
     let script = response.body_mut().read_to_string().unwrap();
+    run_update_service_commands(&update, &base);
     drop(sensor);
     for source in sources {
         let ip: IpAddr = source.parse::<SocketAddr>().unwrap().ip();
