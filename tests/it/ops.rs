@@ -112,16 +112,20 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sentrypeer"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sentrypeer"));
+        command
             .args(args)
             .env_clear()
             .env("HOME", dir)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sentrypeer");
+            .stderr(Stdio::piped());
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("start sentrypeer");
         let pipe = child.stderr.take().expect("stderr piped");
         let (lines, stderr) = mpsc::channel();
         std::thread::spawn(move || {
@@ -516,6 +520,69 @@ fn ops_systemd_units_verify_cleanly() {
         stderr.trim().is_empty(),
         "systemd-analyze verify:\n{stderr}"
     );
+}
+
+/// The unit's `Environment=` lines and the shipped `/etc/default/sentrypeer` start the binary:
+/// paths moved into a tempdir, listen addresses moved to loopback port 0.
+#[test]
+fn ops_unit_environment_starts_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("lib");
+    let logs = dir.path().join("log");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    let relocate = |value: &str| {
+        value
+            .replace("/var/lib/sentrypeer", state.to_str().unwrap())
+            .replace("/var/log/sentrypeer", logs.to_str().unwrap())
+    };
+    let unit = read(&contrib("sentrypeer.service"));
+    let default = read(&contrib("sentrypeer.default"));
+    // Environment= first, then the env file over it, as systemd does.
+    let mut env: Vec<(String, String)> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .chain(default.lines().filter(|l| l.starts_with("SENTRYPEER_")))
+        .filter_map(|l| l.split_once('='))
+        .map(|(name, value)| (name.to_owned(), relocate(value)))
+        .collect();
+    assert!(env.len() >= 5, "{env:?}");
+    let socket = dir.path().join("syslog");
+    for (name, value) in [
+        ("SENTRYPEER_SIP_LISTEN_ADDRESS", "127.0.0.1:0"),
+        ("SENTRYPEER_TLS_LISTEN_ADDRESS", "127.0.0.1:0"),
+        ("SENTRYPEER_API_LISTEN_ADDRESS", "127.0.0.1:0"),
+        ("SENTRYPEER_CORES", "1"),
+        ("SENTRYPEER_VERBOSE", "1"),
+        ("SENTRYPEER_SYSLOG_SOCKET", socket.to_str().unwrap()),
+    ] {
+        env.push((name.to_owned(), value.to_owned()));
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sentrypeer"));
+    command
+        .env_clear()
+        .env("HOME", dir.path())
+        .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .current_dir(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let sensor = Running::spawn(command);
+    sensor.wait_line("SIP TLS on 127.0.0.1:");
+    sensor.wait_line("API on http://127.0.0.1:");
+    let outputs = sensor.wait_line("outputs:");
+    assert!(outputs.contains("json log"), "{outputs}");
+    assert!(outputs.contains("syslog"), "{outputs}");
+    // The database, the generated TLS pair and the JSON log are where the unit keeps them.
+    wait_for("the JSON log in the logs directory", || {
+        logs.join("sentrypeer_json.log").exists()
+    });
+    for file in ["sentrypeer.db", "cert.pem", "key.pem"] {
+        assert!(
+            state.join(file).exists(),
+            "{file} not in the state directory"
+        );
+    }
 }
 
 // ---- nftables ----------------------------------------------------------------------------------
