@@ -52,9 +52,6 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
         parts.sensor.as_ref().map(Sensor::metrics),
         parts.p2p.as_ref().map(P2pHandle::metrics),
     );
-    if let Some(reason) = parts.sensor.as_ref().and_then(Sensor::fallback_reason) {
-        eprintln!("sentrypeer: using the portable engine: {reason}");
-    }
     if config.verbose {
         status.print_banner(
             config,
