@@ -2,6 +2,12 @@
 //!
 //! Pure code (quinn-proto style): `&[u8]` in, borrowed views or caller-owned buffers out.
 //!
+//! Data flow: a UDP datagram, or a stream message from [`Framer::poll_message`] (TCP/TLS bytes in
+//! through [`Framer::handle_bytes`]), goes to [`scan`], which returns a [`Request`] of borrowed
+//! slices or the [`NotRequest`] kind to count. The event fields come from
+//! [`Request::called_number`] and [`Request::user_agent_value`] (caller-owned scratch buffers);
+//! in responsive mode [`build_reply`] writes the 200 OK into a caller-owned buffer.
+//!
 //! Never: does I/O, reads a clock, allocates per header or per message, panics on any input, logs.
 //!
 //! Limits: `SIP_HEADERS_COUNT_MAX`, `SIP_VIA_COUNT_MAX`, `SIP_MESSAGE_BYTES_MAX`,
@@ -15,6 +21,10 @@
     clippy::indexing_slicing
 )]
 
+pub mod framer;
+pub mod reply;
 pub mod scanner;
 
-pub use scanner::{NotRequest, Request, scan};
+pub use framer::{FrameError, Framer};
+pub use reply::{Reply, build_reply};
+pub use scanner::{NotRequest, Request, scan, unfold_into, unfolded_len};
