@@ -132,3 +132,32 @@ options = corpus("valid/sipvicious_options.sip")
 write("event_codec", "udp_all", record(0b0110_0000, b"OPTIONS", b"100", b"friendly-scanner", options))
 write("event_codec", "tcp_none", record(0b0000_0101, b"INVITE", b"", b"", b"INVITE x SIP/2.0\r\n\r\n"))
 write("event_codec", "tls_v6", record(0b0010_1010, b"REGISTER", b"+4420", b"", b"", v6=True))
+
+# sip_scanner: start lines and To values from the scanner's unit tests (tests/corpus is added at
+# run time).
+LINES = [
+    b"OPTIONS sip:a SIP/2.0",
+    b"options sip:a Sip/2.0\r\n",
+    b"X-CUSTOM.1! sip:a SIP/2.0\r\n\r\n",
+    b"OPTIONS sip:a SIP/2.0 extra\r\n",
+    b"OPT\x00 sip:a SIP/2.0\r\n",
+    b"SIP/2.0 180 Ringing\r\n",
+    b"sip/2.0 404\r\n",
+    b"SIP/2.0 OK\r\n",
+    b"\r\n\r\nINVITE sip:1@h SIP/2.0\r\n",
+    b"INVITE sip:%2B1@h;x=y SIP/2.0\r\nTo: <sip:h>\r\n\r\n",
+]
+for n, line in enumerate(LINES):
+    write("sip_scanner", f"line{n}", line)
+TO_VALUES = [
+    b"Name <sip:100@h>;tag=1",
+    b"\"a<b>\\\"c\" <sips:200@h;user=phone>",
+    b"SIP:400:secret@h",
+    b"<tel:+1-555;ext=1>",
+    b"<sip:%41%4a%4A%g1%4@h>",
+    b"\"unterminated <sip:1@h>",
+    b"<sip:600@h",
+]
+for n, value in enumerate(TO_VALUES):
+    message = b"INVITE sip:9@h SIP/2.0\r\nt : " + value + b"\r\n  folded\r\nUser-Agent: \r\n x\r\n\r\n"
+    write("sip_scanner", f"to{n}", message)
