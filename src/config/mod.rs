@@ -148,7 +148,10 @@ pub enum Command {
     /// `sentrypeer stats`
     Stats,
     /// `sentrypeer export --format F [-o FILE]`
-    Export { format: ExportFormat, output: Option<PathBuf> },
+    Export {
+        format: ExportFormat,
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

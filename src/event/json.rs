@@ -113,7 +113,10 @@ mod tests {
         assert_eq!(object["sip_method"], "INV\"ITE");
         assert_eq!(object["called_number"], "00\\44\u{0}\u{fffd}");
         assert_eq!(object["sip_user_agent"], "ua\r\n\t\u{1b}");
-        assert_eq!(object["sip_message"], "INVITE \u{fffd}( \"quoted\" \\ \u{0} end");
+        assert_eq!(
+            object["sip_message"],
+            "INVITE \u{fffd}( \"quoted\" \\ \u{0} end"
+        );
         assert_eq!(object["source_port"], 5070);
         assert_eq!(object["destination_port"], 5061);
     }

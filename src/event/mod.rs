@@ -127,7 +127,10 @@ pub struct Event {
 impl Event {
     /// Copies the parts into one buffer (the only allocation).
     pub fn new(parts: &EventParts<'_>) -> Self {
-        let message = parts.message.get(..EVENT_MESSAGE_BYTES_MAX).unwrap_or(parts.message);
+        let message = parts
+            .message
+            .get(..EVENT_MESSAGE_BYTES_MAX)
+            .unwrap_or(parts.message);
         let field_cap = EVENT_FIELD_BYTES_MAX;
         let method = parts.method.get(..field_cap).unwrap_or(parts.method);
         let called = parts.called_number.map(|v| v.get(..field_cap).unwrap_or(v));
@@ -141,7 +144,10 @@ impl Event {
             // Lengths are bounded by the caps above, so they fit in u32.
             let start = buffer.len() as u32;
             buffer.extend_from_slice(bytes);
-            Span { start, len: bytes.len() as u32 }
+            Span {
+                start,
+                len: bytes.len() as u32,
+            }
         };
         let message = push(message);
         let method = push(method);
@@ -165,7 +171,9 @@ impl Event {
 
     fn slice(&self, span: Span) -> &[u8] {
         let start = span.start as usize;
-        self.buffer.get(start..start + span.len as usize).unwrap_or_default()
+        self.buffer
+            .get(start..start + span.len as usize)
+            .unwrap_or_default()
     }
 
     /// The message as received (possibly truncated).
@@ -194,12 +202,14 @@ impl Event {
 
     /// The called number as text, or [`NOT_FOUND`].
     pub fn called_number_text(&self) -> Cow<'_, str> {
-        self.called_number().map_or(Cow::Borrowed(NOT_FOUND), String::from_utf8_lossy)
+        self.called_number()
+            .map_or(Cow::Borrowed(NOT_FOUND), String::from_utf8_lossy)
     }
 
     /// The user agent as text, or [`NOT_FOUND`].
     pub fn user_agent_text(&self) -> Cow<'_, str> {
-        self.user_agent().map_or(Cow::Borrowed(NOT_FOUND), String::from_utf8_lossy)
+        self.user_agent()
+            .map_or(Cow::Borrowed(NOT_FOUND), String::from_utf8_lossy)
     }
 
     /// The message as text (invalid UTF-8 replaced).

@@ -2,8 +2,9 @@
 
 use time::{OffsetDateTime, PrimitiveDateTime, format_description::BorrowedFormatItem, macros};
 
-const FORMAT: &[BorrowedFormatItem<'static>] =
-    macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:9]");
+const FORMAT: &[BorrowedFormatItem<'static>] = macros::format_description!(
+    "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:9]"
+);
 
 /// Formats UTC nanoseconds since the epoch.
 pub fn format_timestamp(timestamp_ns: u64) -> String {
@@ -49,7 +50,10 @@ mod tests {
         assert_eq!(text, "2025-11-28 10:40:00.000000123");
         assert_eq!(parse_timestamp(&text), Some(ns));
         assert_eq!(parse_timestamp("2025-11-28T10:40:00.000000123Z"), Some(ns));
-        assert_eq!(parse_timestamp("2025-11-28T11:40:00.000000123+01:00"), Some(ns));
+        assert_eq!(
+            parse_timestamp("2025-11-28T11:40:00.000000123+01:00"),
+            Some(ns)
+        );
         assert_eq!(parse_timestamp("yesterday"), None);
     }
 
