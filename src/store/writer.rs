@@ -563,6 +563,9 @@ impl Writer {
         if self.json_path.is_none() {
             return;
         }
+        // A SIGHUP that came while the writer waited for this batch: the batch goes to the
+        // fresh file, not to the rotated (or deleted) one.
+        self.reopen_if_asked();
         if self.json.is_none() {
             self.open_json_log();
         }
@@ -632,7 +635,8 @@ impl Writer {
         }
     }
 
-    fn housekeeping(&mut self, prune_due: &mut Instant) {
+    /// Reopens the JSON log if SIGHUP asked for it since the last check.
+    fn reopen_if_asked(&mut self) {
         if self.reopen.swap(false, Ordering::AcqRel) {
             if let Some(json) = &mut self.json {
                 let _ = json.flush();
@@ -640,6 +644,10 @@ impl Writer {
             self.json = None;
             self.open_json_log();
         }
+    }
+
+    fn housekeeping(&mut self, prune_due: &mut Instant) {
+        self.reopen_if_asked();
         if let Some(retention_ns) = self.retention_ns
             && Instant::now() >= *prune_due
         {
