@@ -304,7 +304,7 @@ const AS_NOBODY: [&str; 4] = [
 ];
 
 /// As user `nobody` on ports above 1024: it runs, stores events in a directory that user owns;
-/// port 5060 is refused with one clear line; the generated TLS key is mode 0600.
+/// a privileged port (506) is refused with one clear line; the generated TLS key is mode 0600.
 #[test]
 fn abuse_unprivileged_user() {
     // SAFETY: geteuid has no preconditions.
@@ -332,14 +332,15 @@ fn abuse_unprivileged_user() {
     assert_eq!(key_mode & 0o777, 0o600, "key mode {key_mode:o}");
     assert_eq!(stats_events(dir.path(), &launch.db), 10);
 
+    // 5060 is above 1024, so not a privileged port on Linux: the refusal is shown on port 506.
     let unprivileged_start: u32 =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(1_024);
-    if unprivileged_start <= 5_060 {
+    if unprivileged_start <= 506 {
         eprintln!(
-            "note: SKIPPED the port 5060 part, ip_unprivileged_port_start is {unprivileged_start}"
+            "note: SKIPPED the privileged port part, ip_unprivileged_port_start is {unprivileged_start}"
         );
         return;
     }
@@ -348,7 +349,7 @@ fn abuse_unprivileged_user() {
         .arg(env!("CARGO_BIN_EXE_sentrypeer"))
         .arg("-f")
         .arg(&launch.db)
-        .args(["--sip-listen", "127.0.0.1:5060", "-N", "--cores", "1"])
+        .args(["--sip-listen", "127.0.0.1:506", "-N", "--cores", "1"])
         .env_clear()
         .env("HOME", dir.path())
         .current_dir(dir.path())
@@ -356,11 +357,14 @@ fn abuse_unprivileged_user() {
         .expect("run as nobody");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("sentrypeer: ")
-            && stderr.contains("5060")
-            && stderr.contains("ermission denied"),
+    // Besides a possible receive-buffer warning, one line says what failed.
+    let errors: Vec<_> = stderr
+        .lines()
+        .filter(|l| !l.contains("receive buffer clamped"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert_eq!(
+        errors[0], "sentrypeer: cannot bind UDP 127.0.0.1:506: Permission denied",
         "{stderr}"
     );
 }
