@@ -15,6 +15,7 @@ use crate::support::{
 /// equal a recount of the exported events.
 #[test]
 fn fault_kill9_during_udp_flood_keeps_log_within_store() {
+    let _heavy = crate::support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let launch = Launch::new(dir.path());
     let node = launch.start();
@@ -117,6 +118,7 @@ impl Drop for TmpfsGuard {
 /// sensor keeps capturing; when space returns, storing resumes and the store is intact.
 #[test]
 fn fault_disk_full_keeps_capturing_and_recovers() {
+    let _heavy = crate::support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let small = dir.path().join("small");
     let Some(tmpfs) = mount_tmpfs(&small, "2m") else {

@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 /// Longest wait for anything in these tests.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Serializes the CPU-heavy floods of these tests so that, run with the rest of the suite,
+/// they do not pile up on a small machine and starve the timing-sensitive tests of other areas.
+pub(crate) fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Polls `condition` every 20 ms until it holds; fails the test with `what` after `limit`.
 pub(crate) fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
