@@ -460,7 +460,7 @@ fn abuse_secrets_never_printed_at_run_time() {
             .is_some_and(|n| n >= 5)
     });
     wait_until("a webhook error line", DEADLINE, || {
-        node.stderr().to_ascii_lowercase().contains("webhook")
+        node.stderr().contains("sentrypeer: webhook: ")
     });
     let stdout = node.stdout();
     let (status, stderr) = node.stop();
