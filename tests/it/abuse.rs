@@ -319,7 +319,11 @@ fn abuse_unprivileged_user() {
     let dir = tempfile::tempdir().expect("tempdir");
     chown_nobody(dir.path());
     let mut launch = Launch::new(dir.path());
-    launch.prefix = AS_NOBODY.iter().map(|s| (*s).to_owned()).collect();
+    launch.prefix = AS_NOBODY
+        .iter()
+        .chain(&crate::support::NICE)
+        .map(|s| (*s).to_owned())
+        .collect();
     let node = launch.start();
     let source = udp_from([127, 0, 0, 60]);
     send_paced(&source, node.sip, "nobody", 10, 1_000, 0);

@@ -148,12 +148,12 @@ fn fault_disk_full_keeps_capturing_and_recovers() {
         );
         sent += 250;
     }
+    // The counter moves just before the line is printed.
+    wait_until("the commit error line", DEADLINE, || {
+        node.stderr()
+            .contains("sentrypeer: cannot commit events to")
+    });
     node.assert_running();
-    let stderr = node.stderr();
-    assert!(
-        stderr.contains("sentrypeer: cannot commit events to"),
-        "no commit error line: {stderr}"
-    );
     // Capture goes on while the disk is full.
     let seen = node.metric("sentrypeer_events_total");
     send_paced(&source, node.sip, "full-more", 200, 5_000, 100);

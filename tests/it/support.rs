@@ -45,13 +45,17 @@ pub(crate) fn free_port() -> u16 {
     panic!("no free loopback port");
 }
 
+/// The nodes run at a lower CPU priority: their floods must not starve the timing-sensitive
+/// tests of other areas that run in parallel on a small machine (their own waits are generous).
+pub(crate) const NICE: [&str; 3] = ["nice", "-n", "10"];
+
 /// How to start a node; `Launch::new(dir)` puts every path under `dir`.
 pub(crate) struct Launch {
     pub(crate) dir: PathBuf,
     pub(crate) db: PathBuf,
     pub(crate) log: PathBuf,
     pub(crate) cwd: PathBuf,
-    /// Run through this command first (e.g. `setpriv ...`).
+    /// Run through this command first ([`NICE`] by default; e.g. `setpriv ...`).
     pub(crate) prefix: Vec<String>,
     pub(crate) args: Vec<String>,
     pub(crate) sip_port: Option<u16>,
@@ -64,7 +68,7 @@ impl Launch {
             db: dir.join("sentrypeer.db"),
             log: dir.join("sentrypeer.json"),
             cwd: dir.to_owned(),
-            prefix: Vec::new(),
+            prefix: NICE.iter().map(|s| (*s).to_owned()).collect(),
             args: Vec::new(),
             sip_port: None,
         }
@@ -124,8 +128,10 @@ impl Launch {
         let mut child = command.spawn().expect("spawn sentrypeer");
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
-        collect(child.stderr.take().expect("stderr"), Arc::clone(&stderr));
-        collect(child.stdout.take().expect("stdout"), Arc::clone(&stdout));
+        let readers = vec![
+            collect(child.stderr.take().expect("stderr"), Arc::clone(&stderr)),
+            collect(child.stdout.take().expect("stdout"), Arc::clone(&stdout)),
+        ];
         let mut node = Node {
             child,
             stderr,
@@ -134,13 +140,13 @@ impl Launch {
             tls,
             api,
             exited: None,
+            readers,
         };
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = node.child.try_wait().expect("try_wait") {
                 node.exited = Some(status);
-                // Let the reader threads take the last lines.
-                thread::sleep(Duration::from_millis(50));
+                node.join_readers();
                 return Err(node.stderr());
             }
             if node.try_get("/health-check").is_some() {
@@ -156,14 +162,14 @@ impl Launch {
     }
 }
 
-fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             let mut text = into.lock().unwrap_or_else(|p| p.into_inner());
             text.push_str(&line);
             text.push('\n');
         }
-    });
+    })
 }
 
 /// A running `sentrypeer`; killed on drop.
@@ -175,6 +181,7 @@ pub(crate) struct Node {
     pub(crate) tls: SocketAddr,
     pub(crate) api: SocketAddr,
     exited: Option<ExitStatus>,
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 impl Drop for Node {
@@ -185,6 +192,13 @@ impl Drop for Node {
 }
 
 impl Node {
+    /// Waits for the last output of an exited process.
+    fn join_readers(&mut self) {
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -238,7 +252,7 @@ impl Node {
             );
             thread::sleep(Duration::from_millis(20));
         };
-        thread::sleep(Duration::from_millis(50));
+        self.join_readers();
         (status, self.stderr())
     }
 
