@@ -158,6 +158,7 @@ fn store_config(dir: &std::path::Path, batch: usize, no_sync: bool) -> StoreConf
 const NO_OUTPUTS: OutputConfig = OutputConfig {
     json_log_file: None,
     syslog: false,
+    syslog_socket: std::path::PathBuf::new(),
 };
 
 fn bench_commit(c: &mut Criterion) {

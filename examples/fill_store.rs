@@ -134,6 +134,7 @@ fn main() -> Result<()> {
     let outputs = OutputConfig {
         json_log_file: None,
         syslog: false,
+        syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
     };
     let writer = spawn_writer(store.clone(), receiver, &outputs, &store_config)?;
     let commits = writer.commits();

@@ -52,9 +52,6 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
         parts.sensor.as_ref().map(Sensor::metrics),
         parts.p2p.as_ref().map(P2pHandle::metrics),
     );
-    if let Some(reason) = parts.sensor.as_ref().and_then(Sensor::fallback_reason) {
-        eprintln!("sentrypeer: using the portable engine: {reason}");
-    }
     if config.verbose {
         status.print_banner(
             config,
@@ -85,8 +82,17 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
 fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
     let store = Store::open(&config.store)?;
     let (events, events_rx) = crossbeam_channel::bounded::<Event>(EVENT_CHANNEL_CAPACITY);
-    let writer =
-        store::writer::spawn_writer(store.clone(), events_rx, &config.output, &config.store)?;
+    let writer_options = store::writer::WriterOptions {
+        syslog_socket: config.output.syslog_socket.clone(),
+        ..Default::default()
+    };
+    let writer = store::writer::spawn_writer_with(
+        store.clone(),
+        events_rx,
+        &config.output,
+        &config.store,
+        writer_options,
+    )?;
     let mut renders: Vec<Arc<dyn Render>> = vec![writer.metrics()];
     let webhook = match &config.webhook {
         Some(settings) => Some(webhook::spawn(settings, store.clone(), writer.commits())?),

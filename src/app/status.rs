@@ -133,7 +133,7 @@ fn outputs(config: &Config) -> Vec<String> {
         outputs.push(format!("json log {}", path.display()));
     }
     if config.output.syslog {
-        outputs.push("syslog".to_string());
+        outputs.push(format!("syslog {}", config.output.syslog_socket.display()));
     }
     if let Some(webhook) = &config.webhook {
         outputs.push(format!("webhook {}", url_host(&webhook.url)));

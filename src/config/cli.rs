@@ -234,6 +234,15 @@ pub(crate) struct Cli {
         value_parser = FalseyValueParser::new())]
     pub(crate) danger_force_portable_fallback: bool,
 
+    /// Test hook: the unix datagram socket syslog lines go to [default: /dev/log]
+    #[arg(
+        long,
+        hide = true,
+        env = "SENTRYPEER_SYSLOG_SOCKET",
+        value_name = "PATH"
+    )]
+    pub(crate) syslog_socket: Option<OsString>,
+
     #[command(subcommand)]
     pub(crate) command: Option<CliCommand>,
 }

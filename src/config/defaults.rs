@@ -9,6 +9,9 @@ pub const DB_FILE: &str = "./sentrypeer.db";
 /// `-l`: the JSON log file.
 pub const JSON_LOG_FILE: &str = "./sentrypeer_json.log";
 
+/// `--syslog-socket` (hidden): the unix datagram socket syslog lines are sent to.
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
 /// `-b`: the P2P bootstrap peer.
 pub const BOOTSTRAP_NODE: &str = "bootstrap.sentrypeer.org:4222";
 

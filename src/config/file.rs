@@ -49,6 +49,7 @@ pub(crate) struct FileConfig {
     pub(crate) api_token: Option<String>,
     pub(crate) webhook_batch: Option<i64>,
     pub(crate) danger_force_portable_fallback: Option<bool>,
+    pub(crate) syslog_socket: Option<String>,
 }
 
 /// `sip_listen = "a"` or `sip_listen = ["a", "b"]`.

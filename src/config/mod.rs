@@ -108,6 +108,8 @@ pub struct OutputConfig {
     /// `None` when the JSON log is off.
     pub json_log_file: Option<PathBuf>,
     pub syslog: bool,
+    /// Where syslog lines go (hidden `--syslog-socket`, for tests): `/dev/log` by default.
+    pub syslog_socket: PathBuf,
 }
 
 /// The HTTP API.

@@ -386,6 +386,13 @@ fn resolve_output(sources: &Sources<'_>) -> Result<OutputConfig, ConfigError> {
     Ok(OutputConfig {
         json_log_file: json_log.then_some(path),
         syslog: sources.flag("syslog", cli.syslog, file.syslog),
+        syslog_socket: sources.path(
+            "syslog_socket",
+            "SENTRYPEER_SYSLOG_SOCKET",
+            cli.syslog_socket.as_ref(),
+            file.syslog_socket.as_ref(),
+            defaults::SYSLOG_SOCKET,
+        ),
     })
 }
 

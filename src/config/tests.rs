@@ -84,7 +84,8 @@ fn config_defaults() {
         config.output,
         OutputConfig {
             json_log_file: None,
-            syslog: false
+            syslog: false,
+            syslog_socket: PathBuf::from("/dev/log"),
         }
     );
     assert!(!config.api.enabled);
@@ -824,4 +825,31 @@ fn command_definition_is_valid() {
         "{help}"
     );
     assert!(!help.contains("danger"), "hidden flag shown: {help}");
+}
+
+#[test]
+fn config_syslog_socket_sources_and_hidden() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(dir.path(), "c.toml", "syslog_socket = \"/f/log\"\n");
+    let socket = |config: Config| config.output.syslog_socket;
+    assert_eq!(socket(load_ok(&[], &[])), PathBuf::from("/dev/log"));
+    assert_eq!(
+        socket(load_ok(&["-g", path_str(&file)], &[])),
+        PathBuf::from("/f/log")
+    );
+    let env = [("SENTRYPEER_SYSLOG_SOCKET", "/e/log")];
+    assert_eq!(
+        socket(load_ok(&["-g", path_str(&file)], &env)),
+        PathBuf::from("/e/log")
+    );
+    assert_eq!(
+        socket(load_ok(&["--syslog-socket", "/c/log"], &env)),
+        PathBuf::from("/c/log")
+    );
+    let help = command().render_long_help().to_string();
+    assert!(
+        !help.contains("syslog-socket"),
+        "hidden option shown: {help}"
+    );
+    assert!(!help.contains("SYSLOG_SOCKET"), "hidden env shown: {help}");
 }

@@ -563,9 +563,7 @@ impl Writer {
         if self.json_path.is_none() {
             return;
         }
-        // A SIGHUP that came while the writer waited for this batch: the batch goes to the
-        // fresh file, not to the rotated (or deleted) one.
-        self.reopen_if_asked();
+        self.reopen_json_log_if_asked();
         if self.json.is_none() {
             self.open_json_log();
         }
@@ -592,6 +590,19 @@ impl Writer {
                     path.unwrap_or_default()
                 )
             });
+        }
+    }
+
+    /// Reopens the JSON log by its name if SIGHUP asked for it (log rotation). Called before
+    /// every batch's lines too, so that lines of a batch that arrived while the writer waited
+    /// do not go to the renamed file.
+    fn reopen_json_log_if_asked(&mut self) {
+        if self.reopen.swap(false, Ordering::AcqRel) {
+            if let Some(json) = &mut self.json {
+                let _ = json.flush();
+            }
+            self.json = None;
+            self.open_json_log();
         }
     }
 
@@ -635,19 +646,8 @@ impl Writer {
         }
     }
 
-    /// Reopens the JSON log if SIGHUP asked for it since the last check.
-    fn reopen_if_asked(&mut self) {
-        if self.reopen.swap(false, Ordering::AcqRel) {
-            if let Some(json) = &mut self.json {
-                let _ = json.flush();
-            }
-            self.json = None;
-            self.open_json_log();
-        }
-    }
-
     fn housekeeping(&mut self, prune_due: &mut Instant) {
-        self.reopen_if_asked();
+        self.reopen_json_log_if_asked();
         if let Some(retention_ns) = self.retention_ns
             && Instant::now() >= *prune_due
         {

@@ -51,6 +51,7 @@ impl Fixture {
         let outputs = OutputConfig {
             json_log_file: None,
             syslog: false,
+            syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
         };
         let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
         let commits = writer.commits();

@@ -285,7 +285,7 @@ fn engine_stop_under_flood(engine: Engine) {
             let client = udp_client("127.0.0.1:0");
             let message = options("flood");
             let started = Instant::now();
-            while flooding.load(Ordering::Relaxed) && started.elapsed() < DEADLINE * 2 {
+            while flooding.load(Ordering::Relaxed) && started.elapsed() < DEADLINE * 4 {
                 let _ = client.send_to(message.as_bytes(), target);
             }
         })
@@ -297,7 +297,8 @@ fn engine_stop_under_flood(engine: Engine) {
         sensor.stop();
         let _ = done.send(());
     });
-    let outcome = stopped.recv_timeout(DEADLINE);
+    // Generous: on a loaded 2-core CI machine the pinned shards compete with the flooder.
+    let outcome = stopped.recv_timeout(DEADLINE * 3);
     flooding.store(false, Ordering::Relaxed);
     flooder.join().unwrap();
     assert!(outcome.is_ok(), "stop() did not return while flooded");

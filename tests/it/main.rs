@@ -43,3 +43,6 @@ mod fault;
 
 /// Abuse of the real binary: floods, stalls, reflection, privileges, stray files, secrets.
 mod abuse;
+
+/// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
+mod ops;

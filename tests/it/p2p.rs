@@ -45,6 +45,7 @@ impl Node {
         let outputs = OutputConfig {
             json_log_file: None,
             syslog: false,
+            syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
         };
         let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
         let p2p_config = P2pConfig {

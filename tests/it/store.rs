@@ -32,6 +32,7 @@ fn outputs(json: Option<&Path>) -> OutputConfig {
     OutputConfig {
         json_log_file: json.map(Path::to_path_buf),
         syslog: false,
+        syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
     }
 }
 
@@ -507,6 +508,7 @@ fn store_syslog_line_exact() {
     let output = OutputConfig {
         json_log_file: None,
         syslog: true,
+        syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
     };
     let writer = spawn_writer_with(store, receiver, &output, &config, options).unwrap();
     let scanner = Event::new(&EventParts {
@@ -562,6 +564,7 @@ fn store_syslog_missing_socket_reports_once_and_stores() {
     let output = OutputConfig {
         json_log_file: None,
         syslog: true,
+        syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
     };
     let writer = spawn_writer_with(store.clone(), receiver, &output, &config, options).unwrap();
     let commits = writer.commits();

@@ -366,6 +366,7 @@ impl Rig {
         let outputs = OutputConfig {
             json_log_file: None,
             syslog: false,
+            syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
         };
         let writer =
             spawn_writer_with(store.clone(), receiver, &outputs, &config, options).unwrap();
