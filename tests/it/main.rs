@@ -35,5 +35,14 @@ mod webhook;
 /// Peer to peer: several nodes in one process, a hostile gossipsub peer, bandwidth bounds.
 mod p2p;
 
+/// The real binary as a child process: start, API, metrics, export (fault and abuse tests).
+mod support;
+
+/// Faults under the real binary: kill -9, disk full, log rotation, missing syslog.
+mod fault;
+
+/// Abuse of the real binary: floods, stalls, reflection, privileges, stray files, secrets.
+mod abuse;
+
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;
