@@ -20,7 +20,7 @@ use sentrypeer::store::{Store, WriterHandle, spawn_writer};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
+const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 
 struct Node {
     store: Store,
@@ -161,8 +161,13 @@ fn local_event(node: Uuid, ip: IpAddr, number: &str) -> Event {
     })
 }
 
+/// Slack on every wait: the whole suite runs in parallel on 2-core CI machines, where libp2p's
+/// heartbeats and handshakes can be starved for seconds. The spec's propagation time is measured
+/// by `perf/p2p.sh`, not here.
+const WAIT_SLACK: u32 = 3;
+
 fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
+    let end = Instant::now() + deadline * WAIT_SLACK;
     while !condition() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
