@@ -318,7 +318,13 @@ fn abuse_unprivileged_user() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     chown_nobody(dir.path());
+    // The build tree may sit in a directory `nobody` cannot enter (a 0700 clone): run a copy.
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    chown_nobody(bin_dir.path());
+    let binary = bin_dir.path().join("sentrypeer");
+    std::fs::copy(env!("CARGO_BIN_EXE_sentrypeer"), &binary).expect("copy the binary");
     let mut launch = Launch::new(dir.path());
+    launch.binary = binary.clone();
     launch.prefix = AS_NOBODY
         .iter()
         .chain(&crate::support::NICE)
@@ -354,7 +360,7 @@ fn abuse_unprivileged_user() {
     }
     let output = std::process::Command::new(AS_NOBODY[0])
         .args(&AS_NOBODY[1..])
-        .arg(env!("CARGO_BIN_EXE_sentrypeer"))
+        .arg(&binary)
         .arg("-f")
         .arg(&launch.db)
         .args(["--sip-listen", "127.0.0.1:506", "-N", "--cores", "1"])

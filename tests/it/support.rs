@@ -57,6 +57,9 @@ pub(crate) struct Launch {
     pub(crate) cwd: PathBuf,
     /// Run through this command first ([`NICE`] by default; e.g. `setpriv ...`).
     pub(crate) prefix: Vec<String>,
+    /// The binary to run (the built one by default; a copy another user can reach, see
+    /// `abuse_unprivileged_user`).
+    pub(crate) binary: PathBuf,
     pub(crate) args: Vec<String>,
     pub(crate) sip_port: Option<u16>,
 }
@@ -69,6 +72,7 @@ impl Launch {
             log: dir.join("sentrypeer.json"),
             cwd: dir.to_owned(),
             prefix: NICE.iter().map(|s| (*s).to_owned()).collect(),
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_sentrypeer")),
             args: Vec::new(),
             sip_port: None,
         }
@@ -100,10 +104,10 @@ impl Launch {
         let mut command = match self.prefix.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
-                command.args(rest).arg(env!("CARGO_BIN_EXE_sentrypeer"));
+                command.args(rest).arg(&self.binary);
                 command
             }
-            None => Command::new(env!("CARGO_BIN_EXE_sentrypeer")),
+            None => Command::new(&self.binary),
         };
         command
             .arg("-f")
