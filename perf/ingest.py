@@ -282,7 +282,7 @@ def sink_step(tools, rate, seconds):
 class Sensor:
     """One running `sentrypeer` in its own temporary directory."""
 
-    def __init__(self, tools, engine, workdir):
+    def __init__(self, tools, engine, workdir, extra_args=()):
         self.tools = tools
         self.dir = tempfile.mkdtemp(prefix=f"ingest-{engine}-", dir=workdir)
         self.db = os.path.join(self.dir, "db")
@@ -296,6 +296,7 @@ class Sensor:
         if engine == "portable":
             args.append("-N")
         args += tools.sensor_args
+        args += list(extra_args)
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "w")
         started = time.monotonic()
         self.process = spawn(args, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -404,8 +405,9 @@ def sink_drain(tools, count, rcvbuf):
     }
 
 
-def sensor_drain(tools, engine, count, workdir):
-    sensor = Sensor(tools, engine, workdir)
+def sensor_drain(tools, engine, count, workdir, rcvbuf):
+    # The same socket buffer as the sink's drain, so that the pre-fill fits in both.
+    sensor = Sensor(tools, engine, workdir, ["--udp-rcvbuf", str(rcvbuf)])
     try:
         snmp_before = snmp_udp()
         os.kill(sensor.process.pid, signal.SIGSTOP)
@@ -525,7 +527,7 @@ def parse_args():
     parser.add_argument("--step-seconds", type=float, default=2.0)
     parser.add_argument("--drain-count", type=int, default=50000)
     parser.add_argument("--drain-rcvbuf", type=int, default=256 << 20,
-                        help="SO_RCVBUF of the sink in the drain test")
+                        help="SO_RCVBUF of the sink and the sensor in the drain test")
     parser.add_argument("--mix", default="options,register,invite")
     parser.add_argument("--sources", default="127.0.0.0/16")
     parser.add_argument("--source-sockets", type=int, default=64)
@@ -589,7 +591,8 @@ def main():
                         target["steps"].append(step)
                         print(f"{engine} {rate}: {step}", file=sys.stderr)
                 if within_budget(f"{engine} drain"):
-                    target["drain"] = sensor_drain(tools, engine, args.drain_count, workdir)
+                    target["drain"] = sensor_drain(tools, engine, args.drain_count, workdir,
+                                                   args.drain_rcvbuf)
             except (RuntimeError, OSError, subprocess.SubprocessError) as error:
                 target["error"] = str(error)
                 print(f"{engine}: {error}", file=sys.stderr)

@@ -5,8 +5,10 @@
 
 use std::borrow::Cow;
 use std::io::Write;
+use std::net::IpAddr;
 
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::Event;
 use super::timestamp::format_timestamp;
@@ -20,12 +22,12 @@ struct JsonEvent<'a> {
     app_name: &'static str,
     app_version: &'static str,
     event_timestamp: String,
-    event_uuid: String,
-    created_by_node_id: String,
+    event_uuid: Uuid,
+    created_by_node_id: Uuid,
     collected_method: &'static str,
     transport_type: &'static str,
-    source_ip: String,
-    destination_ip: String,
+    source_ip: IpAddr,
+    destination_ip: IpAddr,
     called_number: Cow<'a, str>,
     sip_method: Cow<'a, str>,
     sip_user_agent: Cow<'a, str>,
@@ -40,12 +42,12 @@ impl<'a> JsonEvent<'a> {
             app_name: APP_NAME,
             app_version: env!("CARGO_PKG_VERSION"),
             event_timestamp: format_timestamp(event.timestamp_ns),
-            event_uuid: event.uuid.hyphenated().to_string(),
-            created_by_node_id: event.node_id.hyphenated().to_string(),
+            event_uuid: event.uuid,
+            created_by_node_id: event.node_id,
             collected_method: event.collected_method.as_str(),
             transport_type: event.transport.as_str(),
-            source_ip: super::display_ip(event.source).to_string(),
-            destination_ip: super::display_ip(event.destination).to_string(),
+            source_ip: super::display_ip(event.source),
+            destination_ip: super::display_ip(event.destination),
             called_number: event.called_number_text(),
             sip_method: event.method_text(),
             sip_user_agent: event.user_agent_text(),

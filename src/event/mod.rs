@@ -197,24 +197,22 @@ impl Event {
 
     /// The method as text (invalid UTF-8 replaced).
     pub fn method_text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.method())
+        text(self.method())
     }
 
     /// The called number as text, or [`NOT_FOUND`].
     pub fn called_number_text(&self) -> Cow<'_, str> {
-        self.called_number()
-            .map_or(Cow::Borrowed(NOT_FOUND), String::from_utf8_lossy)
+        self.called_number().map_or(Cow::Borrowed(NOT_FOUND), text)
     }
 
     /// The user agent as text, or [`NOT_FOUND`].
     pub fn user_agent_text(&self) -> Cow<'_, str> {
-        self.user_agent()
-            .map_or(Cow::Borrowed(NOT_FOUND), String::from_utf8_lossy)
+        self.user_agent().map_or(Cow::Borrowed(NOT_FOUND), text)
     }
 
     /// The message as text (invalid UTF-8 replaced).
     pub fn message_text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.message())
+        text(self.message())
     }
 
     /// The borrowed parts, e.g. to re-encode or rebuild the event.
@@ -239,6 +237,12 @@ impl Event {
 const EVENT_FIELD_BYTES_MAX: usize = crate::config::limits::EVENT_FIELD_BYTES_MAX;
 
 /// The bare IP as the JSON log shows it: IPv4-mapped IPv6 as IPv4.
+/// `bytes` as text, invalid UTF-8 replaced (the common valid case is checked with the fast
+/// validator and borrowed).
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
+}
+
 pub fn display_ip(address: SocketAddr) -> std::net::IpAddr {
     match address.ip() {
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

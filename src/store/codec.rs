@@ -37,8 +37,9 @@ use crate::event::{CollectedMethod, Event, EventParts, Transport};
 /// The current encoding version (first byte of every value).
 pub const CODEC_VERSION: u8 = 1;
 
-/// zstd level used for event tails: fast, and with a dictionary nearly as small as higher ones.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level used for event tails: with the dictionary, level 1 is 7 bytes per tail larger than
+/// level 3 and about a third cheaper (`STORE_BENCH_EXPLORE`, docs/benchmarks.md "Store").
+const ZSTD_LEVEL: i32 = 1;
 
 /// Tails shorter than this are stored raw (a zstd frame would not pay for itself).
 const COMPRESS_BYTES_MIN: usize = 64;

@@ -27,6 +27,7 @@
 
 pub mod codec;
 pub mod commands;
+mod outputs;
 mod syslog;
 pub mod writer;
 
@@ -423,6 +424,10 @@ impl Store {
         let mut txn = self.inner.env.write_txn()?;
         let mut next_key = read_u64(tables.meta.get(&txn, META_NEXT_EVENT_KEY)?).unwrap_or(1);
         let mut value = Vec::with_capacity(1024);
+        // Sightings are summed per key first, so a flood from a few scanners costs one
+        // aggregate update per distinct key and batch, not one per event.
+        let mut ips: HashMap<IpKey, Aggregate> = HashMap::new();
+        let mut numbers: HashMap<&[u8], Aggregate> = HashMap::new();
         for event in events {
             // Our own events carry fresh v4 UUIDs: only other nodes' events can repeat.
             let foreign = event.node_id != self.inner.node_id;
@@ -442,25 +447,41 @@ impl Store {
             if foreign {
                 tables.uuids.put(&mut txn, event.uuid.as_bytes(), &key)?;
             }
-            let ip = ip_key(display_ip(event.source));
+            let sighting = Aggregate::once(event.timestamp_ns);
+            ips.entry(ip_key(display_ip(event.source)))
+                .and_modify(|seen| *seen = seen.merge(sighting))
+                .or_insert(sighting);
+            if let Some(number) = number_key(event.called_number()) {
+                numbers
+                    .entry(number)
+                    .and_modify(|seen| *seen = seen.merge(sighting))
+                    .or_insert(sighting);
+            }
+            stored.push(Stored::Key(next_key));
+            next_key += 1;
+        }
+        // In key order, so that the B-tree pages are visited once each, front to back.
+        let mut ips: Vec<_> = ips.into_iter().collect();
+        ips.sort_unstable_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
+        for (ip, seen) in ips {
             bump(
                 tables.ips,
                 tables.ips_by_last,
                 &mut txn,
                 ip.as_slice(),
-                event.timestamp_ns,
+                seen,
             )?;
-            if let Some(number) = number_key(event.called_number()) {
-                bump(
-                    tables.numbers,
-                    tables.numbers_by_last,
-                    &mut txn,
-                    number,
-                    event.timestamp_ns,
-                )?;
-            }
-            stored.push(Stored::Key(next_key));
-            next_key += 1;
+        }
+        let mut numbers: Vec<_> = numbers.into_iter().collect();
+        numbers.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (number, seen) in numbers {
+            bump(
+                tables.numbers,
+                tables.numbers_by_last,
+                &mut txn,
+                number,
+                seen,
+            )?;
         }
         tables
             .meta
@@ -761,6 +782,24 @@ struct Aggregate {
 }
 
 impl Aggregate {
+    /// One sighting at `timestamp_ns`.
+    fn once(timestamp_ns: u64) -> Self {
+        Self {
+            first: timestamp_ns,
+            last: timestamp_ns,
+            count: 1,
+        }
+    }
+
+    /// Both sets of sightings together.
+    fn merge(self, other: Self) -> Self {
+        Self {
+            first: self.first.min(other.first),
+            last: self.last.max(other.last),
+            count: self.count.saturating_add(other.count),
+        }
+    }
+
     fn decode(bytes: &[u8]) -> Option<Self> {
         let (first, rest) = bytes.split_first_chunk::<8>()?;
         let (last, rest) = rest.split_first_chunk::<8>()?;
@@ -781,27 +820,16 @@ impl Aggregate {
     }
 }
 
-/// Counts one sighting of `key` at `timestamp_ns`, moving its newest-first index entry.
+/// Adds a batch's sightings of `key` to its aggregate, moving its newest-first index entry.
 fn bump(
     aggregates: Table,
     by_last: Table,
     txn: &mut heed::RwTxn<'_>,
     key: &[u8],
-    timestamp_ns: u64,
+    seen: Aggregate,
 ) -> Result<(), heed::Error> {
     let old = aggregates.get(txn, key)?.and_then(Aggregate::decode);
-    let new = match old {
-        Some(old) => Aggregate {
-            first: old.first.min(timestamp_ns),
-            last: old.last.max(timestamp_ns),
-            count: old.count.saturating_add(1),
-        },
-        None => Aggregate {
-            first: timestamp_ns,
-            last: timestamp_ns,
-            count: 1,
-        },
-    };
+    let new = old.map_or(seen, |old| old.merge(seen));
     let mut index_key = Vec::with_capacity(8 + key.len());
     if let Some(old) = old.filter(|old| old.last != new.last) {
         index_key.extend_from_slice(&old.last.to_be_bytes());
@@ -818,7 +846,7 @@ fn bump(
 }
 
 /// IPv4 as 4 bytes, IPv6 as 16.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct IpKey {
     bytes: [u8; 16],
     len: usize,

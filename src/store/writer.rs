@@ -1,19 +1,17 @@
 //! The writer thread: drains the event channel in batches, commits each batch in one LMDB write
-//! transaction, and only then appends the JSON log lines, sends the syslog lines and announces
-//! the committed keys through [`CommitWatch`].
+//! transaction, and only then announces the committed keys through [`CommitWatch`] and hands the
+//! batch to the output thread ([`super::outputs`]: JSON log, syslog).
 //!
 //! A batch ends at `batch_events_max` events or `batch_interval` after its first event. A full
 //! map is grown and the whole batch retried; any other commit error (disk full) is reported at
 //! most once per [`IO_ERROR_LOG_INTERVAL`] and retried with back-off, keeping the batch (the
-//! channel backs up and the shards drop and count). Between batches it reopens the JSON log on
-//! request, prunes old events (retention) and, once, trains the zstd dictionary.
+//! channel backs up and the shards drop and count). Between batches it prunes old events
+//! (retention) and, once, trains the zstd dictionary.
 //!
 //! Never: writes a JSON or syslog line for an event that is not committed, half-writes a batch,
 //! panics on an output error.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -22,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hdrhistogram::Histogram;
 
-use super::syslog::{self, Syslog};
+use super::outputs::{OutputLink, OutputSettings, spawn_outputs};
 use super::{Store, StoreError, Stored, codec};
 use crate::config::limits::{
     self, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_BYTES_MAX, STORE_DICTIONARY_SAMPLE_BYTES_MAX,
@@ -30,7 +28,6 @@ use crate::config::limits::{
 };
 use crate::config::{OutputConfig, StoreConfig};
 use crate::event::Event;
-use crate::event::json::write_json;
 use crate::event::timestamp::now_ns;
 use crate::metrics::{self, Counter, Render};
 
@@ -320,7 +317,14 @@ pub fn spawn_writer_with(
     packer.set_local_node(Some(store.node_id()));
     let last_key = store.read()?.last_key()?;
     commits.publish(last_key);
-    let mut writer = Writer {
+    let outputs = spawn_outputs(OutputSettings {
+        json_path: outputs.json_log_file.clone(),
+        syslog_socket: outputs.syslog.then(|| options.syslog_socket.clone()),
+        reopen: Arc::clone(&reopen),
+        metrics: Arc::clone(&metrics),
+        error_lines: options.error_lines.clone(),
+    })?;
+    let writer = Writer {
         store,
         events,
         batch_events_max: settings
@@ -333,19 +337,12 @@ pub fn spawn_writer_with(
         prune_interval: options.prune_interval,
         metrics: Arc::clone(&metrics),
         commits: Arc::clone(&commits),
-        reopen: Arc::clone(&reopen),
-        reports: Reports {
-            last: Vec::new(),
-            lines: options.error_lines,
-        },
-        json_path: outputs.json_log_file.clone(),
-        json: None,
-        syslog: outputs.syslog.then(|| Syslog::new(&options.syslog_socket)),
+        reports: Reports::new(options.error_lines),
+        outputs,
         packer,
         samples: Vec::new(),
         dictionary_attempts: 0,
     };
-    writer.open_json_log();
     let thread = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || writer.run())
@@ -359,13 +356,21 @@ pub fn spawn_writer_with(
 }
 
 /// Error lines, each kind at most once per [`IO_ERROR_LOG_INTERVAL`].
-struct Reports {
+pub(super) struct Reports {
     last: Vec<(&'static str, Instant)>,
     lines: Option<Sender<String>>,
 }
 
 impl Reports {
-    fn report(&mut self, kind: &'static str, message: impl FnOnce() -> String) {
+    /// Reports go to stderr and, if given, to `lines` (tests).
+    pub(super) fn new(lines: Option<Sender<String>>) -> Self {
+        Self {
+            last: Vec::new(),
+            lines,
+        }
+    }
+
+    pub(super) fn report(&mut self, kind: &'static str, message: impl FnOnce() -> String) {
         let now = Instant::now();
         match self.last.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, at)) if now.duration_since(*at) < IO_ERROR_LOG_INTERVAL => return,
@@ -389,11 +394,9 @@ struct Writer {
     prune_interval: Duration,
     metrics: Arc<WriterMetrics>,
     commits: Arc<CommitWatch>,
-    reopen: Arc<AtomicBool>,
     reports: Reports,
-    json_path: Option<PathBuf>,
-    json: Option<BufWriter<File>>,
-    syslog: Option<Syslog>,
+    /// The output thread, when there is a JSON log or syslog.
+    outputs: Option<OutputLink>,
     packer: codec::Packer,
     samples: Vec<Vec<u8>>,
     dictionary_attempts: u32,
@@ -414,8 +417,7 @@ impl Writer {
             batch.push(first);
             let closed = self.fill_batch(&mut batch);
             self.commit(&batch, &mut stored, closed);
-            self.emit(&batch, &stored);
-            batch.clear();
+            batch = self.emit(batch, &stored);
             if closed {
                 break;
             }
@@ -425,16 +427,15 @@ impl Writer {
             batch.push(event);
             if batch.len() == self.batch_events_max {
                 self.commit(&batch, &mut stored, true);
-                self.emit(&batch, &stored);
-                batch.clear();
+                batch = self.emit(batch, &stored);
             }
         }
         if !batch.is_empty() {
             self.commit(&batch, &mut stored, true);
-            self.emit(&batch, &stored);
+            self.emit(batch, &stored);
         }
-        if let Some(json) = &mut self.json {
-            let _ = json.flush();
+        if let Some(outputs) = self.outputs.take() {
+            outputs.finish();
         }
         self.commits.finish();
     }
@@ -525,8 +526,9 @@ impl Writer {
         let _ = latency.record(micros);
     }
 
-    /// After the commit: JSON log, syslog, dictionary samples, then the commit watch.
-    fn emit(&mut self, batch: &[Event], stored: &[Stored]) {
+    /// After the commit: dictionary samples, the commit watch, then the committed events to the
+    /// output thread. Returns an empty vector for the next batch.
+    fn emit(&mut self, mut batch: Vec<Event>, stored: &[Stored]) -> Vec<Event> {
         let mut last_key = None;
         let mut committed = 0;
         for outcome in stored {
@@ -539,16 +541,13 @@ impl Writer {
             }
         }
         self.metrics.events_committed_total.add(committed);
-        let fresh = || {
-            batch
-                .iter()
-                .zip(stored)
-                .filter(|(_, s)| matches!(s, Stored::Key(_)))
-        };
-        self.write_json_lines(fresh().map(|(e, _)| e));
-        self.send_syslog_lines(fresh().map(|(e, _)| e));
+        if committed < batch.len() as u64 {
+            // Duplicates (and a batch given up at shutdown, `stored` empty) are not emitted.
+            let mut outcomes = stored.iter();
+            batch.retain(|_| matches!(outcomes.next(), Some(Stored::Key(_))));
+        }
         if self.wants_samples() && self.samples.len() < STORE_DICTIONARY_SAMPLES {
-            for (event, _) in fresh() {
+            for event in &batch {
                 let mut sample = codec::dictionary_sample(event);
                 sample.truncate(STORE_DICTIONARY_SAMPLE_BYTES_MAX);
                 self.samples.push(sample);
@@ -557,97 +556,16 @@ impl Writer {
         if let Some(key) = last_key {
             self.commits.publish(key);
         }
-    }
-
-    fn write_json_lines<'e>(&mut self, events: impl Iterator<Item = &'e Event>) {
-        if self.json_path.is_none() {
-            return;
-        }
-        self.reopen_json_log_if_asked();
-        if self.json.is_none() {
-            self.open_json_log();
-        }
-        let Some(json) = &mut self.json else { return };
-        let mut result = Ok(());
-        for event in events {
-            result = write_json(event, json).and_then(|()| json.write_all(b"\n"));
-            if result.is_err() {
-                break;
-            }
-        }
-        let result = result.and_then(|()| json.flush());
-        if let Err(error) = result {
-            self.json = None;
-            self.metrics.json_log_errors_total.inc();
-            let path = self
-                .json_path
-                .as_deref()
-                .map(Path::display)
-                .map(|p| p.to_string());
-            self.reports.report("json-write", || {
-                format!(
-                    "cannot write JSON log {}: {error}",
-                    path.unwrap_or_default()
-                )
-            });
-        }
-    }
-
-    /// Reopens the JSON log by its name if SIGHUP asked for it (log rotation). Called before
-    /// every batch's lines too, so that lines of a batch that arrived while the writer waited
-    /// do not go to the renamed file.
-    fn reopen_json_log_if_asked(&mut self) {
-        if self.reopen.swap(false, Ordering::AcqRel) {
-            if let Some(json) = &mut self.json {
-                let _ = json.flush();
-            }
-            self.json = None;
-            self.open_json_log();
-        }
-    }
-
-    fn open_json_log(&mut self) {
-        let Some(path) = &self.json_path else { return };
-        match OpenOptions::new().create(true).append(true).open(path) {
-            Ok(file) => self.json = Some(BufWriter::with_capacity(64 * 1024, file)),
-            Err(error) => {
-                self.json = None;
-                self.metrics.json_log_errors_total.inc();
-                let path = path.display().to_string();
-                self.reports.report("json-open", || {
-                    format!("cannot open JSON log {path}: {error}; events are still stored")
-                });
-            }
-        }
-    }
-
-    fn send_syslog_lines<'e>(&mut self, events: impl Iterator<Item = &'e Event>) {
-        let Some(syslog) = &mut self.syslog else {
-            return;
-        };
-        if let Err(error) = syslog.connect() {
-            self.metrics.syslog_errors_total.inc();
-            let path = syslog.path().display().to_string();
-            self.reports.report("syslog", || {
-                format!("cannot connect to syslog {path}: {error}")
-            });
-            return;
-        }
-        let now = syslog::now();
-        for event in events {
-            if let Err(error) = syslog.send(event, now) {
-                self.metrics.syslog_errors_total.inc();
-                let path = syslog.path().display().to_string();
-                self.reports.report("syslog", || {
-                    format!("cannot send to syslog {path}: {error}")
-                });
-                return;
+        match &self.outputs {
+            Some(outputs) => outputs.send(batch, self.batch_events_max),
+            None => {
+                batch.clear();
+                batch
             }
         }
     }
 
     fn housekeeping(&mut self, prune_due: &mut Instant) {
-        self.reopen_json_log_if_asked();
         if let Some(retention_ns) = self.retention_ns
             && Instant::now() >= *prune_due
         {
