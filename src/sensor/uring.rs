@@ -34,7 +34,7 @@ use super::udp_batch::RecvBatch;
 use super::{
     STOP_DRAIN_BATCHES_MAX, STOP_POLL_INTERVAL, STREAM_READ_BYTES, ShardStart, StreamSettings,
 };
-use crate::config::limits::SHARD_BATCH_BEFORE_YIELD;
+use crate::config::limits::{RECV_BATCH_DATAGRAMS, SHARD_BATCH_BEFORE_YIELD};
 use crate::event::Transport;
 
 type Core = Rc<RefCell<ShardCore>>;
@@ -142,9 +142,19 @@ async fn run_udp(socket: UdpSocket, local: SocketAddr, core: Core, stop: Stop) {
     let mut peek = [0u8; 1];
     let mut handled_count = 0;
     let mut drain_batches: Option<usize> = None;
+    // A short batch means the queue was empty: wait for readiness rather than spend a
+    // recvmmsg on learning that (the io_uring peek completes at once if more came meanwhile).
+    let mut queue_empty = false;
     loop {
-        match batch.recv(fd) {
+        let received = if queue_empty && drain_batches.is_none() {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        } else {
+            batch.recv(fd)
+        };
+        queue_empty = false;
+        match received {
             Ok(count) => {
+                queue_empty = count < RECV_BATCH_DATAGRAMS;
                 handle_datagrams(&mut core.borrow_mut(), &batch, count, fd, local);
                 handled_count += count;
                 if drain_batches.is_none() && stop.stopping.get() {
