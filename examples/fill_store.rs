@@ -1,13 +1,21 @@
-//! Fills a store through the public writer API, then serves the HTTP API on it, and optionally
-//! times the API while a writer keeps ingesting (used by `perf/api.sh` and
-//! `tests/schemathesis.sh`).
+//! Fills a store through the public writer API; then either exits, serves the HTTP API on it, or
+//! times that API while a writer thread keeps ingesting in-process. It can also time an API
+//! served by another process (the `sentrypeer` binary) on a store it filled earlier, without
+//! opening the store. Used by `perf/api.sh` (`--fill-only`, then `--time-api`) and
+//! `tests/schemathesis.sh --example` (`--serve`).
 //!
 //! ```text
 //! fill_store --db FILE [--events N] [--ips N] [--numbers N]
-//!            [--serve ADDR] [--seconds S]            serve until killed or S seconds
-//!            [--bench OUT.json] [--ingest-rate N]    time look-ups and lists, write JSON
+//!            --fill-only                             fill, then exit
+//!          | [--serve ADDR] [--seconds S]            fill, serve until killed or S seconds
+//!          | --bench OUT.json [--ingest-rate N]      fill, serve, time it while a thread feeds
+//!                                                    the writer N events/s, write JSON
+//! fill_store --time-api ADDR --ips N --numbers N --bench OUT.json
+//!                                                    time the API at ADDR, write JSON; look-ups
+//!                                                    use keys a fill with these --ips/--numbers
+//!                                                    stored
 //! ```
-//! Prints `listening on ADDR` once the API is up.
+//! When serving, prints `listening on ADDR` once the API is up.
 
 use std::error::Error;
 use std::io::Write as _;
@@ -34,10 +42,12 @@ struct Args {
     events: u64,
     ips: u64,
     numbers: u64,
+    fill_only: bool,
     serve: SocketAddr,
     seconds: Option<u64>,
     bench: Option<PathBuf>,
     ingest_rate: u64,
+    time_api: Option<SocketAddr>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -46,13 +56,19 @@ fn parse_args() -> Result<Args> {
         events: 1_000,
         ips: 100,
         numbers: 100,
+        fill_only: false,
         serve: "127.0.0.1:0".parse()?,
         seconds: None,
         bench: None,
         ingest_rate: 0,
+        time_api: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--fill-only" {
+            args.fill_only = true;
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--db" => args.db = value.into(),
@@ -63,11 +79,21 @@ fn parse_args() -> Result<Args> {
             "--seconds" => args.seconds = Some(value.parse()?),
             "--bench" => args.bench = Some(value.into()),
             "--ingest-rate" => args.ingest_rate = value.parse()?,
+            "--time-api" => args.time_api = Some(value.parse()?),
             _ => return Err(format!("unknown flag {flag}").into()),
         }
     }
-    if args.db.as_os_str().is_empty() {
+    if args.time_api.is_some() {
+        if args.bench.is_none() || !args.db.as_os_str().is_empty() || args.fill_only {
+            return Err(
+                "--time-api ADDR needs --bench OUT.json and takes no --db or --fill-only".into(),
+            );
+        }
+    } else if args.db.as_os_str().is_empty() {
         return Err("--db FILE is required".into());
+    }
+    if args.fill_only && args.bench.is_some() {
+        return Err("--fill-only and --bench exclude each other".into());
     }
     Ok(args)
 }
@@ -122,6 +148,9 @@ fn event(index: u64, ips: u64, numbers: u64, timestamp_ns: u64) -> Event {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if let Some(addr) = args.time_api {
+        return time_api(addr, &args);
+    }
     let store_config = StoreConfig {
         db_file: args.db.clone(),
         batch_events_max: 4_096,
@@ -157,6 +186,11 @@ fn main() -> Result<()> {
         "filled {} events ({} IPs, {} numbers) in {fill_seconds:.1} s",
         args.events, args.ips, args.numbers
     );
+    if args.fill_only {
+        drop(sender);
+        writer.join();
+        return Ok(());
+    }
     let config = ApiConfig {
         enabled: true,
         listen: args.serve,
@@ -275,52 +309,39 @@ fn summary(histogram: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
+/// Times the API at `addr` (served by another process) and writes the report to `--bench`.
+fn time_api(addr: SocketAddr, args: &Args) -> Result<()> {
+    let timings = time_routes(addr, args.ips, args.numbers, || ())?;
+    let mut report = serde_json::json!({
+        "api": addr.to_string(),
+        "keys": {
+            "source_ips": args.ips,
+            "called_numbers": args.numbers,
+        },
+        "timing_seconds": timings.seconds,
+    });
+    if let Some(object) = report.as_object_mut() {
+        object.extend(timings.routes);
+    }
+    let out = args
+        .bench
+        .as_ref()
+        .ok_or("--time-api needs --bench OUT.json")?;
+    std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// In-process run: times the API this process serves while the feeder thread counts into
+/// `ingested`; returns the report.
 fn bench(addr: SocketAddr, args: &Args, fill_seconds: f64, ingested: &AtomicU64) -> Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let base = format!("http://{addr}");
-    let mix = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
-    // Warm up the connection and the page cache.
-    time_gets(
-        &agent,
-        &base,
-        20,
-        |i| format!("/ip-addresses/{}", source_ip(mix(i) % args.ips)),
-        200,
-    )?;
-    let ingest_before = ingested.load(Ordering::Relaxed);
-    let started = Instant::now();
-    let ip = time_gets(
-        &agent,
-        &base,
-        LOOKUPS,
-        |i| format!("/ip-addresses/{}", source_ip(mix(i) % args.ips)),
-        200,
-    )?;
-    let number_lookup = time_gets(
-        &agent,
-        &base,
-        LOOKUPS,
-        |i| format!("/numbers/{}", number(mix(i) % args.numbers)),
-        200,
-    )?;
-    let ip_list = time_gets(&agent, &base, 10, |_| "/ip-addresses".into(), 200)?;
-    let number_list = time_gets(&agent, &base, 10, |_| "/numbers".into(), 200)?;
-    let nftables = time_gets(
-        &agent,
-        &base,
-        3,
-        |_| "/ip-addresses?format=nftables".into(),
-        200,
-    )?;
-    let events = time_gets(&agent, &base, 10, |_| "/events?limit=100".into(), 200)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let mut ingest_before = 0;
+    let timings = time_routes(addr, args.ips, args.numbers, || {
+        ingest_before = ingested.load(Ordering::Relaxed);
+    })?;
     let ingested_during = ingested.load(Ordering::Relaxed) - ingest_before;
-    let report = serde_json::json!({
+    let seconds = timings.seconds;
+    let mut report = serde_json::json!({
         "store": {
             "events": args.events,
             "source_ips": args.ips,
@@ -334,13 +355,85 @@ fn bench(addr: SocketAddr, args: &Args, fill_seconds: f64, ingested: &AtomicU64)
             "seconds": seconds,
             "events_per_second": ingested_during as f64 / seconds,
         },
-        "client": "ureq 3, one keep-alive connection, sequential requests, loopback",
-        "ip_lookup": summary(&ip),
-        "number_lookup": summary(&number_lookup),
-        "ip_list_full": summary(&ip_list),
-        "number_list_full": summary(&number_list),
-        "ip_list_nftables": summary(&nftables),
-        "events_100": summary(&events),
     });
+    if let Some(object) = report.as_object_mut() {
+        object.extend(timings.routes);
+    }
     Ok(serde_json::to_string_pretty(&report)?)
+}
+
+/// Per-route summaries (plus `client`) and how long the timed requests took.
+struct Timings {
+    routes: serde_json::Map<String, serde_json::Value>,
+    seconds: f64,
+}
+
+/// Warms up one keep-alive connection to `addr`, calls `at_start`, then times look-ups of keys
+/// that a fill with `ips` source IPs and `numbers` called numbers stored, the full lists, the
+/// nftables list and `/events?limit=100`.
+fn time_routes(
+    addr: SocketAddr,
+    ips: u64,
+    numbers: u64,
+    at_start: impl FnOnce(),
+) -> Result<Timings> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let base = format!("http://{addr}");
+    let mix = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+    // Warm up the connection and the page cache.
+    time_gets(
+        &agent,
+        &base,
+        20,
+        |i| format!("/ip-addresses/{}", source_ip(mix(i) % ips)),
+        200,
+    )?;
+    at_start();
+    let started = Instant::now();
+    let ip = time_gets(
+        &agent,
+        &base,
+        LOOKUPS,
+        |i| format!("/ip-addresses/{}", source_ip(mix(i) % ips)),
+        200,
+    )?;
+    let number_lookup = time_gets(
+        &agent,
+        &base,
+        LOOKUPS,
+        |i| format!("/numbers/{}", number(mix(i) % numbers)),
+        200,
+    )?;
+    let ip_list = time_gets(&agent, &base, 10, |_| "/ip-addresses".into(), 200)?;
+    let number_list = time_gets(&agent, &base, 10, |_| "/numbers".into(), 200)?;
+    let nftables = time_gets(
+        &agent,
+        &base,
+        3,
+        |_| "/ip-addresses?format=nftables".into(),
+        200,
+    )?;
+    let events = time_gets(&agent, &base, 10, |_| "/events?limit=100".into(), 200)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut routes = serde_json::Map::new();
+    for (name, value) in [
+        (
+            "client",
+            "ureq 3, one keep-alive connection, sequential requests, loopback".into(),
+        ),
+        ("ip_lookup", summary(&ip)),
+        ("number_lookup", summary(&number_lookup)),
+        ("ip_list_full", summary(&ip_list)),
+        ("number_list_full", summary(&number_list)),
+        ("ip_list_nftables", summary(&nftables)),
+        ("events_100", summary(&events)),
+    ] {
+        routes.insert(name.to_owned(), value);
+    }
+    Ok(Timings { routes, seconds })
 }

@@ -1,13 +1,34 @@
 #!/usr/bin/env bash
-# API latency under load (performance.md §3): fill a tempdir store with 1,000,000 events from
-# 100,000 source IPs and 100,000 called numbers through the public writer API
-# (examples/fill_store.rs), start the API on it, keep a writer thread ingesting INGEST_RATE
-# events/s (in-process, through the writer channel; not UDP), and time with one keep-alive client:
-# 2000 look-ups each of /ip-addresses/{ip} and /numbers/{n}, 10 full /ip-addresses and /numbers
-# (100k entries each), 3 nftables lists and 10 /events?limit=100.
-# Writes perf/results/<date>-api.json (with git SHA, kernel, CPU, command). Bounded: 10 minutes.
+# API latency under load (performance.md §3): the look-ups and lists of the HTTP API, timed while
+# the sensor ingests a UDP flood.
 #
-# Environment: EVENTS (1000000), IPS (100000), NUMBERS (100000), INGEST_RATE (20000), OUT.
+#  1. `fill_store --fill-only` (examples/fill_store.rs) fills a tempdir store with EVENTS events
+#     from IPS source IPs (every tenth IPv6) and NUMBERS called numbers through the public writer
+#     API, and exits.
+#  2. The release binary serves that store as users run it: `sentrypeer -f DB -a --api-listen
+#     127.0.0.1:PA --sip-listen 127.0.0.1:PS -z 127.0.0.1:PT -j -l LOG` (plus SENSOR_ARGS) on
+#     free loopback ports, from the tempdir (it writes its self-signed TLS cert.pem/key.pem
+#     there); the script waits until the API answers and the UDP port is bound.
+#  3. `sentrypeer-loadgen udp --target 127.0.0.1:PS --rate INGEST_RATE --duration FLOOD_SECONDS
+#     --sources 127.0.0.0/16 --mix FLOOD_MIX --json` floods it. The default mix is OPTIONS and
+#     REGISTER only: loadgen's INVITEs dial random numbers (~6k new numbers/s at 20k/s), which
+#     would grow /numbers well past NUMBERS entries during the timing.
+#  4. WARMUP_SECONDS into the flood, `fill_store --time-api 127.0.0.1:PA` times with one
+#     keep-alive client: 2000 look-ups each of /ip-addresses/{ip} and /numbers/{n} (keys that the
+#     fill stored), 10 full /ip-addresses and /numbers, 3 nftables lists, 10 /events?limit=100.
+#  5. The flood ends by itself (loadgen prints its JSON report only then; a signal would kill it
+#     without one), so FLOOD_SECONDS must cover warm-up and timing (checked, and recorded as
+#     flood_covered_timing). The store is let settle, then the sensor is stopped.
+# Writes perf/results/<date>-api.json: the timings; the ingest (asked rate, datagrams sent,
+# events stored = `sentrypeer stats` after minus before, over the whole flood and over the timing
+# window, app drops from /metrics); store counts at each step; git SHA, kernel, CPU, load
+# average, the commands. Loopback only. Bounded: every step has a timeout, the flood ends after
+# FLOOD_SECONDS, and the EXIT trap stops the sensor and loadgen and removes the tempdir. About
+# 1.5 minutes on 2 cores with warm builds (the fill is 20-25 s).
+#
+# Environment: EVENTS (1000000), IPS (100000), NUMBERS (100000), INGEST_RATE (20000; 0: no
+# flood), FLOOD_SECONDS (30), WARMUP_SECONDS (2), FLOOD_MIX (options,register), SENSOR_ARGS
+# (extra sentrypeer flags), OUT, NO_BUILD (1: skip cargo build).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -15,19 +36,160 @@ events=${EVENTS:-1000000}
 ips=${IPS:-100000}
 numbers=${NUMBERS:-100000}
 rate=${INGEST_RATE:-20000}
+flood_seconds=${FLOOD_SECONDS:-30}
+warmup_seconds=${WARMUP_SECONDS:-2}
+flood_mix=${FLOOD_MIX:-options,register}
+read -r -a sensor_args <<<"${SENSOR_ARGS:-}"
 date=$(date -u +%Y-%m-%d)
 out=${OUT:-"perf/results/$date-api.json"}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+sensor_pid=
+loadgen_pid=
 
-cargo build --release -q --example fill_store
-command=(target/release/examples/fill_store --db "$tmp/sentrypeer.db" --events "$events"
-    --ips "$ips" --numbers "$numbers" --ingest-rate "$rate" --bench "$tmp/bench.json")
-timeout 600 "${command[@]}"
+stop() { # PID: SIGTERM, wait up to 10 s, then SIGKILL
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    if [ -n "$loadgen_pid" ]; then stop "$loadgen_pid"; fi
+    if [ -n "$sensor_pid" ]; then stop "$sensor_pid"; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
 
-python3 - "$tmp/bench.json" "$out" "${command[*]}" <<'PY'
-import json, platform, subprocess, sys, datetime
-bench = json.load(open(sys.argv[1]))
+if [ "${NO_BUILD:-0}" != 1 ]; then
+    cargo build --release -q -p sentrypeer --bin sentrypeer --example fill_store
+    cargo build --release -q -p sentrypeer-loadgen
+fi
+target=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+fill_store=$target/release/examples/fill_store
+sentrypeer=$target/release/sentrypeer
+loadgen=$target/release/sentrypeer-loadgen
+db=$tmp/sentrypeer.db
+
+stats() { # NAME: `sentrypeer stats` into $tmp/stats-NAME.txt; prints the `events: N` count
+    timeout 60 "$sentrypeer" stats -f "$db" >"$tmp/stats-$1.txt" &&
+    awk '$1 == "events:" { print $2 }' "$tmp/stats-$1.txt"
+}
+
+# Three distinct loopback ports, each free for TCP and UDP.
+read -r api_port sip_port tls_port < <(python3 - <<'PY'
+import socket
+ports = []
+while len(ports) < 3:
+    with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        if port not in ports:
+            ports.append(port)
+print(*ports)
+PY
+)
+
+fill_command=("$fill_store" --db "$db" --events "$events" --ips "$ips" --numbers "$numbers"
+    --fill-only)
+fill_started=$(date +%s.%N)
+timeout 300 "${fill_command[@]}"
+fill_seconds=$(python3 -c "import sys; print(round($(date +%s.%N) - $fill_started, 2))")
+
+sensor_command=("$sentrypeer" -f "$db" -a --api-listen "127.0.0.1:$api_port"
+    --sip-listen "127.0.0.1:$sip_port" -z "127.0.0.1:$tls_port" -j -l "$tmp/json.log"
+    "${sensor_args[@]}")
+# From the tempdir: without -t/-k the sensor writes a self-signed ./cert.pem and ./key.pem.
+(cd "$tmp" && exec "${sensor_command[@]}") >"$tmp/sensor.log" 2>&1 &
+sensor_pid=$!
+for _ in $(seq 1 200); do
+    if curl -fsS --noproxy '*' --max-time 1 "http://127.0.0.1:$api_port/health-check" \
+        >/dev/null 2>&1 && [ -n "$(ss -Hlun "sport = :$sip_port")" ]; then
+        break
+    fi
+    if ! kill -0 "$sensor_pid" 2>/dev/null; then
+        echo "api.sh: sentrypeer exited:" >&2
+        cat "$tmp/sensor.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+curl -fsS --noproxy '*' --max-time 1 "http://127.0.0.1:$api_port/health-check" >/dev/null
+stored_before=$(stats before)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+loadgen_command=("$loadgen" udp --target "127.0.0.1:$sip_port" --rate "$rate"
+    --duration "$flood_seconds" --sources 127.0.0.0/16 --mix "$flood_mix" --seed 1 --json)
+if [ "$rate" != 0 ]; then
+    "${loadgen_command[@]}" >"$tmp/loadgen.json" 2>"$tmp/loadgen.err" &
+    loadgen_pid=$!
+    sleep "$warmup_seconds"
+else
+    echo '{}' >"$tmp/loadgen.json"
+fi
+
+time_command=("$fill_store" --time-api "127.0.0.1:$api_port" --ips "$ips" --numbers "$numbers"
+    --bench "$tmp/bench.json")
+stored_timing_start=$(stats timing-start)
+timing_started=$(date +%s.%N)
+timeout 300 "${time_command[@]}"
+timing_ended=$(date +%s.%N)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+stored_timing_end=$(stats timing-end)
+flood_covered=false
+if [ -n "$loadgen_pid" ]; then
+    if kill -0 "$loadgen_pid" 2>/dev/null; then
+        flood_covered=true
+    else
+        echo "api.sh: the flood ended before the timing did; raise FLOOD_SECONDS" >&2
+    fi
+    # Wait for the flood to end by itself (bounded), for its report.
+    for _ in $(seq 1 $(((flood_seconds + 30) * 10))); do
+        kill -0 "$loadgen_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop "$loadgen_pid"
+    loadgen_pid=
+fi
+
+# Let the writer commit what is queued: stop when the count holds still for 1 s (at most 30 s).
+stored_after=$(stats after)
+for _ in $(seq 1 30); do
+    sleep 1
+    now=$(stats after)
+    [ "$now" = "$stored_after" ] && break
+    stored_after=$now
+done
+curl -fsS --noproxy '*' --max-time 5 "http://127.0.0.1:$api_port/metrics" >"$tmp/metrics.txt" ||
+    : >"$tmp/metrics.txt"
+stop "$sensor_pid"
+sensor_pid=
+
+flood_how="UDP flood from sentrypeer-loadgen into the sentrypeer binary"
+[ "$rate" != 0 ] || { flood_how=none; loadgen_command=(); }
+export TMP_DIR=$tmp TARGET_DIR=$target OUT_FILE=$out EVENTS_FILLED=$events SOURCE_IPS=$ips \
+    CALLED_NUMBERS=$numbers FILL_SECONDS=$fill_seconds STORED_BEFORE=$stored_before \
+    STORED_AFTER=$stored_after STORED_TIMING_START=$stored_timing_start \
+    STORED_TIMING_END=$stored_timing_end TIMING_STARTED=$timing_started \
+    TIMING_ENDED=$timing_ended LOAD_BEFORE=$load_before LOAD_AFTER=$load_after RATE=$rate \
+    WARMUP_SECONDS=$warmup_seconds FLOOD_COVERED=$flood_covered FLOOD_HOW=$flood_how \
+    FILL_COMMAND="${fill_command[*]}" SENSOR_COMMAND="${sensor_command[*]}" \
+    FLOOD_COMMAND="${loadgen_command[*]}" TIME_COMMAND="${time_command[*]}"
+python3 - <<'PY'
+import datetime, json, os, platform, subprocess
+env = os.environ
+tmp = env["TMP_DIR"]
+bench = json.load(open(f"{tmp}/bench.json"))
+with open(f"{tmp}/loadgen.json") as file:
+    text = file.read().strip()
+loadgen = json.loads(text) if text else {}
 cpu = "unknown"
 try:
     for line in open("/proc/cpuinfo"):
@@ -36,17 +198,89 @@ try:
             break
 except OSError:
     pass
-sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+drops = None
+for line in open(f"{tmp}/metrics.txt"):
+    name = line.split("{")[0].split(" ")[0]
+    if name.endswith("events_dropped_total"):
+        drops = (drops or 0) + int(float(line.split()[-1]))
+sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                     text=True).stdout.strip()
+
+
+def shown(name):
+    """A command as run, with the tempdir and the cargo target dir shortened."""
+    return env[name].replace(tmp, "$TMP").replace(env["TARGET_DIR"], "target") or None
+
+
+
+
+def stats(name):
+    """`sentrypeer stats` taken at NAME, as a dict of its counts."""
+    counts = {}
+    for line in open(f"{tmp}/stats-{name}.txt"):
+        key, _, value = line.partition(": ")
+        if key in ("events", "source_ips", "called_numbers"):
+            counts[key] = int(value)
+    return counts
+
+
+stored = int(env["STORED_AFTER"]) - int(env["STORED_BEFORE"])
+flooding = env["RATE"] != "0"
+flood_s = loadgen.get("duration_s")
+window_s = float(env["TIMING_ENDED"]) - float(env["TIMING_STARTED"])
+stored_window = int(env["STORED_TIMING_END"]) - int(env["STORED_TIMING_START"])
 report = {
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "git_sha": sha,
     "kernel": platform.release(),
     "cpu": cpu,
-    "cpus": len(__import__("os").sched_getaffinity(0)),
-    "command": sys.argv[3].replace(sys.argv[1].rsplit("/", 1)[0], "$TMP"),
-    **bench,
+    "cpus": len(os.sched_getaffinity(0)),
+    "load_average_before_flood": env["LOAD_BEFORE"],
+    "load_average_after_timing": env["LOAD_AFTER"],
+    "commands": {
+        "fill": shown("FILL_COMMAND"),
+        "sensor": shown("SENSOR_COMMAND"),
+        "flood": shown("FLOOD_COMMAND"),
+        "timing": shown("TIME_COMMAND"),
+    },
+    "store": {
+        "events_filled": int(env["EVENTS_FILLED"]),
+        "source_ips": int(env["SOURCE_IPS"]),
+        "called_numbers": int(env["CALLED_NUMBERS"]),
+        "fill_seconds": float(env["FILL_SECONDS"]),
+        "before_flood": stats("before"),
+        "timing_start": stats("timing-start"),
+        "timing_end": stats("timing-end"),
+        "after_flood": stats("after"),
+    },
+    "ingest_during_timing": {
+        "how": env["FLOOD_HOW"],
+        "rate_per_second_asked": int(env["RATE"]),
+        "flood_started_seconds_before_timing": float(env["WARMUP_SECONDS"]) if flooding else None,
+        "flood_covered_timing": flooding and env["FLOOD_COVERED"] == "true",
+        "flood": {
+            "datagrams_sent": loadgen.get("sent"),
+            "send_errors": loadgen.get("errors"),
+            "seconds": flood_s,
+            "datagrams_per_second": loadgen.get("rate_achieved"),
+            "events_stored": stored,
+            "events_stored_per_second": stored / flood_s if flood_s else None,
+            "app_drops": drops,
+        },
+        "timing_window": {
+            "seconds": window_s,
+            "events_stored": stored_window,
+            "events_stored_per_second": stored_window / window_s,
+        },
+        "note": "flood: the whole loadgen run (it starts before the timing and runs on after it "
+                "for its --duration); events_stored = `sentrypeer stats` after it (once the count "
+                "held still) minus before it. timing_window: `sentrypeer stats` just before and "
+                "after the timing client (warm-up and process start included in its seconds). "
+                "app_drops: events_dropped_total from /metrics at the end",
+    },
+    "timing": bench,
 }
-json.dump(report, open(sys.argv[2], "w"), indent=2)
+json.dump(report, open(env["OUT_FILE"], "w"), indent=2)
 print(json.dumps(report, indent=2))
 PY
 echo "wrote $out"
