@@ -69,6 +69,10 @@ struct GeneratorArgs {
     /// Methods and optional weights: options,register,invite or options=8,invite=1.
     #[arg(long, default_value = "options,register,invite")]
     mix: String,
+    /// INVITEs dial one of N distinct called numbers, as scanners repeat their target lists
+    /// (0: a fresh random number for every INVITE).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    numbers: u32,
     /// Percent of malformed packets and SIP responses (0-100).
     #[arg(long, value_name = "PCT", default_value_t = 0.0)]
     malformed_share: f64,
@@ -179,6 +183,7 @@ fn build_plan(args: &GeneratorArgs, mode: &str) -> anyhow::Result<RunPlan> {
         mix: Mix::parse(&args.mix).map_err(refuse)?,
         malformed_ppm: percent_to_ppm(args.malformed_share)
             .ok_or_else(|| refuse("--malformed-share must be a percentage within 0..=100"))?,
+        number_pool: args.numbers,
         seed,
         reply_wait: seconds(args.reply_wait, "--reply-wait")?,
         connections: args.connections,

@@ -159,6 +159,9 @@ pub struct FactoryConfig {
     pub seed: u64,
     /// Identifies the sending stream (connection) inside the Call-ID.
     pub stream_id: u16,
+    /// INVITEs dial one of this many distinct numbers (the same pool in every stream);
+    /// 0: a fresh random number each time.
+    pub number_pool: u32,
 }
 
 /// Describes the message just appended.
@@ -222,6 +225,9 @@ const USER_AGENTS: [&str; 12] = [
     "Z 3.15.40006 rv2.8.20",
     "eyeBeam release 1011d stamp 40820",
 ];
+
+/// Seeds the pool's number generators apart from the message streams'.
+const NUMBER_POOL_SALT: u64 = 0x6E75_6D62_6572_7321;
 
 const EXTENSIONS: [&str; 8] = ["100", "101", "200", "1000", "1001", "2000", "8001", "admin"];
 
@@ -430,7 +436,15 @@ impl MessageFactory {
         let draw = self.draw();
         if method == Method::Invite {
             self.number.clear();
-            put_called_number(&mut self.number, &mut self.rng);
+            if self.config.number_pool == 0 {
+                put_called_number(&mut self.number, &mut self.rng);
+            } else {
+                // Pool entry i is always the same number: derived from i alone.
+                let index = u64::from(self.rng.below(self.config.number_pool));
+                let mut pick =
+                    Rng::new(index.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ NUMBER_POOL_SALT);
+                put_called_number(&mut self.number, &mut pick);
+            }
         }
         let (token, target, extension) = (method.token(), &self.target_host, draw.extension);
         cat!(out, token, b" sip:");
@@ -572,11 +586,48 @@ mod tests {
             malformed_ppm,
             seed: 1,
             stream_id: 3,
+            number_pool: 0,
         })
     }
 
     fn local() -> SocketAddr {
         "127.0.0.9:40000".parse().unwrap()
+    }
+
+    /// The distinct request-URI users of `count` INVITEs from a factory with `pool`.
+    fn invite_numbers(
+        pool: u32,
+        stream_id: u16,
+        count: usize,
+    ) -> std::collections::BTreeSet<String> {
+        let mut factory = MessageFactory::new(FactoryConfig {
+            transport: Transport::Udp,
+            target: "127.0.0.1:5060".parse().unwrap(),
+            mix: Mix::parse("invite").unwrap(),
+            malformed_ppm: 0,
+            seed: u64::from(stream_id) + 7,
+            stream_id,
+            number_pool: pool,
+        });
+        (0..count)
+            .map(|_| {
+                let mut out = Vec::new();
+                let _ = factory.write_next(local(), &mut out);
+                let (start, _, _) = parse(&out);
+                let uri = start.strip_prefix("INVITE sip:").unwrap();
+                uri.split('@').next().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn number_pool_bounds_the_called_numbers_across_streams() {
+        let first = invite_numbers(5, 1, 500);
+        assert_eq!(first.len(), 5, "{first:?}");
+        // Another stream (other seed) dials the same pool.
+        assert_eq!(invite_numbers(5, 2, 500), first);
+        // Without a pool nearly every INVITE dials a new number.
+        assert!(invite_numbers(0, 1, 500).len() > 400);
     }
 
     fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -678,6 +729,7 @@ mod tests {
             malformed_ppm: 0,
             seed: 5,
             stream_id: 0,
+            number_pool: 0,
         });
         let mut out = Vec::new();
         let _ = factory.write_next("[::1]:40000".parse().unwrap(), &mut out);

@@ -28,6 +28,8 @@ pub struct RunPlan {
     pub responsive: bool,
     pub mix: Mix,
     pub malformed_ppm: u32,
+    /// INVITEs dial one of this many distinct numbers; 0: a fresh one each time.
+    pub number_pool: u32,
     pub seed: u64,
     /// After sending: how long to wait for outstanding replies or the peer's close.
     pub reply_wait: Duration,

@@ -291,6 +291,7 @@ impl ConnState {
             malformed_ppm: plan.malformed_ppm,
             seed: plan.seed,
             stream_id,
+            number_pool: plan.number_pool,
         });
         let pacer = Pacer::new(job.start, job.rate_per_s);
         let histogram = tracker.histogram.clone();

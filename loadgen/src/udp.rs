@@ -197,6 +197,7 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
         malformed_ppm: plan.malformed_ppm,
         seed: plan.seed,
         stream_id: 0,
+        number_pool: plan.number_pool,
     });
     let start = Instant::now();
     let pacer = Pacer::new(start, plan.rate_per_s);
