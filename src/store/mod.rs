@@ -1,5 +1,6 @@
-//! The store: one writer thread batches events into LMDB write transactions, then emits the JSON
-//! log and syslog and advances the delivery cursors; readers use LMDB read transactions.
+//! The store: an encoder thread cuts the event channel into batches and compresses each event's
+//! record, one writer thread commits each batch in one LMDB write transaction and announces it,
+//! and an output thread then writes the JSON log and syslog; readers use LMDB read transactions.
 //!
 //! Main types: [`Store`] (a cheap handle on one LMDB environment: one file at `-f` plus its lock
 //! file), [`Reader`] (one read transaction: lists, look-ups, events after a cursor, totals),
@@ -27,6 +28,7 @@
 
 pub mod codec;
 pub mod commands;
+mod encoder;
 mod outputs;
 mod syslog;
 pub mod writer;
@@ -413,37 +415,30 @@ impl Store {
     }
 
     /// Commits `events` in one write transaction; `stored` gets one entry per event.
-    pub(crate) fn commit_batch(
+    pub(super) fn commit_batch(
         &self,
-        events: &[Event],
-        packer: &mut codec::Packer,
+        batch: &encoder::Batch,
         stored: &mut Vec<Stored>,
     ) -> Result<(), heed::Error> {
         stored.clear();
         let tables = &self.inner.tables;
         let mut txn = self.inner.env.write_txn()?;
         let mut next_key = read_u64(tables.meta.get(&txn, META_NEXT_EVENT_KEY)?).unwrap_or(1);
-        let mut value = Vec::with_capacity(1024);
         // Sightings are summed per key first, so a flood from a few scanners costs one
         // aggregate update per distinct key and batch, not one per event.
         let mut ips: HashMap<IpKey, Aggregate> = HashMap::new();
         let mut numbers: HashMap<&[u8], Aggregate> = HashMap::new();
-        for event in events {
+        for (index, event) in batch.events.iter().enumerate() {
             // Our own events carry fresh v4 UUIDs: only other nodes' events can repeat.
             let foreign = event.node_id != self.inner.node_id;
             if foreign && tables.uuids.get(&txn, event.uuid.as_bytes())?.is_some() {
                 stored.push(Stored::Duplicate);
                 continue;
             }
-            value.clear();
-            if packer.encode(event, &mut value).is_err() {
-                value.clear();
-                codec::encode(event, &mut value);
-            }
             let key = next_key.to_be_bytes();
             tables
                 .events
-                .put_with_flags(&mut txn, PutFlags::APPEND, &key, &value)?;
+                .put_with_flags(&mut txn, PutFlags::APPEND, &key, batch.record(index))?;
             if foreign {
                 tables.uuids.put(&mut txn, event.uuid.as_bytes(), &key)?;
             }

@@ -1,6 +1,7 @@
-//! The writer thread: drains the event channel in batches, commits each batch in one LMDB write
-//! transaction, and only then announces the committed keys through [`CommitWatch`] and hands the
-//! batch to the output thread ([`super::outputs`]: JSON log, syslog).
+//! The writer thread: takes the batches the encoder thread ([`super::encoder`]) cut from the event
+//! channel and encoded, commits each in one LMDB write transaction, and only then announces the
+//! committed keys through [`CommitWatch`] and hands the batch to the output thread
+//! ([`super::outputs`]: JSON log, syslog). Events flow: shards -> encoder -> writer -> outputs.
 //!
 //! A batch ends at `batch_events_max` events or `batch_interval` after its first event. A full
 //! map is grown and the whole batch retried; any other commit error (disk full) is reported at
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hdrhistogram::Histogram;
 
+use super::encoder::{Batch, EncoderLink, spawn_encoder};
 use super::outputs::{OutputLink, OutputSettings, spawn_outputs};
 use super::{Store, StoreError, Stored, codec};
 use crate::config::limits::{
@@ -309,12 +311,15 @@ pub fn spawn_writer_with(
     let metrics = Arc::new(WriterMetrics::default());
     let commits = Arc::new(CommitWatch::default());
     let reopen = Arc::new(AtomicBool::new(false));
-    let packer = match store.dictionary_bytes() {
+    let dictionary_ready = store.dictionary_bytes().is_some();
+    let mut packer = match store.dictionary_bytes() {
         Some((id, bytes)) => codec::Packer::with_dictionary(id, &bytes),
         None => codec::Packer::new(),
     }?;
-    let mut packer = packer;
     packer.set_local_node(Some(store.node_id()));
+    let batch_events_max = settings
+        .batch_events_max
+        .clamp(1, limits::WRITER_BATCH_EVENTS_MAX);
     let last_key = store.read()?.last_key()?;
     commits.publish(last_key);
     let outputs = spawn_outputs(OutputSettings {
@@ -324,13 +329,11 @@ pub fn spawn_writer_with(
         metrics: Arc::clone(&metrics),
         error_lines: options.error_lines.clone(),
     })?;
+    let encoder = spawn_encoder(events, packer, batch_events_max, settings.batch_interval)?;
     let writer = Writer {
         store,
-        events,
-        batch_events_max: settings
-            .batch_events_max
-            .clamp(1, limits::WRITER_BATCH_EVENTS_MAX),
-        batch_interval: settings.batch_interval,
+        encoder: Some(encoder),
+        batch_events_max,
         retention_ns: settings
             .retention_days
             .map(|d| u64::from(d).saturating_mul(NANOS_PER_DAY)),
@@ -339,7 +342,7 @@ pub fn spawn_writer_with(
         commits: Arc::clone(&commits),
         reports: Reports::new(options.error_lines),
         outputs,
-        packer,
+        dictionary_ready,
         samples: Vec::new(),
         dictionary_attempts: 0,
     };
@@ -387,9 +390,9 @@ impl Reports {
 
 struct Writer {
     store: Store,
-    events: Receiver<Event>,
+    /// Taken by [`Writer::run`].
+    encoder: Option<EncoderLink>,
     batch_events_max: usize,
-    batch_interval: Duration,
     retention_ns: Option<u64>,
     prune_interval: Duration,
     metrics: Arc<WriterMetrics>,
@@ -397,77 +400,47 @@ struct Writer {
     reports: Reports,
     /// The output thread, when there is a JSON log or syslog.
     outputs: Option<OutputLink>,
-    packer: codec::Packer,
+    /// The store has its zstd dictionary (trained once, then kept).
+    dictionary_ready: bool,
     samples: Vec<Vec<u8>>,
     dictionary_attempts: u32,
 }
 
 impl Writer {
     fn run(mut self) {
-        let mut batch: Vec<Event> = Vec::with_capacity(self.batch_events_max);
-        let mut stored = Vec::with_capacity(self.batch_events_max);
+        let Some(encoder) = self.encoder.take() else {
+            return;
+        };
+        let mut stored = Vec::new();
         let mut prune_due = Instant::now();
         loop {
-            self.housekeeping(&mut prune_due);
-            let first = match self.events.recv_timeout(IDLE_WAKE_INTERVAL) {
-                Ok(event) => event,
+            self.housekeeping(&mut prune_due, &encoder);
+            let mut batch = match encoder.recv_timeout(IDLE_WAKE_INTERVAL) {
+                Ok(batch) => batch,
                 Err(RecvTimeoutError::Timeout) => continue,
+                // The encoder ended: the event channel closed and everything in it was passed on.
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            batch.push(first);
-            let closed = self.fill_batch(&mut batch);
-            self.commit(&batch, &mut stored, closed);
-            batch = self.emit(batch, &stored);
-            if closed {
-                break;
-            }
+            self.commit(&batch, &mut stored, &encoder);
+            let events = std::mem::take(&mut batch.events);
+            batch.events = self.emit(events, &stored);
+            encoder.recycle(batch);
         }
-        // Drain whatever is left after the last sender went away.
-        while let Ok(event) = self.events.try_recv() {
-            batch.push(event);
-            if batch.len() == self.batch_events_max {
-                self.commit(&batch, &mut stored, true);
-                batch = self.emit(batch, &stored);
-            }
-        }
-        if !batch.is_empty() {
-            self.commit(&batch, &mut stored, true);
-            self.emit(batch, &stored);
-        }
+        encoder.join();
         if let Some(outputs) = self.outputs.take() {
             outputs.finish();
         }
         self.commits.finish();
     }
 
-    /// Adds events until the batch is full or its interval passed; true when the channel closed.
-    fn fill_batch(&mut self, batch: &mut Vec<Event>) -> bool {
-        let deadline = Instant::now() + self.batch_interval;
-        while batch.len() < self.batch_events_max {
-            match self.events.try_recv() {
-                Ok(event) => {
-                    batch.push(event);
-                    continue;
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
-                Err(crossbeam_channel::TryRecvError::Empty) => {}
-            }
-            match self.events.recv_deadline(deadline) {
-                Ok(event) => batch.push(event),
-                Err(RecvTimeoutError::Timeout) => return false,
-                Err(RecvTimeoutError::Disconnected) => return true,
-            }
-        }
-        false
-    }
-
-    /// Commits the batch, growing the map or retrying until it is stored. Once the channel is
-    /// closed (`closing`), gives up after [`SHUTDOWN_COMMIT_ATTEMPTS_MAX`] failures so that the
-    /// process can exit; `stored` is then empty and nothing is emitted.
-    fn commit(&mut self, batch: &[Event], stored: &mut Vec<Stored>, closing: bool) {
+    /// Commits the batch, growing the map or retrying until it is stored. Once the event channel
+    /// has closed (shutdown), gives up after [`SHUTDOWN_COMMIT_ATTEMPTS_MAX`] failures so that
+    /// the process can exit; `stored` is then empty and nothing is emitted.
+    fn commit(&mut self, batch: &Batch, stored: &mut Vec<Stored>, encoder: &EncoderLink) {
         let mut backoff = Duration::from_millis(10);
         let mut failures = 0;
         loop {
+            let closing = batch.closing || encoder.closed();
             if closing && failures >= SHUTDOWN_COMMIT_ATTEMPTS_MAX {
                 stored.clear();
                 eprintln!(
@@ -478,7 +451,7 @@ impl Writer {
                 return;
             }
             let started = Instant::now();
-            match self.store.commit_batch(batch, &mut self.packer, stored) {
+            match self.store.commit_batch(batch, stored) {
                 Ok(()) => {
                     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     self.record_commit(batch.len(), micros);
@@ -565,7 +538,7 @@ impl Writer {
         }
     }
 
-    fn housekeeping(&mut self, prune_due: &mut Instant) {
+    fn housekeeping(&mut self, prune_due: &mut Instant, encoder: &EncoderLink) {
         if let Some(retention_ns) = self.retention_ns
             && Instant::now() >= *prune_due
         {
@@ -592,11 +565,11 @@ impl Writer {
                 }
             }
         }
-        self.train_dictionary();
+        self.train_dictionary(encoder);
     }
 
     /// Trains the store's dictionary once enough samples were seen (at most three tries).
-    fn train_dictionary(&mut self) {
+    fn train_dictionary(&mut self, encoder: &EncoderLink) {
         if !self.wants_samples() || self.samples.len() < STORE_DICTIONARY_SAMPLES {
             return;
         }
@@ -611,7 +584,8 @@ impl Writer {
         match outcome {
             Ok(mut packer) => {
                 packer.set_local_node(Some(self.store.node_id()));
-                self.packer = packer;
+                encoder.use_packer(packer);
+                self.dictionary_ready = true;
             }
             Err(StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))) => {
                 if self.store.grow_map().is_ok() {
@@ -631,6 +605,6 @@ impl Writer {
     }
 
     fn wants_samples(&self) -> bool {
-        self.packer.dictionary_id().is_none() && self.dictionary_attempts < DICTIONARY_ATTEMPTS_MAX
+        !self.dictionary_ready && self.dictionary_attempts < DICTIONARY_ATTEMPTS_MAX
     }
 }

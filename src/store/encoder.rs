@@ -1,0 +1,214 @@
+//! The encoder thread: drains the shards' event channel into batches (a size or a time bound)
+//! and encodes every event's store record (zstd) before the writer opens its transaction, so
+//! that compression runs beside the previous batch's commit and fsync instead of before it.
+//!
+//! The channel to the writer holds [`ENCODED_BATCHES_MAX`] batches; when it is full the encoder
+//! waits and the shards' channel fills (the shards drop and count, never block). Emptied batches
+//! come back for reuse; a newly trained dictionary arrives as a new [`Packer`].
+//!
+//! Never: touches LMDB, drops an event it took from the channel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+
+use super::StoreError;
+use super::codec::{self, Packer};
+use crate::event::Event;
+
+/// Encoded batches that may wait for the writer before the encoder waits.
+const ENCODED_BATCHES_MAX: usize = 2;
+
+/// How long the idle encoder waits before it looks for a new packer anyway.
+const IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Events with their encoded store records, in channel order.
+pub(crate) struct Batch {
+    pub(super) events: Vec<Event>,
+    records: Vec<u8>,
+    /// End offset in `records` of each event's record.
+    ends: Vec<usize>,
+    /// The event channel had closed when this batch ended: no batch follows it.
+    pub(super) closing: bool,
+}
+
+impl Batch {
+    fn with_capacity(events: usize) -> Self {
+        Self {
+            events: Vec::with_capacity(events),
+            records: Vec::with_capacity(events * 256),
+            ends: Vec::with_capacity(events),
+            closing: false,
+        }
+    }
+
+    /// The record of event `index` (empty if out of range).
+    pub(super) fn record(&self, index: usize) -> &[u8] {
+        let start = index
+            .checked_sub(1)
+            .and_then(|i| self.ends.get(i).copied())
+            .unwrap_or(0);
+        let end = self.ends.get(index).copied().unwrap_or(start);
+        self.records.get(start..end).unwrap_or_default()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    fn encode(&mut self, packer: &mut Packer) {
+        self.records.clear();
+        self.ends.clear();
+        for event in &self.events {
+            let start = self.records.len();
+            if packer.encode(event, &mut self.records).is_err() {
+                self.records.truncate(start);
+                codec::encode(event, &mut self.records);
+            }
+            self.ends.push(self.records.len());
+        }
+    }
+}
+
+/// The writer's side of the encoder.
+pub(super) struct EncoderLink {
+    batches: Receiver<Batch>,
+    empties: Sender<Batch>,
+    packers: Sender<Packer>,
+    closed: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl EncoderLink {
+    /// Whether the event channel has closed (shutdown): what is queued is the last.
+    pub(super) fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The next encoded batch, waiting at most `timeout`.
+    pub(super) fn recv_timeout(&self, timeout: Duration) -> Result<Batch, RecvTimeoutError> {
+        self.batches.recv_timeout(timeout)
+    }
+
+    /// Gives a committed batch back for reuse.
+    pub(super) fn recycle(&self, mut batch: Batch) {
+        batch.events.clear();
+        batch.closing = false;
+        let _ = self.empties.try_send(batch);
+    }
+
+    /// Encodes the following batches with `packer` (a newly trained dictionary).
+    pub(super) fn use_packer(&self, packer: Packer) {
+        let _ = self.packers.send(packer);
+    }
+
+    /// Waits for the thread, which ends once the event channel closed and was drained.
+    pub(super) fn join(self) {
+        drop(self.batches);
+        if self.thread.join().is_err() {
+            eprintln!("sentrypeer: the encoder thread panicked");
+        }
+    }
+}
+
+/// Starts the encoder thread (named `encoder`).
+pub(super) fn spawn_encoder(
+    events: Receiver<Event>,
+    packer: Packer,
+    batch_events_max: usize,
+    batch_interval: Duration,
+) -> Result<EncoderLink, StoreError> {
+    let (batches_tx, batches) = crossbeam_channel::bounded(ENCODED_BATCHES_MAX);
+    let (empties, empties_rx) = crossbeam_channel::bounded(ENCODED_BATCHES_MAX + 1);
+    let (packers, packers_rx) = crossbeam_channel::unbounded();
+    let closed = Arc::new(AtomicBool::new(false));
+    let encoder = Encoder {
+        closed: Arc::clone(&closed),
+        events,
+        batches: batches_tx,
+        empties: empties_rx,
+        packers: packers_rx,
+        packer,
+        batch_events_max,
+        batch_interval,
+    };
+    let thread = std::thread::Builder::new()
+        .name("encoder".into())
+        .spawn(move || encoder.run())
+        .map_err(StoreError::Spawn)?;
+    Ok(EncoderLink {
+        batches,
+        empties,
+        packers,
+        closed,
+        thread,
+    })
+}
+
+struct Encoder {
+    closed: Arc<AtomicBool>,
+    events: Receiver<Event>,
+    batches: Sender<Batch>,
+    empties: Receiver<Batch>,
+    packers: Receiver<Packer>,
+    packer: Packer,
+    batch_events_max: usize,
+    batch_interval: Duration,
+}
+
+impl Encoder {
+    fn run(mut self) {
+        loop {
+            while let Ok(packer) = self.packers.try_recv() {
+                self.packer = packer;
+            }
+            let first = match self.events.recv_timeout(IDLE_WAKE_INTERVAL) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.closed.store(true, Ordering::Release);
+                    break;
+                }
+            };
+            let mut batch = self
+                .empties
+                .try_recv()
+                .unwrap_or_else(|_| Batch::with_capacity(self.batch_events_max));
+            batch.events.push(first);
+            batch.closing = self.fill(&mut batch.events);
+            if batch.closing {
+                self.closed.store(true, Ordering::Release);
+            }
+            batch.encode(&mut self.packer);
+            let closing = batch.closing;
+            // The writer only goes away after this thread ended; nothing to do if it did.
+            if self.batches.send(batch).is_err() || closing {
+                break;
+            }
+        }
+    }
+
+    /// Adds events until the batch is full or its interval passed; true when the channel closed.
+    fn fill(&self, batch: &mut Vec<Event>) -> bool {
+        let deadline = Instant::now() + self.batch_interval;
+        while batch.len() < self.batch_events_max {
+            match self.events.try_recv() {
+                Ok(event) => {
+                    batch.push(event);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => return true,
+                Err(TryRecvError::Empty) => {}
+            }
+            match self.events.recv_deadline(deadline) {
+                Ok(event) => batch.push(event),
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+        false
+    }
+}
