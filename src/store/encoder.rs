@@ -22,17 +22,12 @@ use crate::event::Event;
 /// Encoded batches that may wait for the writer before the encoder waits.
 const ENCODED_BATCHES_MAX: usize = 2;
 
-/// How long the idle encoder waits before it looks for a new packer anyway.
-const IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
-
 /// Events with their encoded store records, in channel order.
 pub(crate) struct Batch {
     pub(super) events: Vec<Event>,
     records: Vec<u8>,
     /// End offset in `records` of each event's record.
     ends: Vec<usize>,
-    /// The event channel had closed when this batch ended: no batch follows it.
-    pub(super) closing: bool,
 }
 
 impl Batch {
@@ -41,7 +36,6 @@ impl Batch {
             events: Vec::with_capacity(events),
             records: Vec::with_capacity(events * 256),
             ends: Vec::with_capacity(events),
-            closing: false,
         }
     }
 
@@ -96,7 +90,6 @@ impl EncoderLink {
     /// Gives a committed batch back for reuse.
     pub(super) fn recycle(&self, mut batch: Batch) {
         batch.events.clear();
-        batch.closing = false;
         let _ = self.empties.try_send(batch);
     }
 
@@ -162,28 +155,26 @@ struct Encoder {
 impl Encoder {
     fn run(mut self) {
         loop {
-            while let Ok(packer) = self.packers.try_recv() {
-                self.packer = packer;
-            }
-            let first = match self.events.recv_timeout(IDLE_WAKE_INTERVAL) {
-                Ok(event) => event,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.closed.store(true, Ordering::Release);
-                    break;
-                }
+            let Ok(first) = self.events.recv() else {
+                // Disconnected: every sender is gone and the channel is empty.
+                self.closed.store(true, Ordering::Release);
+                break;
             };
             let mut batch = self
                 .empties
                 .try_recv()
                 .unwrap_or_else(|_| Batch::with_capacity(self.batch_events_max));
             batch.events.push(first);
-            batch.closing = self.fill(&mut batch.events);
-            if batch.closing {
+            let closing = self.fill(&mut batch.events);
+            // A dictionary trained while this thread waited applies to this batch already.
+            while let Ok(packer) = self.packers.try_recv() {
+                self.packer = packer;
+            }
+            if closing {
+                // Before the send, so that the writer knows this batch is the last.
                 self.closed.store(true, Ordering::Release);
             }
             batch.encode(&mut self.packer);
-            let closing = batch.closing;
             // The writer only goes away after this thread ended; nothing to do if it did.
             if self.batches.send(batch).is_err() || closing {
                 break;

@@ -311,8 +311,9 @@ pub fn spawn_writer_with(
     let metrics = Arc::new(WriterMetrics::default());
     let commits = Arc::new(CommitWatch::default());
     let reopen = Arc::new(AtomicBool::new(false));
-    let dictionary_ready = store.dictionary_bytes().is_some();
-    let mut packer = match store.dictionary_bytes() {
+    let dictionary = store.dictionary_bytes();
+    let dictionary_ready = dictionary.is_some();
+    let mut packer = match dictionary {
         Some((id, bytes)) => codec::Packer::with_dictionary(id, &bytes),
         None => codec::Packer::new(),
     }?;
@@ -322,7 +323,7 @@ pub fn spawn_writer_with(
         .clamp(1, limits::WRITER_BATCH_EVENTS_MAX);
     let last_key = store.read()?.last_key()?;
     commits.publish(last_key);
-    let outputs = spawn_outputs(OutputSettings {
+    let output_link = spawn_outputs(OutputSettings {
         json_path: outputs.json_log_file.clone(),
         syslog_socket: outputs.syslog.then(|| options.syslog_socket.clone()),
         reopen: Arc::clone(&reopen),
@@ -332,7 +333,6 @@ pub fn spawn_writer_with(
     let encoder = spawn_encoder(events, packer, batch_events_max, settings.batch_interval)?;
     let writer = Writer {
         store,
-        encoder: Some(encoder),
         batch_events_max,
         retention_ns: settings
             .retention_days
@@ -341,14 +341,14 @@ pub fn spawn_writer_with(
         metrics: Arc::clone(&metrics),
         commits: Arc::clone(&commits),
         reports: Reports::new(options.error_lines),
-        outputs,
+        outputs: output_link,
         dictionary_ready,
         samples: Vec::new(),
         dictionary_attempts: 0,
     };
     let thread = std::thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer.run())
+        .spawn(move || writer.run(encoder))
         .map_err(StoreError::Spawn)?;
     Ok(WriterHandle {
         thread,
@@ -390,8 +390,6 @@ impl Reports {
 
 struct Writer {
     store: Store,
-    /// Taken by [`Writer::run`].
-    encoder: Option<EncoderLink>,
     batch_events_max: usize,
     retention_ns: Option<u64>,
     prune_interval: Duration,
@@ -407,10 +405,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self) {
-        let Some(encoder) = self.encoder.take() else {
-            return;
-        };
+    fn run(mut self, encoder: EncoderLink) {
         let mut stored = Vec::new();
         let mut prune_due = Instant::now();
         loop {
@@ -440,8 +435,7 @@ impl Writer {
         let mut backoff = Duration::from_millis(10);
         let mut failures = 0;
         loop {
-            let closing = batch.closing || encoder.closed();
-            if closing && failures >= SHUTDOWN_COMMIT_ATTEMPTS_MAX {
+            if encoder.closed() && failures >= SHUTDOWN_COMMIT_ATTEMPTS_MAX {
                 stored.clear();
                 eprintln!(
                     "sentrypeer: shutting down with {} events not stored in {}",
@@ -606,5 +600,91 @@ impl Writer {
 
     fn wants_samples(&self) -> bool {
         !self.dictionary_ready && self.dictionary_attempts < DICTIONARY_ATTEMPTS_MAX
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::event::{CollectedMethod, EventParts, Transport};
+
+    fn event(index: u64) -> Event {
+        let source: SocketAddr = format!("10.0.{}.{}:5060", index % 200, index % 250)
+            .parse()
+            .unwrap();
+        let message = format!(
+            "OPTIONS sip:{index}@10.1.2.3 SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bK{index}\r\n\
+             From: <sip:100@{source}>;tag={index:x}\r\nTo: <sip:{index}@10.1.2.3>\r\n\
+             Call-ID: {index:016x}@{source}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let number = index.to_string();
+        Event::new(&EventParts {
+            timestamp_ns: 1_700_000_000_000_000_000 + index,
+            uuid: Uuid::new_v4(),
+            node_id: Uuid::from_u128(7),
+            transport: Transport::Udp,
+            collected_method: CollectedMethod::Passive,
+            source,
+            destination: "10.1.2.3:5060".parse().unwrap(),
+            method: b"OPTIONS",
+            called_number: Some(number.as_bytes()),
+            user_agent: Some(b"friendly-scanner"),
+            message: message.as_bytes(),
+        })
+    }
+
+    /// The dictionary is trained by the writer but used by the encoder: records written after
+    /// the training must name it.
+    #[test]
+    fn records_after_training_use_the_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            db_file: dir.path().join("sentrypeer.db"),
+            batch_events_max: 256,
+            batch_interval: Duration::from_millis(5),
+            no_sync: true,
+            retention_days: None,
+        };
+        let outputs = OutputConfig {
+            json_log_file: None,
+            syslog: false,
+            syslog_socket: PathBuf::from("/nonexistent"),
+        };
+        let store = Store::open(&config).unwrap();
+        let (sender, receiver) = crossbeam_channel::bounded(4_096);
+        let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
+        let commits = writer.commits();
+        let first = STORE_DICTIONARY_SAMPLES as u64 + 100;
+        for index in 0..first {
+            sender.send(event(index)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.dictionary_bytes().is_none() || commits.last_key() < first {
+            assert!(Instant::now() < deadline, "no dictionary trained");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for index in first..first + 10 {
+            sender.send(event(index)).unwrap();
+        }
+        while commits.last_key() < first + 10 {
+            assert!(Instant::now() < deadline, "events not committed");
+            commits.wait_past(commits.last_key(), Duration::from_millis(50));
+        }
+        drop(sender);
+        writer.join();
+        let (dictionary_id, _) = store.dictionary_bytes().unwrap();
+        let tables = &store.inner.tables;
+        let txn = store.inner.env.read_txn().unwrap();
+        let (_, last) = tables.events.last(&txn).unwrap().unwrap();
+        let header = codec::decode_header(last).unwrap();
+        assert_eq!(header.dictionary_id, Some(dictionary_id));
+        let (_, oldest) = tables.events.first(&txn).unwrap().unwrap();
+        assert_eq!(codec::decode_header(oldest).unwrap().dictionary_id, None);
     }
 }
