@@ -64,14 +64,15 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -q -p sentrypeer --bin sentrypeer --example fill_store
-    cargo build --release -q -p sentrypeer-loadgen
+    # The `perf` profile: release code in target/perf; without P2P, which is not used here.
+    cargo build --profile perf -q -p sentrypeer -p sentrypeer-loadgen --no-default-features \
+        --bin sentrypeer --bin sentrypeer-loadgen --example fill_store
 fi
 target=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-fill_store=$target/release/examples/fill_store
-sentrypeer=$target/release/sentrypeer
-loadgen=$target/release/sentrypeer-loadgen
+fill_store=$target/perf/examples/fill_store
+sentrypeer=$target/perf/sentrypeer
+loadgen=$target/perf/sentrypeer-loadgen
 db=$tmp/sentrypeer.db
 
 stats() { # NAME: `sentrypeer stats` into $tmp/stats-NAME.txt; prints the `events: N` count

@@ -533,8 +533,8 @@ def parse_args():
     parser.add_argument("--source-sockets", type=int, default=64)
     parser.add_argument("--source-per-message", action="store_true",
                         help="a new source address of --sources for every datagram")
-    parser.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/sentrypeer-loadgen"))
-    parser.add_argument("--sentrypeer", default=os.path.join(ROOT, "target/release/sentrypeer"))
+    parser.add_argument("--loadgen", default=os.path.join(ROOT, "target/perf/sentrypeer-loadgen"))
+    parser.add_argument("--sentrypeer", default=os.path.join(ROOT, "target/perf/sentrypeer"))
     parser.add_argument("--sensor-args", default="",
                         help="extra sentrypeer arguments, e.g. '--udp-rcvbuf 268435456' so that "
                              "the drain test's pre-fill fits in the socket")

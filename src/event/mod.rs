@@ -240,7 +240,8 @@ const EVENT_FIELD_BYTES_MAX: usize = crate::config::limits::EVENT_FIELD_BYTES_MA
 /// `bytes` as text, invalid UTF-8 replaced (the common valid case is checked with the fast
 /// validator and borrowed).
 fn text(bytes: &[u8]) -> Cow<'_, str> {
-    std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
+    // simdutf8: the whole SIP message is checked for every log line.
+    simdutf8::basic::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
 }
 
 pub fn display_ip(address: SocketAddr) -> std::net::IpAddr {

@@ -12,25 +12,33 @@
 //! events whose node id is ours are read for publishing); blocks the writer or a shard.
 //!
 //! Limits: the `P2P_*` constants in [`crate::config::limits`].
+//!
+//! The libp2p parts (`handle`, `key`, `node`) need the default cargo feature `p2p`; without it
+//! (a lighter build, e.g. for the benchmarks) [`start`] refuses `-p` with one line.
 
+#[cfg(not(feature = "p2p"))]
+mod absent;
 pub mod entry;
+#[cfg(feature = "p2p")]
+mod handle;
+#[cfg(feature = "p2p")]
 mod key;
+#[cfg(feature = "p2p")]
 mod node;
 pub mod outbox;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crate::config::P2pConfig;
-use crate::event::Event;
 use crate::metrics::{self, Counter, Gauge, Render};
-use crate::store::{CommitWatch, Store};
 
+#[cfg(not(feature = "p2p"))]
+pub use absent::{P2pHandle, start};
 pub use entry::{EntryError, ValidEntry, parse_message};
+#[cfg(feature = "p2p")]
+pub use handle::{P2pHandle, start};
+#[cfg(feature = "p2p")]
+use handle::Shared;
 
 /// The gossipsub topic events are shared on.
 pub const TOPIC: &str = "sentrypeer/bad_actors/1";
@@ -43,9 +51,6 @@ pub const IDENTIFY_PROTOCOL: &str = "/sentrypeer/id/1.0.0";
 
 /// The delivery cursor name in the store: every local event up to this key is published.
 pub const CURSOR: &str = "p2p";
-
-/// Set to 1 in the store's cursors once P2P has run (so that cursor 0 means "from the start").
-const CURSOR_STARTED: &str = "p2p_started";
 
 /// Errors starting the node.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,8 @@ pub enum P2pError {
     Spawn(std::io::Error),
     #[error("p2p: the node thread ended during start-up")]
     Startup,
+    #[error("p2p: this sentrypeer was built without the `p2p` cargo feature")]
+    NotBuilt,
 }
 
 /// The node's counters (rendered with the `p2p_` prefix).
@@ -229,167 +236,3 @@ impl Render for P2pMetrics {
     }
 }
 
-/// State shared between the handle and the threads.
-#[derive(Debug, Default)]
-struct Shared {
-    listen_addrs: Mutex<Vec<String>>,
-    stop: AtomicBool,
-    /// The store key through which local events are published (for the cursor).
-    published_through: AtomicU64,
-}
-
-/// The running node.
-pub struct P2pHandle {
-    peer_id: String,
-    metrics: Arc<P2pMetrics>,
-    shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    node: Option<JoinHandle<()>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for P2pHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("P2pHandle")
-            .field("peer_id", &self.peer_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl P2pHandle {
-    /// This node's libp2p peer id (base58).
-    pub fn peer_id(&self) -> String {
-        self.peer_id.clone()
-    }
-
-    /// The multiaddrs the node listens on (with the real port).
-    pub fn listen_addrs(&self) -> Vec<String> {
-        self.shared
-            .listen_addrs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn metrics(&self) -> Arc<P2pMetrics> {
-        Arc::clone(&self.metrics)
-    }
-
-    /// Stops the node and the reader and saves the `p2p` cursor.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        for thread in [self.node.take(), self.reader.take()].into_iter().flatten() {
-            if thread.join().is_err() {
-                eprintln!("sentrypeer: a p2p thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for P2pHandle {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// How long [`start`] waits for the listener.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Starts the node: loads or creates the key beside the store, binds `config.listen`, then
-/// runs in the background (bootstrap, publishing, receiving). Received valid events go to
-/// `events` (the writer channel; never blocks: a full channel drops and counts).
-pub fn start(
-    config: &P2pConfig,
-    store: Store,
-    events: crossbeam_channel::Sender<Event>,
-    commits: Arc<CommitWatch>,
-    debug: bool,
-) -> Result<P2pHandle, P2pError> {
-    let keypair = key::load_or_create(&key::key_path(store.path()))?;
-    let bootstrap = node::parse_bootstrap(&config.bootstrap)?;
-    let metrics = Arc::new(P2pMetrics::default());
-    let shared = Arc::new(Shared::default());
-    let (cursor, first_start) = {
-        let reader = store.read()?;
-        if reader.cursor(CURSOR_STARTED)? == 0 {
-            // First start with -p: share what is collected from now on, not the whole history.
-            (reader.last_key()?, true)
-        } else {
-            (reader.cursor(CURSOR)?, false)
-        }
-    };
-    if first_start {
-        store.set_cursor(CURSOR, cursor)?;
-        store.set_cursor(CURSOR_STARTED, 1)?;
-    }
-    shared.published_through.store(cursor, Ordering::Release);
-    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(node::READ_BATCHES_QUEUED);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-    let peer_id = libp2p::PeerId::from(keypair.public()).to_string();
-    let node_settings = node::Settings {
-        keypair,
-        listen: config.listen,
-        bootstrap,
-        own_node_id: store.node_id(),
-        read_key: cursor,
-        debug,
-    };
-    let node_metrics = Arc::clone(&metrics);
-    let node_shared = Arc::clone(&shared);
-    let node = std::thread::Builder::new()
-        .name("p2p".into())
-        .spawn(move || {
-            node::run(
-                node_settings,
-                events,
-                batches_rx,
-                stop_rx,
-                ready_tx,
-                node_metrics,
-                node_shared,
-            );
-        })
-        .map_err(P2pError::Spawn)?;
-    match ready_rx.recv_timeout(START_TIMEOUT) {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            let _ = node.join();
-            return Err(error);
-        }
-        Err(_) => {
-            shared.stop.store(true, Ordering::Release);
-            let _ = stop_tx.send(());
-            let _ = node.join();
-            return Err(P2pError::Startup);
-        }
-    }
-    let reader_shared = Arc::clone(&shared);
-    let reader = std::thread::Builder::new()
-        .name("p2p-reader".into())
-        .spawn(move || node::read_store(store, commits, batches_tx, reader_shared, cursor))
-        .map_err(P2pError::Spawn);
-    let mut handle = P2pHandle {
-        peer_id,
-        metrics,
-        shared,
-        stop: Some(stop_tx),
-        node: Some(node),
-        reader: None,
-    };
-    handle.reader = Some(reader?);
-    if debug {
-        eprintln!("sentrypeer: p2p peer id {}", handle.peer_id);
-        for address in handle.listen_addrs() {
-            eprintln!("sentrypeer: p2p listening on {address}");
-        }
-    }
-    Ok(handle)
-}

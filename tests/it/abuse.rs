@@ -384,6 +384,7 @@ fn abuse_unprivileged_user() {
 }
 
 /// Names of the entries of `dir`, sorted.
+#[cfg(feature = "p2p")]
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("read dir")
@@ -395,6 +396,7 @@ fn entries(dir: &Path) -> Vec<String> {
 
 /// With every path configured into one directory and the working directory elsewhere, only
 /// the store, its lock, the JSON log, the certificate, its key and the P2P key are written.
+#[cfg(feature = "p2p")]
 #[test]
 fn abuse_no_file_outside_configured_paths() {
     let cwd = tempfile::tempdir().expect("tempdir");

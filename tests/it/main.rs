@@ -33,6 +33,7 @@ mod store;
 mod webhook;
 
 /// Peer to peer: several nodes in one process, a hostile gossipsub peer, bandwidth bounds.
+#[cfg(feature = "p2p")]
 mod p2p;
 
 /// The real binary as a child process: start, API, metrics, export (fault and abuse tests).
