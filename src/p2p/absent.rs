@@ -35,4 +35,3 @@ pub fn start(
 ) -> Result<P2pHandle, P2pError> {
     Err(P2pError::NotBuilt)
 }
-

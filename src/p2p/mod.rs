@@ -36,9 +36,9 @@ use crate::metrics::{self, Counter, Gauge, Render};
 pub use absent::{P2pHandle, start};
 pub use entry::{EntryError, ValidEntry, parse_message};
 #[cfg(feature = "p2p")]
-pub use handle::{P2pHandle, start};
-#[cfg(feature = "p2p")]
 use handle::Shared;
+#[cfg(feature = "p2p")]
+pub use handle::{P2pHandle, start};
 
 /// The gossipsub topic events are shared on.
 pub const TOPIC: &str = "sentrypeer/bad_actors/1";
@@ -235,4 +235,3 @@ impl Render for P2pMetrics {
         );
     }
 }
-
