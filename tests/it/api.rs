@@ -140,11 +140,8 @@ fn agent() -> ureq::Agent {
 
 fn store_config(dir: &Path) -> StoreConfig {
     StoreConfig {
-        db_file: dir.join("sentrypeer.db"),
-        batch_events_max: 256,
         batch_interval: Duration::from_millis(2),
-        no_sync: true,
-        retention_days: None,
+        ..crate::support::store_config(dir, 256)
     }
 }
 

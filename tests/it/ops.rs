@@ -66,13 +66,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn store_config(dir: &Path) -> StoreConfig {
-    StoreConfig {
-        db_file: dir.join("sentrypeer.db"),
-        batch_events_max: 64,
-        batch_interval: Duration::from_millis(5),
-        no_sync: true,
-        retention_days: None,
-    }
+    crate::support::store_config(dir, 64)
 }
 
 fn syslog_outputs(on: bool) -> OutputConfig {

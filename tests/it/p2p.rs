@@ -11,7 +11,7 @@ use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, noise, tcp, yamux};
 use sentrypeer::config::limits::P2P_MESSAGE_BYTES_MAX;
-use sentrypeer::config::{OutputConfig, P2pConfig, StoreConfig};
+use sentrypeer::config::{OutputConfig, P2pConfig};
 use sentrypeer::event::timestamp::{format_timestamp, now_ns};
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
 use sentrypeer::p2p::entry::{WireEntry, WireMessage};
@@ -33,13 +33,7 @@ struct Node {
 impl Node {
     fn start(listen: SocketAddr, bootstrap: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            db_file: dir.path().join("sentrypeer.db"),
-            batch_events_max: 256,
-            batch_interval: Duration::from_millis(5),
-            no_sync: true,
-            retention_days: None,
-        };
+        let config = crate::support::store_config(dir.path(), 256);
         let store = Store::open(&config).unwrap();
         let (sender, receiver) = crossbeam_channel::bounded(65_536);
         let outputs = OutputConfig {
@@ -259,14 +253,7 @@ fn p2p_unreachable_bootstrap_does_not_delay_and_joins_later() {
 fn p2p_listen_address_in_use_is_an_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig {
-        db_file: dir.path().join("sentrypeer.db"),
-        batch_events_max: 16,
-        batch_interval: Duration::from_millis(5),
-        no_sync: true,
-        retention_days: None,
-    })
-    .unwrap();
+    let store = Store::open(&crate::support::store_config(dir.path(), 16)).unwrap();
     let (sender, _receiver) = crossbeam_channel::bounded(16);
     let config = P2pConfig {
         enabled: true,

@@ -19,13 +19,7 @@ use uuid::Uuid;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn store_config(dir: &Path) -> StoreConfig {
-    StoreConfig {
-        db_file: dir.join("sentrypeer.db"),
-        batch_events_max: 64,
-        batch_interval: Duration::from_millis(5),
-        no_sync: true,
-        retention_days: None,
-    }
+    crate::support::store_config(dir, 64)
 }
 
 fn outputs(json: Option<&Path>) -> OutputConfig {

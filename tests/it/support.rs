@@ -1,6 +1,7 @@
 //! The real `sentrypeer` binary as a child process for the fault and abuse tests: start on free
 //! loopback ports with every path in a tempdir, wait for the API, read `/metrics` and the REST
-//! routes, export and count the store, send SIP over UDP.
+//! routes, export and count the store, send SIP over UDP; and the store settings that the
+//! in-process tests share.
 //!
 //! Never: a fixed sleep as a wait (every wait polls a condition against a deadline), traffic to a
 //! non-loopback address.
@@ -13,6 +14,18 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// A store in `dir` for in-process tests: no fsync, batches of at most `batch_events_max`
+/// events committed within 5 ms, nothing pruned.
+pub(crate) fn store_config(dir: &Path, batch_events_max: usize) -> sentrypeer::config::StoreConfig {
+    sentrypeer::config::StoreConfig {
+        db_file: dir.join("sentrypeer.db"),
+        batch_events_max,
+        batch_interval: Duration::from_millis(5),
+        no_sync: true,
+        retention_days: None,
+    }
+}
 
 /// Longest wait for anything in these tests.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(20);

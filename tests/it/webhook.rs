@@ -355,11 +355,8 @@ impl Rig {
     fn with(retention_days: Option<u32>, options: WriterOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig {
-            db_file: dir.path().join("sentrypeer.db"),
-            batch_events_max: 64,
-            batch_interval: Duration::from_millis(5),
-            no_sync: true,
             retention_days,
+            ..crate::support::store_config(dir.path(), 64)
         };
         let store = Store::open(&config).unwrap();
         let (sender, receiver) = crossbeam_channel::bounded(65_536);
