@@ -29,6 +29,7 @@
 pub mod codec;
 pub mod commands;
 mod encoder;
+mod log_cache;
 mod outputs;
 mod syslog;
 pub mod writer;

@@ -5,7 +5,8 @@
 //! The channel from the writer holds [`OUTPUT_BATCHES_MAX`] batches; when it is full the writer
 //! waits, so the log never falls more than that many batches behind the store. Emptied batch
 //! vectors go back to the writer for reuse. The JSON log is reopened by name on request
-//! (SIGHUP, log rotation) before the next batch or within [`IDLE_WAKE_INTERVAL`].
+//! (SIGHUP, log rotation) before the next batch or within [`IDLE_WAKE_INTERVAL`]. The log's older
+//! pages are dropped from the page cache as it grows ([`super::log_cache`]).
 //!
 //! Never: sees an event that is not committed, panics on an output error (errors are counted and
 //! reported once per [`crate::config::limits::IO_ERROR_LOG_INTERVAL`]).
@@ -21,6 +22,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::StoreError;
+use super::log_cache::LogCacheTrim;
 use super::syslog::{self, Syslog};
 use super::writer::{Reports, WriterMetrics};
 use crate::event::Event;
@@ -83,6 +85,7 @@ pub(super) fn spawn_outputs(settings: OutputSettings) -> Result<Option<OutputLin
         syslog: settings.syslog_socket.as_deref().map(Syslog::new),
         json_path: settings.json_path,
         json: None,
+        json_trim: LogCacheTrim::default(),
         reopen: settings.reopen,
         metrics: settings.metrics,
         reports: Reports::new(settings.error_lines),
@@ -103,6 +106,7 @@ pub(super) fn spawn_outputs(settings: OutputSettings) -> Result<Option<OutputLin
 struct Outputs {
     json_path: Option<PathBuf>,
     json: Option<BufWriter<File>>,
+    json_trim: LogCacheTrim,
     syslog: Option<Syslog>,
     reopen: Arc<AtomicBool>,
     metrics: Arc<WriterMetrics>,
@@ -145,6 +149,9 @@ impl Outputs {
             }
         }
         let result = result.and_then(|()| json.flush());
+        if result.is_ok() {
+            self.json_trim.after_flush(json.get_ref());
+        }
         if let Err(error) = result {
             self.json = None;
             self.metrics.json_log_errors_total.inc();
@@ -170,7 +177,10 @@ impl Outputs {
     fn open_json_log(&mut self) {
         let Some(path) = &self.json_path else { return };
         match OpenOptions::new().create(true).append(true).open(path) {
-            Ok(file) => self.json = Some(BufWriter::with_capacity(JSON_BUFFER_BYTES, file)),
+            Ok(file) => {
+                self.json = Some(BufWriter::with_capacity(JSON_BUFFER_BYTES, file));
+                self.json_trim = LogCacheTrim::default();
+            }
             Err(error) => {
                 self.json = None;
                 self.metrics.json_log_errors_total.inc();
