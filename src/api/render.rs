@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::event::Event;
 use crate::event::json::write_json;
-use crate::event::timestamp::format_timestamp;
+use crate::event::timestamp::{TimestampText, timestamp_text};
 use crate::store::{IpSeen, NumberSeen, PageCursor};
 
 /// The version in the `X-SentryPeer-Version` header and `/health-check`.
@@ -54,43 +54,6 @@ pub fn health_check() -> String {
     .to_string()
 }
 
-/// Formats `seen_last` values exactly like [`format_timestamp`], fast: the date comes from it
-/// once per UTC day, the time of day from arithmetic. Lists are newest first, so consecutive
-/// items mostly share a day.
-#[derive(Default)]
-struct Clock {
-    day: Option<u64>,
-    /// `YYYY-MM-DD` of `day`.
-    date: String,
-    out: String,
-}
-
-impl Clock {
-    const NANOS_PER_SECOND: u64 = 1_000_000_000;
-    const SECONDS_PER_DAY: u64 = 86_400;
-
-    fn format(&mut self, timestamp_ns: u64) -> &str {
-        let seconds = timestamp_ns / Self::NANOS_PER_SECOND;
-        let day = seconds / Self::SECONDS_PER_DAY;
-        if self.day != Some(day) {
-            let midnight_ns = day * Self::SECONDS_PER_DAY * Self::NANOS_PER_SECOND;
-            let full = format_timestamp(midnight_ns);
-            self.date = full.get(..10).unwrap_or_default().to_owned();
-            self.day = Some(day);
-        }
-        let of_day = seconds % Self::SECONDS_PER_DAY;
-        let (hours, minutes, secs) = (of_day / 3_600, of_day / 60 % 60, of_day % 60);
-        let nanos = timestamp_ns % Self::NANOS_PER_SECOND;
-        self.out.clear();
-        let _ = write!(
-            self.out,
-            "{} {hours:02}:{minutes:02}:{secs:02}.{nanos:09}",
-            self.date
-        );
-        &self.out
-    }
-}
-
 /// Serialises a `Display` value as a JSON string without an intermediate `String`.
 struct Text<'a, T: std::fmt::Display>(&'a T);
 
@@ -103,14 +66,14 @@ impl<T: std::fmt::Display> Serialize for Text<'_, T> {
 #[derive(Serialize)]
 struct IpItem<'a> {
     ip_address: Text<'a, IpAddr>,
-    seen_last: &'a str,
+    seen_last: TimestampText,
     seen_count: Text<'a, u64>,
 }
 
 #[derive(Serialize)]
 struct NumberItem<'a> {
     called_number: &'a str,
-    seen_last: &'a str,
+    seen_last: TimestampText,
     seen_count: Text<'a, u64>,
 }
 
@@ -122,11 +85,10 @@ impl Serialize for IpItems<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        let mut clock = Clock::default();
         for item in self.0 {
             seq.serialize_element(&IpItem {
                 ip_address: Text(&item.ip),
-                seen_last: clock.format(item.last_seen_ns),
+                seen_last: timestamp_text(item.last_seen_ns),
                 seen_count: Text(&item.count),
             })?;
         }
@@ -138,11 +100,10 @@ impl Serialize for NumberItems<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        let mut clock = Clock::default();
         for item in self.0 {
             seq.serialize_element(&NumberItem {
                 called_number: &item.number,
-                seen_last: clock.format(item.last_seen_ns),
+                seen_last: timestamp_text(item.last_seen_ns),
                 seen_count: Text(&item.count),
             })?;
         }
@@ -338,30 +299,6 @@ mod tests {
             serde_json::from_str(&number_list_json(1, &items, None)).unwrap();
         assert_eq!(body["called_numbers"][0]["called_number"], "12\"3\n");
         assert_eq!(body["called_numbers"][0]["seen_count"], "3");
-    }
-
-    #[test]
-    fn render_clock_matches_format_timestamp() {
-        let mut clock = Clock::default();
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut samples = vec![
-            0,
-            1,
-            999_999_999,
-            1_000_000_000,
-            86_399_999_999_999,
-            u64::MAX,
-        ];
-        for _ in 0..10_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            samples.push(state);
-            samples.push(1_764_326_400_000_000_000 + state % 200_000_000_000_000);
-        }
-        for ns in samples {
-            assert_eq!(clock.format(ns), format_timestamp(ns), "{ns}");
-        }
     }
 
     #[test]

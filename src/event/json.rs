@@ -13,7 +13,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::Event;
-use super::timestamp::format_timestamp;
+use super::timestamp::{TimestampText, timestamp_text};
 
 /// The application name written into every event.
 pub const APP_NAME: &str = "sentrypeer";
@@ -23,7 +23,7 @@ pub const APP_NAME: &str = "sentrypeer";
 struct JsonEvent<'a> {
     app_name: &'static str,
     app_version: &'static str,
-    event_timestamp: String,
+    event_timestamp: TimestampText,
     event_uuid: Uuid,
     created_by_node_id: Uuid,
     collected_method: &'static str,
@@ -43,7 +43,7 @@ impl<'a> JsonEvent<'a> {
         Self {
             app_name: APP_NAME,
             app_version: env!("CARGO_PKG_VERSION"),
-            event_timestamp: format_timestamp(event.timestamp_ns),
+            event_timestamp: timestamp_text(event.timestamp_ns),
             event_uuid: event.uuid,
             created_by_node_id: event.node_id,
             collected_method: event.collected_method.as_str(),

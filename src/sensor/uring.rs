@@ -7,7 +7,9 @@
 //! (`cargo run --release --example sensor_ingest -- drain 300000`, 9 rounds, 2026-11-28): glommio
 //! `recv_from` median 1.26M datagrams/s (1.12-1.43M), peek + recvmmsg median 1.55M/s
 //! (0.99-1.76M), median ratio 1.20. recvmmsg is kept: faster, and `recv_from` cannot give the
-//! destination address at all.
+//! destination address at all. A short batch (the queue drained) is followed by a pause of
+//! `UDP_RECEIVE_GATHER` before the next recvmmsg, an empty one by the readiness wait: in a flood
+//! that halves the wake-ups (docs/benchmarks.md, "Sustained: 60 s floods").
 //! TCP/TLS: glommio listeners (converted from our socket2 sockets by raw fd), a task per
 //! connection spawned only after its permit is taken; TLS via futures-rustls.
 //!
@@ -34,7 +36,7 @@ use super::udp_batch::RecvBatch;
 use super::{
     STOP_DRAIN_BATCHES_MAX, STOP_POLL_INTERVAL, STREAM_READ_BYTES, ShardStart, StreamSettings,
 };
-use crate::config::limits::{RECV_BATCH_DATAGRAMS, SHARD_BATCH_BEFORE_YIELD};
+use crate::config::limits::{RECV_BATCH_DATAGRAMS, SHARD_BATCH_BEFORE_YIELD, UDP_RECEIVE_GATHER};
 use crate::event::Transport;
 
 type Core = Rc<RefCell<ShardCore>>;
@@ -142,19 +144,17 @@ async fn run_udp(socket: UdpSocket, local: SocketAddr, core: Core, stop: Stop) {
     let mut peek = [0u8; 1];
     let mut handled_count = 0;
     let mut drain_batches: Option<usize> = None;
-    // A short batch means the queue was empty: wait for readiness rather than spend a
-    // recvmmsg on learning that (the io_uring peek completes at once if more came meanwhile).
-    let mut queue_empty = false;
+    // A short batch means the queue was drained: let the next datagrams gather for
+    // UDP_RECEIVE_GATHER before the next recvmmsg; an empty one means idle: wait for readiness.
+    let mut queue_drained = false;
     loop {
-        let received = if queue_empty && drain_batches.is_none() {
-            Err(std::io::ErrorKind::WouldBlock.into())
-        } else {
-            batch.recv(fd)
-        };
-        queue_empty = false;
-        match received {
+        if queue_drained && drain_batches.is_none() {
+            glommio::timer::sleep(UDP_RECEIVE_GATHER).await;
+        }
+        queue_drained = false;
+        match batch.recv(fd) {
             Ok(count) => {
-                queue_empty = count < RECV_BATCH_DATAGRAMS;
+                queue_drained = count < RECV_BATCH_DATAGRAMS;
                 handle_datagrams(&mut core.borrow_mut(), &batch, count, fd, local);
                 handled_count += count;
                 if drain_batches.is_none() && stop.stopping.get() {
