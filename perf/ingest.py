@@ -188,6 +188,9 @@ class Tools:
         self.loadgen = args.loadgen
         self.sentrypeer = args.sentrypeer
         self.sensor_args = args.sensor_args.split()
+        # Lower CPU priority for the sender: on a machine where it shares the cores with the
+        # sensor, the sensor's threads run when they have work, and the sender gets the rest.
+        self.sender_prefix = ["nice", "-n", str(args.sender_nice)] if args.sender_nice else []
         self.traffic = ["--mix", args.mix, "--sources", args.sources, "--seed", "1"]
         if args.source_per_message:
             self.traffic.append("--source-per-message")
@@ -195,7 +198,8 @@ class Tools:
             self.traffic += ["--source-sockets", str(args.source_sockets)]
 
     def send(self, port, count=None, rate=None, duration=None, timeout=120):
-        args = [self.loadgen, "udp", "--target", f"127.0.0.1:{port}", "--json"] + self.traffic
+        args = self.sender_prefix + [self.loadgen, "udp", "--target", f"127.0.0.1:{port}",
+                                     "--json"] + self.traffic
         if count is not None:
             args += ["--count", str(count)]
         if rate is not None:
@@ -533,6 +537,9 @@ def parse_args():
     parser.add_argument("--source-sockets", type=int, default=64)
     parser.add_argument("--source-per-message", action="store_true",
                         help="a new source address of --sources for every datagram")
+    parser.add_argument("--sender-nice", type=int, default=0,
+                        help="run the sending loadgen under `nice -n N` (0: as is), e.g. 10 so "
+                             "that on a shared machine it does not take CPU the sensor needs")
     parser.add_argument("--loadgen", default=os.path.join(ROOT, "target/perf/sentrypeer-loadgen"))
     parser.add_argument("--sentrypeer", default=os.path.join(ROOT, "target/perf/sentrypeer"))
     parser.add_argument("--sensor-args", default="",
@@ -561,7 +568,8 @@ def main():
                      "sensor_args": args.sensor_args,
                      "drain_count": args.drain_count, "mix": args.mix,
                      "sources": args.sources, "source_sockets": args.source_sockets,
-                     "source_per_message": args.source_per_message},
+                     "source_per_message": args.source_per_message,
+                     "sender_nice": args.sender_nice},
         "targets": {},
     }
     workdir = tempfile.mkdtemp(prefix="sentrypeer-ingest-")

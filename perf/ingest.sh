@@ -3,7 +3,7 @@
 # See perf/ingest.py for what is measured; spec: performance.md section 2.
 #
 #   perf/ingest.sh [--sink-only] [--no-build] [--rates 10000,50000,...] [--step-seconds 2]
-#                  [--engines io_uring,portable] [--drain-count 50000] [--out FILE]
+#                  [--engines io_uring,portable] [--drain-count 50000] [--sender-nice N] [--out FILE]
 #
 # Builds the binaries with the `perf` profile (release code in target/perf; sentrypeer without
 # the P2P feature, which the ingest path does not touch and which is a third of a clean build),
