@@ -33,7 +33,7 @@ pub const REPLY_BYTES_MAX: usize = 8 * 1024;
 /// Datagrams taken per `recvmmsg` call.
 pub const RECV_BATCH_DATAGRAMS: usize = 32;
 
-/// After a short `recvmmsg` batch (the queue was drained), how long an io_uring shard lets
+/// After a short `recvmmsg` batch (the queue was drained), how long a shard (either engine) lets
 /// datagrams gather before it receives again, so that a flood arrives in fuller batches with
 /// fewer wake-ups. At 100k datagrams/s the default receive buffer holds about 30 ms. In a 100k/s
 /// flood, 1 ms took the shards' CPU from 50% of a core (no pause) to 40% (500 us: 45%).
@@ -298,3 +298,42 @@ const _: () = assert!(WRITER_BATCH_INTERVAL.as_millis() <= WRITER_BATCH_INTERVAL
 const _: () = assert!(TCP_CONNECTIONS_PER_IP_MAX <= TCP_CONNECTIONS_PER_SHARD_MAX);
 const _: () = assert!(WEBHOOK_BACKOFF_INITIAL.as_millis() <= WEBHOOK_BACKOFF_MAX.as_millis());
 const _: () = assert!(WEBHOOK_READ_EVENTS_MAX >= 1);
+
+// Sensor
+
+/// How often a shard's main task looks at the stop flag. A stop takes at most this long to reach
+/// the socket tasks; 20 wake-ups a second cost an idle shard nothing measurable.
+pub const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// `recvmmsg` batches a stopping shard still drains per UDP socket at most (4,096 x
+/// `RECV_BATCH_DATAGRAMS` = 131,072 datagrams): more than an 8 MiB receive buffer holds of the
+/// smallest SIP requests, so a stop empties the queue, yet it ends under a flood that never lets
+/// the socket go idle.
+pub const STOP_DRAIN_BATCHES_MAX: usize = 4_096;
+
+/// Bytes read from a TCP/TLS connection at once, allocated once per connection: 16 KiB, the
+/// largest TLS record's plaintext, so one read can take a whole record.
+pub const STREAM_READ_BYTES: usize = 16 * 1024;
+
+/// Attempts to bind a port-0 listen address when the port the kernel picked for UDP is taken for
+/// TCP (or on another shard); each attempt picks a new random port, so 8 failures in a row mean
+/// something else is wrong.
+pub const PORT_ZERO_BIND_ATTEMPTS: usize = 8;
+
+/// Listen backlog of each TCP/TLS listener, in connections: enough for a burst of scanner
+/// connects while a shard is busy; the kernel caps it at `net.core.somaxconn` anyway.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Bytes of locked memory a glommio executor may pin: its default `io_memory` of 10 MiB plus the
+/// rings; the soft RLIMIT_MEMLOCK is raised toward the hard limit when below this per shard.
+pub const GLOMMIO_MEMLOCK_BYTES_PER_SHARD: u64 = 12 << 20;
+
+/// Pause after a transient socket error (ENOBUFS, ENOMEM, EMFILE, ...) before the socket task
+/// tries again: a persistent one then costs at most 100 calls a second, and at 100k datagrams/s
+/// the 8 MiB default receive buffer holds far longer than 10 ms.
+pub const IO_ERROR_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// Messages or reads a TCP/TLS connection is served before its task yields to the shard's other
+/// tasks, so a connection that always has bytes ready cannot starve them; the same count as a
+/// UDP socket's `SHARD_BATCH_BEFORE_YIELD`.
+pub const STREAM_READS_BEFORE_YIELD: usize = SHARD_BATCH_BEFORE_YIELD;

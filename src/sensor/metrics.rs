@@ -3,61 +3,86 @@
 //!
 //! Never: shares a cache line between shards, takes a lock.
 
-use crate::metrics::{Counter, Render, write_counter, write_gauge, write_header, write_sample};
+use crate::metrics::{Counter, Render, write_gauge, write_header, write_sample};
 
-/// One shard's counters (written by that shard only).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub struct ShardMetrics {
-    pub datagrams_received: Counter,
-    pub bytes_received: Counter,
-    pub events: Counter,
-    pub non_requests_empty: Counter,
-    pub non_requests_keepalive: Counter,
-    pub non_requests_response: Counter,
-    pub non_requests_garbage: Counter,
-    pub messages_oversize: Counter,
-    pub events_dropped: Counter,
-    pub replies_sent: Counter,
-    pub replies_rate_limited: Counter,
+/// Declares every shard counter once: the field of [`ShardMetrics`] and [`SensorTotals`], its
+/// Prometheus name, labels and help text. Rows sharing a name form one labelled family (the first
+/// row's help is used).
+macro_rules! shard_counters {
+    ($($(#[$doc:meta])* $field:ident: $name:literal, $labels:literal, $help:literal;)*) => {
+        /// One shard's counters (written by that shard only).
+        #[derive(Debug, Default)]
+        #[repr(align(128))]
+        pub struct ShardMetrics {
+            $($(#[$doc])* pub $field: Counter,)*
+        }
+
+        /// The sums over all shards, for tests and the status line.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct SensorTotals {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        impl SensorTotals {
+            fn add_shard(&mut self, shard: &ShardMetrics) {
+                $(self.$field += shard.$field.get();)*
+            }
+
+            /// Every counter as (name, labels, help, value), in rendering order.
+            fn samples(&self) -> impl Iterator<Item = (&'static str, &'static str, &'static str, u64)> {
+                [$(($name, $labels, $help, self.$field)),*].into_iter()
+            }
+        }
+    };
+}
+
+shard_counters! {
+    datagrams_received: "sip_datagrams_received_total", "", "UDP datagrams received.";
+    /// `recvmmsg` calls, whatever they returned (datagrams, would-block or an error).
+    udp_receive_calls: "sip_udp_receive_calls_total", "", "UDP receive (recvmmsg) calls.";
+    bytes_received: "sip_bytes_received_total", "", "SIP bytes received (UDP, TCP, TLS).";
+    events: "events_total", "", "SIP requests turned into events.";
+    non_requests_empty: "sip_non_requests_total", "kind=\"empty\"",
+        "Messages that were not SIP requests, by kind.";
+    non_requests_keepalive: "sip_non_requests_total", "kind=\"keepalive\"", "";
+    non_requests_response: "sip_non_requests_total", "kind=\"response\"", "";
+    non_requests_garbage: "sip_non_requests_total", "kind=\"garbage\"", "";
+    messages_oversize: "sip_messages_oversize_total", "",
+        "Stream messages over the size limit (connection closed).";
+    events_dropped: "events_dropped_total", "",
+        "Events dropped because the writer channel was full.";
+    replies_sent: "sip_replies_total", "", "Replies sent in responsive mode.";
+    replies_rate_limited: "sip_replies_rate_limited_total", "",
+        "Replies withheld by the per-source rate limit.";
     /// Replies not sent: unsafe source address, build refused (ACK, missing headers) or a send
     /// error.
-    pub replies_skipped: Counter,
-    pub connections_accepted: Counter,
-    pub connections_closed: Counter,
-    pub connections_refused_limit: Counter,
-    pub connections_idle_timeouts: Counter,
-    pub tls_handshake_failures: Counter,
-    pub receive_errors: Counter,
+    replies_skipped: "sip_replies_skipped_total", "",
+        "Replies not sent: no reply due, unsafe source or send error.";
+    connections_accepted: "connections_accepted_total", "", "TCP/TLS connections accepted.";
+    connections_closed: "connections_closed_total", "", "TCP/TLS connections closed.";
+    connections_refused_limit: "connections_refused_limit_total", "",
+        "TCP/TLS connections closed at once by a connection cap.";
+    connections_idle_timeouts: "connections_idle_timeouts_total", "",
+        "TCP/TLS connections closed by the idle timeout.";
+    /// Connections closed because a reply could not be written within the write timeout.
+    connections_write_timeouts: "connections_write_timeouts_total", "",
+        "TCP/TLS connections closed because a reply was not written in time.";
+    tls_handshake_failures: "tls_handshake_failures_total", "",
+        "TLS handshakes that failed or timed out.";
+    /// Datagrams whose source address could not be read.
+    receive_errors: "sip_receive_errors_total", "",
+        "Datagrams received without a readable source address.";
+    /// Socket errors after which the next call may succeed (counted, logged rate-limited).
+    io_errors_transient: "sip_io_errors_total", "class=\"transient\"",
+        "Socket receive, send and accept errors, by class (fatal: that socket is no longer served).";
+    /// Socket errors after which the socket is no longer served.
+    io_errors_fatal: "sip_io_errors_total", "class=\"fatal\"", "";
 }
 
 /// All shards' counters.
 #[derive(Debug)]
 pub struct SensorMetrics {
     shards: Box<[ShardMetrics]>,
-}
-
-/// The sums over all shards, for tests and the status line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SensorTotals {
-    pub datagrams_received: u64,
-    pub bytes_received: u64,
-    pub events: u64,
-    pub non_requests_empty: u64,
-    pub non_requests_keepalive: u64,
-    pub non_requests_response: u64,
-    pub non_requests_garbage: u64,
-    pub messages_oversize: u64,
-    pub events_dropped: u64,
-    pub replies_sent: u64,
-    pub replies_rate_limited: u64,
-    pub replies_skipped: u64,
-    pub connections_accepted: u64,
-    pub connections_closed: u64,
-    pub connections_refused_limit: u64,
-    pub connections_idle_timeouts: u64,
-    pub tls_handshake_failures: u64,
-    pub receive_errors: u64,
 }
 
 impl SensorTotals {
@@ -86,136 +111,30 @@ impl SensorMetrics {
 
     /// Every counter summed over the shards.
     pub fn totals(&self) -> SensorTotals {
-        let mut t = SensorTotals::default();
-        for s in &self.shards {
-            t.datagrams_received += s.datagrams_received.get();
-            t.bytes_received += s.bytes_received.get();
-            t.events += s.events.get();
-            t.non_requests_empty += s.non_requests_empty.get();
-            t.non_requests_keepalive += s.non_requests_keepalive.get();
-            t.non_requests_response += s.non_requests_response.get();
-            t.non_requests_garbage += s.non_requests_garbage.get();
-            t.messages_oversize += s.messages_oversize.get();
-            t.events_dropped += s.events_dropped.get();
-            t.replies_sent += s.replies_sent.get();
-            t.replies_rate_limited += s.replies_rate_limited.get();
-            t.replies_skipped += s.replies_skipped.get();
-            t.connections_accepted += s.connections_accepted.get();
-            t.connections_closed += s.connections_closed.get();
-            t.connections_refused_limit += s.connections_refused_limit.get();
-            t.connections_idle_timeouts += s.connections_idle_timeouts.get();
-            t.tls_handshake_failures += s.tls_handshake_failures.get();
-            t.receive_errors += s.receive_errors.get();
+        let mut totals = SensorTotals::default();
+        for shard in &self.shards {
+            totals.add_shard(shard);
         }
-        t
+        totals
     }
 }
 
 impl Render for SensorMetrics {
     fn render(&self, out: &mut String) {
-        let t = self.totals();
-        write_counter(
-            out,
-            "sip_datagrams_received_total",
-            "UDP datagrams received.",
-            t.datagrams_received,
-        );
-        write_counter(
-            out,
-            "sip_bytes_received_total",
-            "SIP bytes received (UDP, TCP, TLS).",
-            t.bytes_received,
-        );
-        write_counter(
-            out,
-            "events_total",
-            "SIP requests turned into events.",
-            t.events,
-        );
-        write_header(
-            out,
-            "sip_non_requests_total",
-            "counter",
-            "Messages that were not SIP requests, by kind.",
-        );
-        for (kind, value) in [
-            ("empty", t.non_requests_empty),
-            ("keepalive", t.non_requests_keepalive),
-            ("response", t.non_requests_response),
-            ("garbage", t.non_requests_garbage),
-        ] {
-            write_sample(
-                out,
-                "sip_non_requests_total",
-                &format!("kind=\"{kind}\""),
-                value,
-            );
+        let totals = self.totals();
+        let mut family = "";
+        for (name, labels, help, value) in totals.samples() {
+            if name != family {
+                write_header(out, name, "counter", help);
+                family = name;
+            }
+            write_sample(out, name, labels, value);
         }
-        write_counter(
-            out,
-            "sip_messages_oversize_total",
-            "Stream messages over the size limit (connection closed).",
-            t.messages_oversize,
-        );
-        write_counter(
-            out,
-            "events_dropped_total",
-            "Events dropped because the writer channel was full.",
-            t.events_dropped,
-        );
-        write_counter(
-            out,
-            "sip_replies_total",
-            "Replies sent in responsive mode.",
-            t.replies_sent,
-        );
-        write_counter(
-            out,
-            "sip_replies_rate_limited_total",
-            "Replies withheld by the per-source rate limit.",
-            t.replies_rate_limited,
-        );
-        write_counter(
-            out,
-            "sip_replies_skipped_total",
-            "Replies not sent: no reply due, unsafe source or send error.",
-            t.replies_skipped,
-        );
         write_gauge(
             out,
             "connections_open",
             "Open TCP/TLS connections.",
-            t.connections_open(),
-        );
-        write_counter(
-            out,
-            "connections_accepted_total",
-            "TCP/TLS connections accepted.",
-            t.connections_accepted,
-        );
-        write_counter(
-            out,
-            "connections_refused_limit_total",
-            "TCP/TLS connections closed at once by a connection cap.",
-            t.connections_refused_limit,
-        );
-        write_counter(
-            out,
-            "connections_idle_timeouts_total",
-            "TCP/TLS connections closed by the idle timeout.",
-            t.connections_idle_timeouts,
-        );
-        write_counter(
-            out,
-            "tls_handshake_failures_total",
-            "TLS handshakes that failed or timed out.",
-            t.tls_handshake_failures,
-        );
-        write_counter(
-            out,
-            "sip_receive_errors_total",
-            "Socket receive or accept errors.",
-            t.receive_errors,
+            totals.connections_open(),
         );
     }
 }
@@ -240,6 +159,14 @@ mod tests {
         assert!(out.contains("sentrypeer_events_total 5\n"));
         assert!(out.contains("sentrypeer_sip_non_requests_total{kind=\"response\"} 1\n"));
         assert!(out.contains("sentrypeer_connections_open 1\n"));
+        // A labelled family has one header; every counter is rendered.
+        assert_eq!(
+            out.matches("# TYPE sentrypeer_sip_non_requests_total")
+                .count(),
+            1
+        );
+        assert_eq!(out.matches("sentrypeer_sip_io_errors_total{").count(), 2);
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 22 + 1);
         assert_eq!(align_of::<ShardMetrics>(), 128);
     }
 }

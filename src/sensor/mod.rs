@@ -1,36 +1,45 @@
 //! The data plane: per-core shards that move bytes between the kernel and `sip`, build events and
 //! `try_send` them to the writer.
 //!
-//! [`start`] binds every socket on the calling thread (so a bind failure stops start-up with one
-//! line), picks the engine, then runs one pinned shard thread per core. Each shard owns one UDP
-//! socket and one TCP listener per listen address plus one TLS listener, all bound with
-//! SO_REUSEPORT so the kernel spreads flows across shards. Files:
+//! [`start`] binds every socket on the calling thread (so a bind failure, or a socket whose local
+//! address cannot be read, stops start-up with one line), picks the engine, then runs one pinned
+//! shard thread per core. Each shard owns one UDP socket and one TCP listener per listen address
+//! plus one TLS listener, all bound with SO_REUSEPORT so the kernel spreads flows across shards.
+//! Files:
 //! - `socket.rs`: socket2 sockets (SO_REUSEPORT, SO_RCVBUF, IP_PKTINFO);
 //! - `udp_batch.rs`: `recvmmsg` with destination addresses, `sendmsg` from a chosen source;
-//! - `shard.rs`: what a shard does with a message (scan, event, try_send, reply), stream
-//!   sessions (framing) and the connection caps;
+//! - `shard.rs`: what a shard does with a message (scan, event, try_send, reply);
+//! - `udp_driver.rs`, `stream_driver.rs`, `io_error.rs`: the pure drivers (sans-I/O, time passed
+//!   in): the UDP loop policy (gather pause, yield, drain on stop), a connection's framing and
+//!   deadlines, the connection caps, and the one socket error policy;
+//! - `shell.rs`: the shard's tasks, written once over an engine (`shell::Engine`); `uring.rs`
+//!   (glommio, io_uring) and `portable.rs` (a current-thread tokio runtime) are the two thin
+//!   engines; `probe.rs` decides whether io_uring is usable;
 //! - `reply_limiter.rs`: the per-source reply token bucket (pure);
-//! - `uring.rs` (glommio, io_uring) and `portable.rs` (a current-thread tokio runtime per shard):
-//!   the two engines, same shape; `probe.rs` decides whether io_uring is usable;
 //! - `tls.rs`: rustls configuration, self-signed certificate generation;
 //! - `metrics.rs`: per-shard counters, summed when rendered.
 //!
 //! Never: blocks, parses SIP itself, spawns or queues without a bound, replies to an unsanitized
 //! source.
 //!
-//! Limits: `RECV_BATCH_DATAGRAMS`, `UDP_DATAGRAM_BYTES_MAX`, `SIP_MESSAGE_BYTES_MAX`,
-//! `SHARD_BATCH_BEFORE_YIELD`, `REPLY_BYTES_MAX`, `REPLY_LIMITER_SOURCES_MAX`,
-//! `DEBUG_LINES_PER_SECOND_MAX`, and the connection caps and timeouts of [`SensorConfig`], in
-//! [`crate::config::limits`].
+//! Limits: `RECV_BATCH_DATAGRAMS`, `UDP_RECEIVE_GATHER`, `UDP_DATAGRAM_BYTES_MAX`,
+//! `SIP_MESSAGE_BYTES_MAX`, `SHARD_BATCH_BEFORE_YIELD`, `STOP_DRAIN_BATCHES_MAX`,
+//! `STOP_POLL_INTERVAL`, `STREAM_READ_BYTES`, `IO_ERROR_RETRY_PAUSE`, `REPLY_BYTES_MAX`,
+//! `REPLY_LIMITER_SOURCES_MAX`, `DEBUG_LINES_PER_SECOND_MAX`, and the connection caps and timeouts
+//! of [`SensorConfig`], in [`crate::config::limits`].
 
+mod io_error;
 pub mod metrics;
 mod portable;
 mod probe;
 pub(crate) mod reply_limiter;
 mod shard;
+mod shell;
 mod socket;
+mod stream_driver;
 mod tls;
 pub mod udp_batch;
+mod udp_driver;
 mod uring;
 
 use std::io;
@@ -45,21 +54,9 @@ use uuid::Uuid;
 
 pub use self::metrics::{SensorMetrics, SensorTotals, ShardMetrics};
 use self::shard::ShardSettings;
+use crate::config::limits::PORT_ZERO_BIND_ATTEMPTS;
 use crate::config::{EngineChoice, SensorConfig};
-use crate::event::Event;
-
-/// How often an idle shard looks at the stop flag.
-const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Datagram batches a stopping shard still drains per socket at most.
-const STOP_DRAIN_BATCHES_MAX: usize = 4_096;
-
-/// Bytes read from a TCP/TLS connection at once.
-const STREAM_READ_BYTES: usize = 16 * 1024;
-
-/// How many times binding a port-0 address is retried when the port the kernel picked for UDP is
-/// taken for TCP (or on another shard).
-const PORT_ZERO_BIND_ATTEMPTS: usize = 8;
+use crate::event::{Event, Transport};
 
 /// Which engine runs the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +78,15 @@ pub enum SensorError {
     },
     #[error("TLS certificate: {0}")]
     Tls(String),
+    #[error(
+        "cannot read the local address of a {transport} socket of shard {index}: {}",
+        os_message(error)
+    )]
+    LocalAddress {
+        transport: &'static str,
+        index: usize,
+        error: io::Error,
+    },
     #[error("cannot start sensor shard {index}: {reason}")]
     Shard { index: usize, reason: String },
     #[error("invalid sensor setting: {0}")]
@@ -96,11 +102,38 @@ fn os_message(error: &io::Error) -> String {
     }
 }
 
+/// A bound socket and the address it is bound to (read once, at start-up).
+struct BoundSocket {
+    socket: socket2::Socket,
+    local: SocketAddr,
+}
+
 /// The sockets one shard serves.
+#[derive(Default)]
 struct ShardSockets {
-    udp: Vec<socket2::Socket>,
-    tcp: Vec<socket2::Socket>,
-    tls: Option<socket2::Socket>,
+    udp: Vec<BoundSocket>,
+    /// TCP listeners, then the TLS one.
+    listeners: Vec<(BoundSocket, Transport)>,
+}
+
+/// Pairs each shard's socket with its local address; a socket whose address cannot be read
+/// fails start-up (it could not be served).
+fn bound_sockets(
+    sockets: Vec<socket2::Socket>,
+    transport: &'static str,
+) -> Result<Vec<BoundSocket>, SensorError> {
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(index, socket)| match socket::local_address(&socket) {
+            Ok(local) => Ok(BoundSocket { socket, local }),
+            Err(error) => Err(SensorError::LocalAddress {
+                transport,
+                index,
+                error,
+            }),
+        })
+        .collect()
 }
 
 /// Settings the engines need besides [`ShardSettings`].
@@ -189,15 +222,13 @@ fn bind_listen_address(
     for _ in 0..attempts {
         match bind_listen_address_once(address, shards.len(), receive_buffer_bytes) {
             Ok((udp, tcp)) => {
-                let (udp_address, tcp_address) = (
-                    socket::local_address(&udp[0]).map_err(bind_error("UDP", address))?,
-                    socket::local_address(&tcp[0]).map_err(bind_error("TCP", address))?,
-                );
+                let (udp, tcp) = (bound_sockets(udp, "UDP")?, bound_sockets(tcp, "TCP")?);
+                let addresses = (udp[0].local, tcp[0].local);
                 for ((shard, u), t) in shards.iter_mut().zip(udp).zip(tcp) {
                     shard.udp.push(u);
-                    shard.tcp.push(t);
+                    shard.listeners.push((t, Transport::Tcp));
                 }
-                return Ok((udp_address, tcp_address));
+                return Ok(addresses);
             }
             Err(error) => last_error = Some(error),
         }
@@ -234,8 +265,8 @@ fn bind_tls(address: SocketAddr, shards: &mut [ShardSockets]) -> Result<SocketAd
     for _ in 1..shards.len() {
         sockets.push(socket::bind_tcp(actual).map_err(bind_error("TLS", actual))?);
     }
-    for (shard, s) in shards.iter_mut().zip(sockets) {
-        shard.tls = Some(s);
+    for (shard, bound) in shards.iter_mut().zip(bound_sockets(sockets, "TLS")?) {
+        shard.listeners.push((bound, Transport::Tls));
     }
     Ok(actual)
 }
@@ -260,6 +291,36 @@ fn choose_engine(config: &SensorConfig) -> (EngineKind, Option<String>) {
     }
 }
 
+/// Every shard's sockets and the addresses they are bound to.
+struct Bound {
+    shards: Vec<ShardSockets>,
+    udp_addrs: Vec<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+}
+
+/// Binds every listen address (and the TLS one, when TLS is configured) on `shard_count` shards.
+fn bind_all(config: &SensorConfig, shard_count: usize, tls: bool) -> Result<Bound, SensorError> {
+    let mut bound = Bound {
+        shards: (0..shard_count).map(|_| ShardSockets::default()).collect(),
+        udp_addrs: Vec::new(),
+        tcp_addrs: Vec::new(),
+        tls_addr: None,
+    };
+    if shard_count == 0 {
+        return Ok(bound);
+    }
+    for address in &config.listen {
+        let (udp, tcp) = bind_listen_address(*address, &mut bound.shards, config.udp_rcvbuf_bytes)?;
+        bound.udp_addrs.push(udp);
+        bound.tcp_addrs.push(tcp);
+    }
+    if let (Some(address), true) = (config.tls_listen, tls) {
+        bound.tls_addr = Some(bind_tls(address, &mut bound.shards)?);
+    }
+    Ok(bound)
+}
+
 /// Binds every socket, starts one shard thread per core and returns once all are running.
 pub fn start(
     config: &SensorConfig,
@@ -278,24 +339,7 @@ pub fn start(
         Some(_) if config.enabled => Some(tls::server_config(&config.tls_cert, &config.tls_key)?),
         _ => None,
     };
-    let mut shards: Vec<ShardSockets> = (0..shard_count)
-        .map(|_| ShardSockets {
-            udp: Vec::new(),
-            tcp: Vec::new(),
-            tls: None,
-        })
-        .collect();
-    let (mut udp_addrs, mut tcp_addrs, mut tls_addr) = (Vec::new(), Vec::new(), None);
-    if shard_count > 0 {
-        for address in &config.listen {
-            let (udp, tcp) = bind_listen_address(*address, &mut shards, config.udp_rcvbuf_bytes)?;
-            udp_addrs.push(udp);
-            tcp_addrs.push(tcp);
-        }
-        if let (Some(address), Some(_)) = (config.tls_listen, &tls) {
-            tls_addr = Some(bind_tls(address, &mut shards)?);
-        }
-    }
+    let bound = bind_all(config, shard_count, tls.is_some())?;
     let settings = ShardSettings {
         node_id,
         responsive: config.responsive,
@@ -314,6 +358,29 @@ pub fn start(
         tls,
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let threads = start_shards(engine, bound.shards, &settings, &stream, &stop)?;
+    Ok(Sensor {
+        engine,
+        fallback_reason,
+        udp_addrs: bound.udp_addrs,
+        tcp_addrs: bound.tcp_addrs,
+        tls_addr: bound.tls_addr,
+        metrics,
+        stop,
+        threads,
+    })
+}
+
+/// Spawns one pinned thread per shard on `engine` and waits until every shard reports ready;
+/// on any failure stops those started and returns the first failure.
+fn start_shards(
+    engine: EngineKind,
+    shards: Vec<ShardSockets>,
+    settings: &ShardSettings,
+    stream: &StreamSettings,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<JoinHandle<()>>, SensorError> {
+    let shard_count = shards.len();
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(shard_count);
     let (ready_sender, ready) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -325,17 +392,13 @@ pub fn start(
             sockets,
             settings: settings.clone(),
             stream: stream.clone(),
-            stop: Arc::clone(&stop),
+            stop: Arc::clone(stop),
             ready: ready_sender.clone(),
         };
-        let spawned = match engine {
-            EngineKind::IoUring => uring::spawn(shard),
-            EngineKind::Portable => portable::spawn(shard),
-        };
-        match spawned {
+        match spawn_shard(engine, shard) {
             Ok(thread) => threads.push(thread),
             Err(reason) => {
-                stop_threads(&stop, threads);
+                stop_threads(stop, threads);
                 return Err(SensorError::Shard { index, reason });
             }
         }
@@ -346,20 +409,28 @@ pub fn start(
             .recv()
             .unwrap_or_else(|_| Err("shard thread ended".to_owned()));
         if let Err(reason) = outcome {
-            stop_threads(&stop, threads);
+            stop_threads(stop, threads);
             return Err(SensorError::Shard { index, reason });
         }
     }
-    Ok(Sensor {
-        engine,
-        fallback_reason,
-        udp_addrs,
-        tcp_addrs,
-        tls_addr,
-        metrics,
-        stop,
-        threads,
-    })
+    Ok(threads)
+}
+
+/// Starts one shard's thread, pinned to its core, running `engine`.
+fn spawn_shard(engine: EngineKind, shard: ShardStart) -> Result<JoinHandle<()>, String> {
+    let (name, run): (_, fn(ShardStart)) = match engine {
+        EngineKind::IoUring => ("uring", uring::run_thread),
+        EngineKind::Portable => ("portable", portable::run_thread),
+    };
+    std::thread::Builder::new()
+        .name(format!("sensor-{name}-{}", shard.index))
+        .spawn(move || {
+            if let Some(core) = shard.core {
+                core_affinity::set_for_current(core);
+            }
+            run(shard);
+        })
+        .map_err(|e| e.to_string())
 }
 
 fn stop_threads(stop: &AtomicBool, threads: Vec<JoinHandle<()>>) {
@@ -378,4 +449,24 @@ struct ShardStart {
     stream: StreamSettings,
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_without_an_ip_address_fails_start_up_in_one_line() {
+        let udp = socket::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).unwrap();
+        let unix = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::DGRAM, None).unwrap();
+        let error = bound_sockets(vec![udp, unix], "UDP").err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "cannot read the local address of a UDP socket of shard 1: not an IP socket"
+        );
+        let udp = socket::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).unwrap();
+        let bound = bound_sockets(vec![udp], "UDP").unwrap();
+        assert_eq!(bound[0].local.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
+        assert_ne!(bound[0].local.port(), 0);
+    }
 }

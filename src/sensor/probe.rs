@@ -5,9 +5,7 @@
 
 use std::io;
 
-/// Bytes of locked memory a glommio executor may pin (its default `io_memory` of 10 MiB plus the
-/// rings); the soft RLIMIT_MEMLOCK is raised toward the hard limit when below this per shard.
-const GLOMMIO_MEMLOCK_BYTES_PER_SHARD: u64 = 12 << 20;
+use crate::config::limits::GLOMMIO_MEMLOCK_BYTES_PER_SHARD;
 
 /// Raises RLIMIT_MEMLOCK's soft limit toward its hard limit when it is below what `shards`
 /// glommio executors need. Returns the soft limit now in force.

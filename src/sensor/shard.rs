@@ -5,26 +5,25 @@
 //! Never: blocks (a full channel drops and counts), allocates per reply, replies to ACK, a
 //! response, garbage, a rate-limited source or an unsafe source address.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
 use uuid::Uuid;
 
+use super::io_error::{IoErrorClass, IoErrorLog, IoOp, classify};
 use super::metrics::{SensorMetrics, ShardMetrics};
 use super::reply_limiter::{ReplyLimiter, ReplyVerdict};
 use super::udp_batch::{RecvBatch, send_from};
 use crate::config::limits::{
     DEBUG_LINES_PER_SECOND_MAX, EVENT_FIELD_BYTES_MAX, IO_ERROR_LOG_INTERVAL, REPLY_BYTES_MAX,
-    REPLY_LIMITER_SOURCES_MAX, SIP_MESSAGE_BYTES_MAX,
+    REPLY_LIMITER_SOURCES_MAX,
 };
 use crate::event::{CollectedMethod, Event, EventParts, Transport, timestamp};
-use crate::sip::{self, Framer};
+use crate::sip;
 
 /// What every shard is given at start.
 #[derive(Clone)]
@@ -37,6 +36,14 @@ pub(crate) struct ShardSettings {
     pub(crate) server_header: Arc<[u8]>,
     pub(crate) reply_rate_per_second: u32,
     pub(crate) reply_burst: u32,
+}
+
+/// Where a message came from and went to, and when.
+struct Route {
+    transport: Transport,
+    source: SocketAddr,
+    destination: SocketAddr,
+    timestamp_ns: u64,
 }
 
 /// One shard's message handling state.
@@ -52,7 +59,7 @@ pub(crate) struct ShardCore {
     epoch: Instant,
     debug_window_s: u64,
     debug_lines_count: u32,
-    io_error_logged: Option<Instant>,
+    io_error_log: IoErrorLog,
 }
 
 /// A reply source must be a real unicast host: never port 0, unspecified, broadcast or multicast.
@@ -85,7 +92,7 @@ impl ShardCore {
             epoch: Instant::now(),
             debug_window_s: 0,
             debug_lines_count: 0,
-            io_error_logged: None,
+            io_error_log: IoErrorLog::default(),
         }
     }
 
@@ -103,8 +110,7 @@ impl ShardCore {
         destination: SocketAddr,
         timestamp_ns: u64,
     ) -> Option<&[u8]> {
-        let metrics = self.settings.metrics.shard(self.index);
-        metrics.bytes_received.add(message.len() as u64);
+        self.metrics().bytes_received.add(message.len() as u64);
         let request = match sip::scan(message) {
             Ok(request) => request,
             Err(kind) => {
@@ -112,24 +118,40 @@ impl ShardCore {
                 return None;
             }
         };
+        let route = Route {
+            transport,
+            source,
+            destination,
+            timestamp_ns,
+        };
+        self.send_event(&request, message, &route);
+        if !self.settings.responsive {
+            return None;
+        }
+        self.build_reply(&request, source)
+    }
+
+    /// Builds the event of a request and `try_send`s it (a full channel drops and counts).
+    fn send_event(&mut self, request: &sip::Request<'_>, message: &[u8], route: &Route) {
         let collected_method = if self.settings.responsive {
             CollectedMethod::Responsive
         } else {
             CollectedMethod::Passive
         };
         let event = Event::new(&EventParts {
-            timestamp_ns,
+            timestamp_ns: route.timestamp_ns,
             uuid: Uuid::new_v4(),
             node_id: self.settings.node_id,
-            transport,
+            transport: route.transport,
             collected_method,
-            source,
-            destination,
+            source: route.source,
+            destination: route.destination,
             method: request.method,
             called_number: request.called_number(&mut self.scratch_called),
             user_agent: request.user_agent_value(&mut self.scratch_agent),
             message,
         });
+        let metrics = self.settings.metrics.shard(self.index);
         metrics.events.inc();
         match self.settings.events.try_send(event) {
             Ok(()) => {}
@@ -137,39 +159,44 @@ impl ShardCore {
                 metrics.events_dropped.inc();
             }
         }
-        if !self.settings.responsive {
-            return None;
-        }
-        if !reply_source_is_safe(source) {
-            metrics.replies_skipped.inc();
-            return None;
-        }
-        if request.method == b"ACK" {
-            metrics.replies_skipped.inc();
+    }
+
+    /// The reply to a request from `source` in responsive mode, unless the source is unsafe, the
+    /// request is an ACK, the source is rate-limited or no reply can be built.
+    fn build_reply(&mut self, request: &sip::Request<'_>, source: SocketAddr) -> Option<&[u8]> {
+        if !reply_source_is_safe(source) || request.method == b"ACK" {
+            self.metrics().replies_skipped.inc();
             return None;
         }
         let now_ns = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if self
-            .limiter
-            .handle_request(crate::event::display_ip(source), now_ns)
-            == ReplyVerdict::Drop
-        {
-            metrics.replies_rate_limited.inc();
+        let ip = crate::event::display_ip(source);
+        if self.limiter.handle_request(ip, now_ns) == ReplyVerdict::Drop {
+            self.metrics().replies_rate_limited.inc();
             return None;
         }
+        let tag = self.next_tag();
+        self.reply.clear();
+        let server = &self.settings.server_header;
+        let Some(reply) = sip::build_reply(request, server, &tag, &mut self.reply) else {
+            self.settings
+                .metrics
+                .shard(self.index)
+                .replies_skipped
+                .inc();
+            return None;
+        };
+        self.reply.get(..reply.len)
+    }
+
+    /// A fresh To tag: 16 hex digits, unique per shard and process.
+    fn next_tag(&mut self) -> [u8; 16] {
         self.tag_count += 1;
         let tag_value = self.tag_seed ^ self.tag_count.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut tag = [0u8; 16];
         for (i, byte) in tag.iter_mut().enumerate() {
             *byte = b"0123456789abcdef"[((tag_value >> (60 - 4 * i)) & 0xF) as usize];
         }
-        self.reply.clear();
-        let server = &self.settings.server_header;
-        let Some(reply) = sip::build_reply(&request, server, &tag, &mut self.reply) else {
-            metrics.replies_skipped.inc();
-            return None;
-        };
-        self.reply.get(..reply.len)
+        tag
     }
 
     fn handle_non_request(
@@ -208,16 +235,36 @@ impl ShardCore {
         self.debug_lines_count <= DEBUG_LINES_PER_SECOND_MAX
     }
 
-    /// Counts a recoverable socket error and logs it at most once per `IO_ERROR_LOG_INTERVAL`.
-    pub(crate) fn handle_io_error(&mut self, what: &str, error: &std::io::Error) {
-        self.metrics().receive_errors.inc();
-        let due = self
-            .io_error_logged
-            .is_none_or(|at| at.elapsed() >= IO_ERROR_LOG_INTERVAL);
-        if due {
-            self.io_error_logged = Some(Instant::now());
-            eprintln!("sentrypeer: shard {}: {what}: {error}", self.index);
+    /// Counts a socket error met doing `op` on the socket bound to `local` in its class, logs it
+    /// when its class's line is due (`io_error.rs`) and returns the class.
+    pub(crate) fn handle_io_error(
+        &mut self,
+        op: IoOp,
+        local: SocketAddr,
+        error: &io::Error,
+        now: Instant,
+    ) -> IoErrorClass {
+        let class = classify(op, error);
+        let metrics = self.metrics();
+        let consequence = match class {
+            IoErrorClass::Transient => {
+                metrics.io_errors_transient.inc();
+                "transient: counted, the socket is still served"
+            }
+            IoErrorClass::Fatal => {
+                metrics.io_errors_fatal.inc();
+                "fatal: this socket is no longer served"
+            }
+        };
+        if self.io_error_log.handle_error(class, now) {
+            eprintln!(
+                "sentrypeer: shard {}: {op} on {local}: {error} ({consequence}; more such errors \
+                 within {} s are only counted)",
+                self.index,
+                IO_ERROR_LOG_INTERVAL.as_secs()
+            );
         }
+        class
     }
 }
 
@@ -261,191 +308,40 @@ pub(crate) fn handle_datagrams(
                 Ok(_) => metrics.replies_sent.inc(),
                 Err(error) => {
                     metrics.replies_skipped.inc();
-                    core.handle_io_error("UDP reply", &error);
+                    core.handle_io_error(IoOp::UdpReply, local, &error, Instant::now());
                 }
             }
         }
     }
 }
 
-/// Why a stream connection must close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StreamClose {
-    /// A message over `SIP_MESSAGE_BYTES_MAX` (counted as oversize).
-    Oversize,
-}
-
-/// One TCP/TLS connection's framing state and pending replies.
-pub(crate) struct StreamSession {
-    framer: Framer,
-    transport: Transport,
-    source: SocketAddr,
-    destination: SocketAddr,
-    replies: Vec<u8>,
-    keepalives_count: u64,
-}
-
-impl StreamSession {
-    pub(crate) fn new(transport: Transport, source: SocketAddr, destination: SocketAddr) -> Self {
-        Self {
-            framer: Framer::new(SIP_MESSAGE_BYTES_MAX),
-            transport,
-            source,
-            destination,
-            replies: Vec::new(),
-            keepalives_count: 0,
-        }
-    }
-
-    /// Feeds received bytes and handles every complete message. Returns how many messages were
-    /// complete; replies due are appended to [`replies`](Self::replies).
-    pub(crate) fn handle_bytes(
-        &mut self,
-        core: &mut ShardCore,
-        bytes: &[u8],
-    ) -> Result<usize, StreamClose> {
-        let oversize = |core: &ShardCore| {
-            core.metrics().messages_oversize.inc();
-            StreamClose::Oversize
-        };
-        if self.framer.handle_bytes(bytes).is_err() {
-            return Err(oversize(core));
-        }
-        let mut messages_count = 0;
-        let timestamp_ns = timestamp::now_ns();
-        loop {
-            let keepalives_count = self.framer.keepalives();
-            if keepalives_count > self.keepalives_count {
-                core.metrics()
-                    .non_requests_keepalive
-                    .add(keepalives_count - self.keepalives_count);
-                self.keepalives_count = keepalives_count;
-            }
-            match self.framer.poll_message() {
-                Ok(Some(message)) => {
-                    messages_count += 1;
-                    let (transport, source, destination) =
-                        (self.transport, self.source, self.destination);
-                    if let Some(reply) =
-                        core.handle_message(message, transport, source, destination, timestamp_ns)
-                    {
-                        self.replies.extend_from_slice(reply);
-                        core.metrics().replies_sent.inc();
-                    }
-                }
-                Ok(None) => {
-                    let keepalives_count = self.framer.keepalives();
-                    let new_count = keepalives_count.saturating_sub(self.keepalives_count);
-                    core.metrics().non_requests_keepalive.add(new_count);
-                    self.keepalives_count = keepalives_count;
-                    return Ok(messages_count);
-                }
-                Err(_) => return Err(oversize(core)),
-            }
-        }
-    }
-
-    /// Replies waiting to be written.
-    pub(crate) fn replies(&self) -> &[u8] {
-        &self.replies
-    }
-
-    pub(crate) fn clear_replies(&mut self) {
-        self.replies.clear();
-    }
-}
-
-/// Open connections of one shard, per source IP and in total. A permit is taken before the
-/// connection's task is spawned and given back when the permit is dropped.
-pub(crate) struct ConnectionTable {
-    per_ip_max: usize,
-    per_shard_max: usize,
-    open_count: Cell<usize>,
-    per_ip: RefCell<HashMap<IpAddr, usize>>,
-    metrics: Arc<SensorMetrics>,
-    index: usize,
-}
-
-/// One open connection's place in its [`ConnectionTable`].
-pub(crate) struct ConnectionPermit {
-    table: Rc<ConnectionTable>,
-    ip: IpAddr,
-}
-
-impl ConnectionTable {
-    pub(crate) fn new(
-        per_ip_max: usize,
-        per_shard_max: usize,
-        metrics: Arc<SensorMetrics>,
-        index: usize,
-    ) -> Rc<Self> {
-        Rc::new(Self {
-            per_ip_max,
-            per_shard_max,
-            open_count: Cell::new(0),
-            per_ip: RefCell::new(HashMap::new()),
-            metrics,
-            index,
-        })
-    }
-
-    /// A permit for a new connection from `ip`, or `None` (counted) when a cap is reached.
-    pub(crate) fn try_open(self: &Rc<Self>, ip: IpAddr) -> Option<ConnectionPermit> {
-        let metrics = self.metrics.shard(self.index);
-        let mut per_ip = self.per_ip.borrow_mut();
-        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
-        if self.open_count.get() >= self.per_shard_max || from_ip >= self.per_ip_max {
-            metrics.connections_refused_limit.inc();
-            return None;
-        }
-        per_ip.insert(ip, from_ip + 1);
-        self.open_count.set(self.open_count.get() + 1);
-        metrics.connections_accepted.inc();
-        Some(ConnectionPermit {
-            table: Rc::clone(self),
-            ip,
-        })
-    }
-}
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        let table = &self.table;
-        let mut per_ip = table.per_ip.borrow_mut();
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-        table
-            .open_count
-            .set(table.open_count.get().saturating_sub(1));
-        table.metrics.shard(table.index).connections_closed.inc();
-    }
+/// A shard core for unit tests: shard 0 of one, its event receiver and its metrics.
+#[cfg(test)]
+pub(crate) fn test_core(
+    responsive: bool,
+) -> (
+    ShardCore,
+    crossbeam_channel::Receiver<Event>,
+    Arc<SensorMetrics>,
+) {
+    let (events, receiver) = crossbeam_channel::bounded(64);
+    let metrics = Arc::new(SensorMetrics::new(1));
+    let settings = ShardSettings {
+        node_id: Uuid::new_v4(),
+        responsive,
+        events,
+        metrics: Arc::clone(&metrics),
+        debug: false,
+        server_header: Arc::from(&b"test"[..]),
+        reply_rate_per_second: 100,
+        reply_burst: 100,
+    };
+    (ShardCore::new(settings, 0), receiver, metrics)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connection_table_caps_at_limit_and_over() {
-        let metrics = Arc::new(SensorMetrics::new(1));
-        let table = ConnectionTable::new(2, 3, Arc::clone(&metrics), 0);
-        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
-        let first = table.try_open(a).unwrap();
-        let _second = table.try_open(a).unwrap();
-        assert!(table.try_open(a).is_none(), "per-IP limit + 1");
-        let _third = table.try_open(b).unwrap();
-        assert!(table.try_open(b).is_none(), "per-shard limit + 1");
-        drop(first);
-        assert!(table.try_open(a).is_some());
-        let totals = metrics.totals();
-        assert_eq!(totals.connections_refused_limit, 2);
-        assert_eq!(totals.connections_accepted, 4);
-        assert_eq!(totals.connections_open(), 2);
-    }
 
     #[test]
     fn reply_source_safety() {

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Listen backlog of each TCP/TLS listener.
-const LISTEN_BACKLOG: i32 = 1024;
+use crate::config::limits::LISTEN_BACKLOG;
 
 fn new_socket(address: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(address), kind, Some(protocol))?;

@@ -5,6 +5,9 @@
 #[macro_use]
 mod engine;
 
+/// The shard driver on real sockets: gather pause, drain on stop (both engines).
+mod shard_driver;
+
 /// The sensor over UDP: fields, destination addresses, replies, rate limit, silent mode.
 mod udp;
 

@@ -1,0 +1,99 @@
+//! The shard driver's UDP policy on real loopback sockets, on both engines: the gather pause
+//! keeps receive calls well below one per datagram in a paced stream, and a stop right after a
+//! burst still turns every datagram the kernel accepted into an event.
+
+use std::time::{Duration, Instant};
+
+use sentrypeer::metrics::Render;
+
+use crate::engine::{Engine, options, start, udp_client};
+
+/// Datagrams in the paced stream, and the gap between two of them: 400 x 150 us = 60 ms, about
+/// 7 datagrams per 1 ms gather pause.
+const PACED_DATAGRAMS: u64 = 400;
+const PACED_GAP: Duration = Duration::from_micros(150);
+
+/// Datagrams in the burst before a stop: below what the 8 MiB receive buffer holds (about 6,000
+/// of these 420-byte requests on loopback); any the kernel drops anyway are read from
+/// /proc/net/udp and accounted for.
+const BURST_DATAGRAMS: u64 = 5_000;
+
+fn shard_driver_gather_pause_batches_a_paced_stream(engine: Engine) {
+    let harness = start(engine, |_| {});
+    let client = udp_client("127.0.0.1:0");
+    let message = options("paced");
+    let calls_before = harness.totals().udp_receive_calls;
+    let started = Instant::now();
+    for index in 0..PACED_DATAGRAMS {
+        // Pacing (not a wait for a condition): spin until this datagram's send time.
+        let due = started + PACED_GAP * u32::try_from(index).unwrap();
+        while Instant::now() < due {
+            std::thread::yield_now();
+        }
+        client.send_to(message.as_bytes(), harness.udp()).unwrap();
+    }
+    harness.wait_totals("every paced datagram", |t| {
+        t.datagrams_received == PACED_DATAGRAMS
+    });
+    let calls = harness.totals().udp_receive_calls - calls_before;
+    // With the pause: about one call per 1 ms of stream. Without it: one call that takes each
+    // datagram and one that finds the queue empty, about 2 per datagram.
+    assert!(
+        calls * 2 < PACED_DATAGRAMS,
+        "{calls} receive calls for {PACED_DATAGRAMS} paced datagrams (gather pause missing?)"
+    );
+    let mut text = String::new();
+    harness.sensor().metrics().render(&mut text);
+    let line = format!(
+        "sentrypeer_sip_udp_receive_calls_total {}\n",
+        calls + calls_before
+    );
+    assert!(text.contains(&line), "{text}");
+}
+
+/// Datagrams the kernel dropped at the UDP sockets bound to `port` (the last column of
+/// /proc/net/udp, summed over the shards' sockets).
+fn kernel_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let port_hex = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let local = columns.get(1)?;
+            local
+                .ends_with(&port_hex)
+                .then(|| columns.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+fn shard_driver_stop_right_after_a_burst_keeps_every_datagram(engine: Engine) {
+    let mut harness = start(engine, |_| {});
+    let target = harness.udp();
+    let client = udp_client("127.0.0.1:0");
+    for index in 0..BURST_DATAGRAMS {
+        let message = options(&format!("burst-{index}"));
+        client.send_to(message.as_bytes(), target).unwrap();
+    }
+    // Loopback queues (or drops) each datagram within send_to: the count is final now.
+    let dropped = kernel_drops(target.port());
+    let received_before_stop = harness.totals().datagrams_received;
+    harness.sensor.take().unwrap().stop();
+    let events = harness.events.try_iter().count() as u64;
+    eprintln!(
+        "{engine:?}: {BURST_DATAGRAMS} sent, {dropped} dropped by the kernel, \
+         {received_before_stop} received before stop(), {events} events"
+    );
+    assert!(
+        dropped < BURST_DATAGRAMS / 2,
+        "the kernel dropped {dropped}"
+    );
+    assert_eq!(events, BURST_DATAGRAMS - dropped, "datagrams lost at stop");
+}
+
+both_engines!(
+    shard_driver_gather_pause_batches_a_paced_stream,
+    shard_driver_stop_right_after_a_burst_keeps_every_datagram,
+);
