@@ -40,6 +40,9 @@ shard_counters! {
     datagrams_received: "sip_datagrams_received_total", "", "UDP datagrams received.";
     /// `recvmmsg` calls, whatever they returned (datagrams, would-block or an error).
     udp_receive_calls: "sip_udp_receive_calls_total", "", "UDP receive (recvmmsg) calls.";
+    /// `recvmmsg` calls that found the queue empty (would-block).
+    udp_receive_calls_empty: "sip_udp_receive_empty_total", "",
+        "UDP receive calls that found no datagram waiting.";
     bytes_received: "sip_bytes_received_total", "", "SIP bytes received (UDP, TCP, TLS).";
     events: "events_total", "", "SIP requests turned into events.";
     non_requests_empty: "sip_non_requests_total", "kind=\"empty\"",
@@ -166,7 +169,7 @@ mod tests {
             1
         );
         assert_eq!(out.matches("sentrypeer_sip_io_errors_total{").count(), 2);
-        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 22 + 1);
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 23 + 1);
         assert_eq!(align_of::<ShardMetrics>(), 128);
     }
 }

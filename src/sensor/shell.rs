@@ -205,6 +205,7 @@ fn handle_receive_error(
     error: &io::Error,
 ) {
     if error.kind() == io::ErrorKind::WouldBlock {
+        core.metrics().udp_receive_calls_empty.inc();
         driver.handle_would_block();
         return;
     }

@@ -13,16 +13,21 @@ use crate::engine::{Engine, options, start, udp_client};
 const PACED_DATAGRAMS: u64 = 400;
 const PACED_GAP: Duration = Duration::from_micros(150);
 
-/// Datagrams in the burst before a stop: below what the 8 MiB receive buffer holds (about 6,000
-/// of these 420-byte requests on loopback); any the kernel drops anyway are read from
-/// /proc/net/udp and accounted for.
-const BURST_DATAGRAMS: u64 = 5_000;
+/// Datagrams in the burst before a stop: more than a debug-build shard handles in the 50 ms a stop
+/// takes to reach it (so the drain has work), fewer than the 64 MiB receive buffer asked for holds
+/// (about 50,000 of these requests on loopback). Any the kernel drops anyway (a buffer clamped by
+/// `net.core.rmem_max` without CAP_NET_ADMIN) are read from /proc/net/udp and accounted for.
+const BURST_DATAGRAMS: u64 = 20_000;
+const BURST_RCVBUF_BYTES: usize = 64 << 20;
 
 fn shard_driver_gather_pause_batches_a_paced_stream(engine: Engine) {
     let harness = start(engine, |_| {});
     let client = udp_client("127.0.0.1:0");
     let message = options("paced");
-    let calls_before = harness.totals().udp_receive_calls;
+    let (calls_before, empty_before) = {
+        let totals = harness.totals();
+        (totals.udp_receive_calls, totals.udp_receive_calls_empty)
+    };
     let started = Instant::now();
     for index in 0..PACED_DATAGRAMS {
         // Pacing (not a wait for a condition): spin until this datagram's send time.
@@ -36,11 +41,20 @@ fn shard_driver_gather_pause_batches_a_paced_stream(engine: Engine) {
         t.datagrams_received == PACED_DATAGRAMS
     });
     let calls = harness.totals().udp_receive_calls - calls_before;
-    // With the pause: about one call per 1 ms of stream. Without it: one call that takes each
+    let empty = harness.totals().udp_receive_calls_empty - empty_before;
+    eprintln!(
+        "{engine:?}: {calls} receive calls ({empty} empty) for {PACED_DATAGRAMS} paced datagrams"
+    );
+    // With the pause: about one call per 1 ms of stream, and a call finds the queue empty only
+    // when the sender stalls for longer than the pause. Without it: one call that takes each
     // datagram and one that finds the queue empty, about 2 per datagram.
     assert!(
         calls * 2 < PACED_DATAGRAMS,
         "{calls} receive calls for {PACED_DATAGRAMS} paced datagrams (gather pause missing?)"
+    );
+    assert!(
+        empty * 20 < PACED_DATAGRAMS,
+        "{empty} receive calls found the queue empty for {PACED_DATAGRAMS} paced datagrams"
     );
     let mut text = String::new();
     harness.sensor().metrics().render(&mut text);
@@ -70,7 +84,7 @@ fn kernel_drops(port: u16) -> u64 {
 }
 
 fn shard_driver_stop_right_after_a_burst_keeps_every_datagram(engine: Engine) {
-    let mut harness = start(engine, |_| {});
+    let mut harness = start(engine, |c| c.udp_rcvbuf_bytes = BURST_RCVBUF_BYTES);
     let target = harness.udp();
     let client = udp_client("127.0.0.1:0");
     for index in 0..BURST_DATAGRAMS {
