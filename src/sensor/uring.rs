@@ -71,10 +71,8 @@ impl Engine for Uring {
         })
     }
 
-    fn sleep(duration: Duration) -> impl Future<Output = ()> {
-        async move {
-            glommio::timer::sleep(duration).await;
-        }
+    async fn sleep(duration: Duration) {
+        glommio::timer::sleep(duration).await;
     }
 
     fn spawn(task: impl Future<Output = ()> + 'static) {
