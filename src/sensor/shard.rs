@@ -344,6 +344,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn io_errors_counted_per_class() {
+        let (mut core, _events, metrics) = test_core(false);
+        let local = "127.0.0.1:5060".parse().unwrap();
+        let now = Instant::now();
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let broken = io::Error::from_raw_os_error(libc::EBADF);
+        for _ in 0..3 {
+            let class = core.handle_io_error(IoOp::UdpReceive, local, &refused, now);
+            assert_eq!(class, IoErrorClass::Transient);
+        }
+        let class = core.handle_io_error(IoOp::Accept, local, &broken, now);
+        assert_eq!(class, IoErrorClass::Fatal);
+        let totals = metrics.totals();
+        assert_eq!((totals.io_errors_transient, totals.io_errors_fatal), (3, 1));
+    }
+
+    #[test]
     fn reply_source_safety() {
         for unsafe_source in [
             "0.0.0.0:5060",

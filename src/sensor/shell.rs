@@ -124,7 +124,12 @@ pub(super) async fn run_shard<E: Engine>(shard: ShardStart) {
     };
     let started = start_tasks::<E>(sockets, &core, &connections, &task_stop);
     drop(task_stop);
+    let failed = started.is_err();
     let _ = ready.send(started);
+    if failed {
+        // start() stops the other shards; dropping the stop sender ends the tasks started here.
+        return;
+    }
     while !stop.load(Ordering::Acquire) {
         E::sleep(STOP_POLL_INTERVAL).await;
     }
@@ -229,6 +234,7 @@ impl Connections {
             table,
             timeouts: StreamTimeouts {
                 idle: stream.idle_timeout,
+                // A reply has as long to be written as a message has to arrive.
                 write: stream.idle_timeout,
                 handshake: stream.handshake_timeout,
             },
