@@ -1,12 +1,16 @@
-//! The shard driver's UDP policy on real loopback sockets, on both engines: the gather pause
-//! keeps receive calls well below one per datagram in a paced stream, and a stop right after a
-//! burst still turns every datagram the kernel accepted into an event.
+//! The shard driver's policy on real loopback sockets, on both engines: the gather pause keeps
+//! receive calls well below one per datagram in a paced stream, a stop right after a burst still
+//! turns every datagram the kernel accepted into an event, and a stalled reply write is cut at the
+//! write timeout.
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use sentrypeer::config::limits;
 use sentrypeer::metrics::Render;
 
-use crate::engine::{Engine, options, start, udp_client};
+use crate::engine::{DEADLINE, Engine, options, start, udp_client};
 
 /// Datagrams in the paced stream, and the gap between two of them: 400 x 150 us = 60 ms, about
 /// 7 datagrams per 1 ms gather pause.
@@ -107,7 +111,43 @@ fn shard_driver_stop_right_after_a_burst_keeps_every_datagram(engine: Engine) {
     assert_eq!(events, BURST_DATAGRAMS - dropped, "datagrams lost at stop");
 }
 
+/// A client that sends requests in responsive mode but never reads the replies: once the
+/// kernel's buffers are full the reply write stalls, and the connection is closed at the write
+/// timeout (the idle timeout's value) and counted as such, not as idle.
+fn shard_driver_unread_replies_cut_at_write_timeout(engine: Engine) {
+    let harness = start(engine, |c| {
+        c.responsive = true;
+        c.reply_rate_per_second = limits::REPLY_RATE_PER_SECOND_MAX;
+        c.reply_burst = limits::REPLY_BURST_MAX;
+        c.tcp_idle_timeout = Duration::from_secs(1);
+    });
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // A small receive window, so that unread replies back up after a few kilobytes.
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&harness.tcp().into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let request = options("unread");
+    let deadline = Instant::now() + DEADLINE;
+    while harness.totals().connections_write_timeouts == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no write timeout: {:?}",
+            harness.totals()
+        );
+        // Fails (timed out, or reset once the sensor closed) when the buffers are full.
+        let _ = stream.write_all(request.as_bytes());
+    }
+    let totals = harness.totals();
+    assert_eq!(totals.connections_idle_timeouts, 0);
+    assert!(totals.replies_sent > 0);
+    harness.wait_totals("the connection closed", |t| t.connections_open() == 0);
+}
+
 both_engines!(
     shard_driver_gather_pause_batches_a_paced_stream,
     shard_driver_stop_right_after_a_burst_keeps_every_datagram,
+    shard_driver_unread_replies_cut_at_write_timeout,
 );
