@@ -5,8 +5,9 @@ For a sweep of fixed UDP rates and flat out, drive with `sentrypeer-loadgen udp`
   (a) the bare recvmmsg sink (`sentrypeer-loadgen sink`), the loopback limit;
   (b) the release `sentrypeer` binary (-j JSON log, LMDB store, API on), for each engine
       (io_uring default, and -N portable).
-For each step: sent, stored (or received), kernel drops (Udp RcvbufErrors delta in
-/proc/net/snmp), app drops (events_dropped_total from /metrics when the API has it), loss %,
+For each step: sent, stored (or received), kernel drops (the `drops` counter of the receiver's
+own sockets in /proc/net/udp; the machine-wide Udp RcvbufErrors delta of /proc/net/snmp, which
+other processes' floods also raise, beside it as kernel_drops_system), app drops (events_dropped_total from /metrics when the API has it), loss %,
 CPU seconds per 1,000 events (sensor: all of its threads, ns counters of
 /proc/<pid>/task/*/schedstat, per *stored* event = writer_events_committed_total read at the same
 moment, with utime+stime of /proc/<pid>/stat alongside; sink: its own getrusage, per received
@@ -55,6 +56,26 @@ def snmp_udp():
         lines = [line.split() for line in handle if line.startswith("Udp:")]
     names, values = lines[0][1:], lines[1][1:]
     return {name: int(value) for name, value in zip(names, values)}
+
+
+def socket_drops(port):
+    """The kernel's drop counter (`drops`, last column of /proc/net/udp and udp6) summed over the
+    UDP sockets bound to `port`: this receiver's own drops (a full receive buffer), unlike
+    RcvbufErrors of /proc/net/snmp, which counts every socket of the machine. None when no socket
+    is bound to the port (the counter goes with the socket)."""
+    hex_port = f":{port:04X}"
+    total, found = 0, False
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as handle:
+                for line in list(handle)[1:]:
+                    fields = line.split()
+                    if len(fields) > 2 and fields[1].endswith(hex_port):
+                        total += int(fields[-1])
+                        found = True
+        except (OSError, ValueError):
+            pass
+    return total if found else None
 
 
 def proc_cpu_s(pid):
@@ -345,15 +366,18 @@ def sink_step(tools, rate, seconds):
     snmp_before = snmp_udp()
     sink, port = tools.start_sink(["--idle", "1", "--duration", str(seconds + 60)])
     sent = tools.send(port, **step_counts(rate, seconds))
+    # Read while the sink still idles (--idle 1 after the last datagram): its socket's drops.
+    drops = socket_drops(port)
     got = finish_sink(sink, timeout=30)
-    drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+    drops_system = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
     received = got["received"]
     return {
         "rate_requested": rate,
         "sent": sent["sent"],
         "rate_achieved": round(sent["rate_achieved"]),
         "stored": received,
-        "kernel_drops": drops,
+        "kernel_drops": drops if drops is not None else drops_system,
+        "kernel_drops_system": drops_system,
         "app_drops": 0,
         "loss_pct": loss_pct(sent["sent"], received),
         "cpu_s": got["cpu_s"],
@@ -455,7 +479,8 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         snmp_before = snmp_udp()
         sent = tools.send(sensor.sip_port, **step_counts(rate, seconds))
         stored = sensor.wait_stored(sent["sent"])
-        drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+        drops = socket_drops(sensor.sip_port)
+        drops_system = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
         # CPU and the committed count at the same moment: CPU per *stored* event.
         cpu_ticks = proc_cpu_s(sensor.process.pid) - cpu_before
         cpu = proc_cpu_precise_s(sensor.process.pid) - cpu_precise_before
@@ -476,7 +501,8 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         "stored": stored_final,
         "stored_before_exit": stored,
         "committed_at_cpu_reading": committed,
-        "kernel_drops": drops,
+        "kernel_drops": drops if drops is not None else drops_system,
+        "kernel_drops_system": drops_system,
         "app_drops": sensor.app_drops(metrics),
         "loss_pct": loss_pct(sent["sent"], stored_final),
         "cpu_s": round(cpu, 4),
@@ -502,7 +528,9 @@ def sink_drain(tools, count, rcvbuf):
     os.kill(sink.pid, signal.SIGSTOP)
     sent = tools.send(port, count=count)
     time.sleep(0.2)
-    drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+    drops = socket_drops(port)
+    if drops is None:
+        drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
     os.kill(sink.pid, signal.SIGCONT)
     got = finish_sink(sink, timeout=60)
     return {
@@ -524,7 +552,9 @@ def sensor_drain(tools, engine, count, workdir, rcvbuf):
         os.kill(sensor.process.pid, signal.SIGSTOP)
         sent = tools.send(sensor.sip_port, count=count)
         time.sleep(0.2)
-        drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+        drops = socket_drops(sensor.sip_port)
+        if drops is None:
+            drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
         cpu_before = proc_cpu_precise_s(sensor.process.pid)
         started = time.monotonic()
         os.kill(sensor.process.pid, signal.SIGCONT)
@@ -635,7 +665,9 @@ def median_of(values):
     if not numbers:
         return None
     middle = statistics.median(numbers)
-    return round(middle, 5) if isinstance(middle, float) else middle
+    if all(isinstance(value, int) for value in numbers):
+        return round(middle)  # counts stay whole (an even number of sweeps averages two)
+    return round(middle, 5)
 
 
 MEDIAN_STEP_FIELDS = ("sent", "rate_achieved", "stored", "kernel_drops", "app_drops", "loss_pct",
