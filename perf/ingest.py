@@ -699,6 +699,17 @@ def median_steps(sweeps):
     return medians
 
 
+def counted_sweeps(sweeps, steps_per_target):
+    """The sweeps whose targets all ran every step; if there is none, those with any step (a
+    sweep cut short by the budget would pull the median down)."""
+    def complete(sweep):
+        return all(len(target["steps"]) == steps_per_target
+                   for target in sweep["targets"].values())
+    full = [sweep for sweep in sweeps if complete(sweep)]
+    return full or [sweep for sweep in sweeps
+                    if any(target["steps"] for target in sweep["targets"].values())]
+
+
 def median_tree(summaries):
     """The median of every number in a list of same-shaped summaries."""
     first = next((one for one in summaries if one is not None), None)
@@ -743,7 +754,7 @@ def print_table(results):
     print()
     for label, summary in [(f"sweep {sweep['index']}", sweep["summary"])
                            for sweep in results["sweeps"]] + [("MEDIAN", results["summary"])]:
-        print(f"{label}: sink lossless {summary['sink_lossless_rate']}/s")
+        print(f"{label}: sink lossless {summary.get('sink_lossless_rate')}/s")
         for name, value in summary.items():
             if isinstance(value, dict):
                 print(f"  {name}: lossless {value['lossless_rate']}/s = "
@@ -878,9 +889,12 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     results["skipped"] = skipped
     results["median_steps"] = median_steps(results["sweeps"])
-    results["summary"] = median_tree([sweep["summary"] for sweep in results["sweeps"]])
+    counted = counted_sweeps(results["sweeps"], len(rates))
+    results["summary"] = median_tree([sweep["summary"] for sweep in counted]) if counted else {}
     results["summary"]["sweeps"] = len(results["sweeps"])
-    results["summary"]["note"] = "median over the sweeps of each sweep's own summary figure"
+    results["summary"]["sweeps_counted"] = [sweep["index"] for sweep in counted]
+    results["summary"]["note"] = ("median over the counted sweeps (complete ones; if none is "
+                                  "complete, those with any step) of each sweep's own summary")
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     out = args.out or os.path.join(ROOT, "perf", "results",
                                    f"{date.strftime('%Y-%m-%d')}-ingest"
