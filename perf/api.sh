@@ -34,6 +34,7 @@
 # and the EXIT trap stops the sensor, loadgen and the sampler and removes the tempdir. About
 # 1.5 minutes on 2 cores with warm builds (the fill is 15-25 s).
 #
+# Relative paths (--rate-from, --out) are taken from the repository root.
 # Environment (the flags win): EVENTS (1000000), IPS (100000), NUMBERS (100000), INGEST_RATE
 # (50000; 0: no flood), FLOOD_SECONDS (30), WARMUP_SECONDS (2), FLOOD_MIX (options,register),
 # SENSOR_ARGS (extra sentrypeer flags), OUT, NO_BUILD (1: skip cargo build).
@@ -289,7 +290,8 @@ def stats(name):
 def memory():
     """RssAnon / RssFile / VmRSS samples (KiB) over the run and over the timing window."""
     rows = []
-    for line in open(f"{tmp}/memory.txt"):
+    path = f"{tmp}/memory.txt"
+    for line in open(path) if os.path.exists(path) else []:
         parts = line.split()
         if len(parts) == 4:
             rows.append([float(parts[0])] + [int(part) for part in parts[1:]])

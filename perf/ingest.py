@@ -471,8 +471,8 @@ class Sensor:
 def sensor_step(tools, engine, rate, seconds, workdir):
     started = time.monotonic()
     sensor = Sensor(tools, engine, workdir)
+    sampler = MemorySampler(sensor.process.pid)
     try:
-        memory = MemorySampler(sensor.process.pid)
         committed_before = sensor.metrics().get("writer_events_committed_total", 0)
         cpu_before = proc_cpu_s(sensor.process.pid)
         cpu_precise_before = proc_cpu_precise_s(sensor.process.pid)
@@ -486,8 +486,9 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         cpu = proc_cpu_precise_s(sensor.process.pid) - cpu_precise_before
         metrics = sensor.metrics()
         hwm = proc_hwm_kib(sensor.process.pid)
-        memory = memory.stop()
+        memory = sampler.stop()
     finally:
+        sampler.done.set()
         exit_code = sensor.close()
     committed = metrics.get("writer_events_committed_total")
     committed = None if committed is None else int(committed - committed_before)
