@@ -2,8 +2,8 @@
 # API latency under load (performance.md §3): the look-ups and lists of the HTTP API, timed while
 # the sensor ingests a real UDP flood from sentrypeer-loadgen (not an in-process feed).
 #
-#   perf/api.sh [--rate N | --rate-from INGEST_JSON] [--flood-seconds S] [--events N] [--ips N]
-#               [--numbers N] [--no-build] [--out FILE]
+#   perf/api.sh [--rate N | --rate-from INGEST_JSON|latest] [--flood-seconds S] [--events N]
+#               [--ips N] [--numbers N] [--no-build] [--out FILE]
 #
 #  1. `fill_store --fill-only` (examples/fill_store.rs) fills a tempdir store with EVENTS events
 #     from IPS source IPs (every tenth IPv6) and NUMBERS called numbers through the public writer
@@ -17,7 +17,8 @@
 #  3. `sentrypeer-loadgen udp --target 127.0.0.1:PS --rate RATE --duration FLOOD_SECONDS
 #     --sources 127.0.0.0/16 --mix FLOOD_MIX --json` floods it. RATE: --rate N (default 50000/s,
 #     about half the sensor's lossless rate on 2 cores), or --rate-from FILE: half the median
-#     io_uring lossless rate in a perf/ingest.sh results file. The default mix is OPTIONS and
+#     io_uring lossless rate in a perf/ingest.sh results file (`latest`: the newest such file of
+#     short steps in perf/results/). The default mix is OPTIONS and
 #     REGISTER only, so that /numbers stays at NUMBERS entries during the timing.
 #  4. WARMUP_SECONDS into the flood, `fill_store --time-api 127.0.0.1:PA` times with one
 #     keep-alive client: 2000 look-ups each of /ip-addresses/{ip} and /numbers/{n} (keys that the
@@ -59,22 +60,41 @@ command_line="perf/api.sh $*"
 usage() { sed -n '5,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 # Half the median io_uring lossless rate of a perf/ingest.sh results file (older single-sweep
 # files: their summary), as an integer.
+# FILE "latest": the newest perf/results/*ingest*.json (by its date) that is a sweep of short steps
+# with an io_uring lossless rate. Prints "RATE FILE".
 half_lossless_rate() {
     python3 - "$1" <<'PY'
-import json, sys
-summary = json.load(open(sys.argv[1]))["summary"]
-rate = (summary.get("io_uring") or {}).get("lossless_rate")
+import glob, json, sys
+
+
+def rate_of(path):
+    with open(path) as handle:
+        results = json.load(handle)
+    rate = ((results.get("summary") or {}).get("io_uring") or {}).get("lossless_rate")
+    short = (results.get("settings") or {}).get("step_seconds", 99) <= 5
+    return results.get("date", ""), rate if short else None
+
+
+path = sys.argv[1]
+if path == "latest":
+    found = sorted((rate_of(one)[0], one) for one in glob.glob("perf/results/*ingest*.json")
+                   if rate_of(one)[1])
+    if not found:
+        sys.exit("api.sh: no perf/results/*ingest*.json with an io_uring lossless rate")
+    path = found[-1][1]
+rate = rate_of(path)[1]
 if not rate:
-    sys.exit(f"api.sh: no io_uring lossless rate in {sys.argv[1]}")
-print(int(rate // 2))
+    sys.exit(f"api.sh: no io_uring lossless rate (2 s steps) in {path}")
+print(int(rate // 2), path)
 PY
 }
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) rate=${2:?--rate N}; rate_source="--rate"; shift 2 ;;
         --rate-from)
-            rate=$(half_lossless_rate "${2:?--rate-from FILE}")
-            rate_source="--rate-from $2: half its io_uring lossless rate"; shift 2 ;;
+            read -r rate rate_file < <(half_lossless_rate "${2:?--rate-from FILE|latest}")
+            [ -n "$rate" ] || exit 2
+            rate_source="--rate-from $2 ($rate_file): half its io_uring lossless rate"; shift 2 ;;
         --flood-seconds) flood_seconds=${2:?--flood-seconds S}; shift 2 ;;
         --events) events=${2:?--events N}; shift 2 ;;
         --ips) ips=${2:?--ips N}; shift 2 ;;
