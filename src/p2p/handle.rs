@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use super::{CURSOR, P2pError, P2pMetrics, key, node};
 use crate::config::P2pConfig;
+use crate::config::limits::{P2P_READ_BATCHES_QUEUED, P2P_START_TIMEOUT};
 use crate::event::Event;
 use crate::store::{CommitWatch, Store};
 
@@ -84,9 +84,6 @@ impl Drop for P2pHandle {
     }
 }
 
-/// How long [`start`] waits for the listener.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Starts the node: loads or creates the key beside the store, binds `config.listen`, then
 /// runs in the background (bootstrap, publishing, receiving). Received valid events go to
 /// `events` (the writer channel; never blocks: a full channel drops and counts).
@@ -115,7 +112,7 @@ pub fn start(
         store.set_cursor(CURSOR_STARTED, 1)?;
     }
     shared.published_through.store(cursor, Ordering::Release);
-    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(node::READ_BATCHES_QUEUED);
+    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(P2P_READ_BATCHES_QUEUED);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let peer_id = libp2p::PeerId::from(keypair.public()).to_string();
@@ -143,7 +140,7 @@ pub fn start(
             );
         })
         .map_err(P2pError::Spawn)?;
-    match ready_rx.recv_timeout(START_TIMEOUT) {
+    match ready_rx.recv_timeout(P2P_START_TIMEOUT) {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             let _ = node.join();
