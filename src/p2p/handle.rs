@@ -98,19 +98,7 @@ pub fn start(
     let bootstrap = node::parse_bootstrap(&config.bootstrap)?;
     let metrics = Arc::new(P2pMetrics::default());
     let shared = Arc::new(Shared::default());
-    let (cursor, first_start) = {
-        let reader = store.read()?;
-        if reader.cursor(CURSOR_STARTED)? == 0 {
-            // First start with -p: share what is collected from now on, not the whole history.
-            (reader.last_key()?, true)
-        } else {
-            (reader.cursor(CURSOR)?, false)
-        }
-    };
-    if first_start {
-        store.set_cursor(CURSOR, cursor)?;
-        store.set_cursor(CURSOR_STARTED, 1)?;
-    }
+    let cursor = start_cursor(&store)?;
     shared.published_through.store(cursor, Ordering::Release);
     let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(P2P_READ_BATCHES_QUEUED);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -140,18 +128,10 @@ pub fn start(
             );
         })
         .map_err(P2pError::Spawn)?;
-    match ready_rx.recv_timeout(P2P_START_TIMEOUT) {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            let _ = node.join();
-            return Err(error);
-        }
-        Err(_) => {
-            shared.stop.store(true, Ordering::Release);
-            let _ = stop_tx.send(());
-            let _ = node.join();
-            return Err(P2pError::Startup);
-        }
+    if let Err(error) = wait_until_listening(&ready_rx, &shared) {
+        let _ = stop_tx.send(());
+        let _ = node.join();
+        return Err(error);
     }
     let reader_shared = Arc::clone(&shared);
     let reader = std::thread::Builder::new()
@@ -174,4 +154,37 @@ pub fn start(
         }
     }
     Ok(handle)
+}
+
+/// The `p2p` cursor to publish after: the saved one, or on the first start with `-p` the newest
+/// stored event (share what is collected from now on, not the whole history), then saved.
+fn start_cursor(store: &Store) -> Result<u64, P2pError> {
+    let (cursor, first_start) = {
+        let reader = store.read()?;
+        if reader.cursor(CURSOR_STARTED)? == 0 {
+            (reader.last_key()?, true)
+        } else {
+            (reader.cursor(CURSOR)?, false)
+        }
+    };
+    if first_start {
+        store.set_cursor(CURSOR, cursor)?;
+        store.set_cursor(CURSOR_STARTED, 1)?;
+    }
+    Ok(cursor)
+}
+
+/// Waits (up to [`P2P_START_TIMEOUT`]) for the node thread to report that it listens; on a
+/// timeout also sets the stop flag. On any error the caller stops and joins the node thread.
+fn wait_until_listening(
+    ready: &std::sync::mpsc::Receiver<Result<(), P2pError>>,
+    shared: &Shared,
+) -> Result<(), P2pError> {
+    match ready.recv_timeout(P2P_START_TIMEOUT) {
+        Ok(result) => result,
+        Err(_) => {
+            shared.stop.store(true, Ordering::Release);
+            Err(P2pError::Startup)
+        }
+    }
 }
