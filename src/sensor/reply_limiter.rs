@@ -6,7 +6,7 @@
 //! decision); if none has, an eighth of the table is forgotten at once, so the cost stays
 //! amortized O(1) per new source under a spoofed-source spray. A forgotten source starts again
 //! with a full burst, which bounds the extra replies any one victim can get to `burst` per
-//! eviction.
+//! eviction. The bucket arithmetic is [`crate::token_bucket`]'s.
 //!
 //! Never: allocates beyond its table bound, reads a clock, answers over budget.
 
