@@ -726,6 +726,25 @@ fn ops_nftables_table_accepts_api_output() {
 
 // ---- logrotate ---------------------------------------------------------------------------------
 
+/// The shipped logrotate file for `log`, its postrotate signalling the process `pid`.
+fn logrotate_config_for(shipped: &str, log: &Path, pid: u32) -> String {
+    let postrotate = format!("\t\tkill -HUP {pid}\n");
+    shipped
+        .replace(
+            "/var/log/sentrypeer/sentrypeer_json.log",
+            log.to_str().unwrap(),
+        )
+        .lines()
+        .map(|line| {
+            if line.contains("--signal=HUP") {
+                postrotate.clone()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn ops_logrotate_config_rotates_and_binary_reopens() {
     let Some(logrotate) = tool("logrotate", "logrotate") else {
@@ -767,23 +786,12 @@ fn ops_logrotate_config_rotates_and_binary_reopens() {
     wait_for("the first event in the JSON log", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("before-rotation"))
     });
-    let postrotate = format!("\t\tkill -HUP {}\n", sensor.pid());
-    let config: String = shipped
-        .replace(
-            "/var/log/sentrypeer/sentrypeer_json.log",
-            log.to_str().unwrap(),
-        )
-        .lines()
-        .map(|line| {
-            if line.contains("--signal=HUP") {
-                postrotate.clone()
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
     let config_path = dir.path().join("logrotate.conf");
-    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(
+        &config_path,
+        logrotate_config_for(&shipped, &log, sensor.pid()),
+    )
+    .unwrap();
     let forced = run(Command::new(&logrotate)
         .arg("-f")
         .arg("-s")

@@ -15,7 +15,7 @@ use sentrypeer::config::{OutputConfig, P2pConfig};
 use sentrypeer::event::timestamp::{format_timestamp, now_ns};
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
 use sentrypeer::p2p::entry::{WireEntry, WireMessage};
-use sentrypeer::p2p::{self, EntryError, P2pHandle, TOPIC};
+use sentrypeer::p2p::{self, EntryError, P2pHandle, P2pMetrics, TOPIC};
 use sentrypeer::store::{Store, WriterHandle, spawn_writer};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -394,25 +394,25 @@ fn wire(entries: Vec<WireEntry>) -> Vec<u8> {
     serde_json::to_vec(&WireMessage { v: 1, entries }).unwrap()
 }
 
-#[test]
-fn p2p_hostile_peer_rejected_honest_events_arrive() {
-    let a = Node::any_port();
-    let c = Node::start("127.0.0.1:0".parse().unwrap(), &a.address());
-    let metrics = a.p2p().metrics();
-    let target = a.address();
-    let hostile_node = Uuid::new_v4();
-    let now = now_ns();
-
+/// Publishes one invalid message of each kind (and one over gossipsub's frame cap) to
+/// `target`: each is rejected and counted, the over-cap frame never reaches the app.
+fn hostile_invalid_kinds_rejected(
+    target: &str,
+    target_node_id: Uuid,
+    metrics: &P2pMetrics,
+    hostile_node: Uuid,
+    now: u64,
+) {
     // One fresh identity per kind, so graylisting after rejections does not hide the next kind.
     assert_eq!(
-        hostile_publish(&target, vec![b"{not json".to_vec()], &|| {
+        hostile_publish(target, vec![b"{not json".to_vec()], &|| {
             metrics.rejected(EntryError::Malformed) == 1
         }),
         1
     );
-    let own = wire(vec![wire_entry(a.node_id(), "192.0.2.66", now)]);
+    let own = wire(vec![wire_entry(target_node_id, "192.0.2.66", now)]);
     assert_eq!(
-        hostile_publish(&target, vec![own], &|| {
+        hostile_publish(target, vec![own], &|| {
             metrics.rejected(EntryError::OwnNodeId) == 1
         }),
         1
@@ -423,7 +423,7 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
         now + 3_600_000_000_000,
     )]);
     assert_eq!(
-        hostile_publish(&target, vec![future], &|| {
+        hostile_publish(target, vec![future], &|| {
             metrics.rejected(EntryError::Future) == 1
         }),
         1
@@ -431,7 +431,7 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
     let mut big = wire_entry(hostile_node, "192.0.2.66", now);
     big.sip_message = Some("x".repeat(3_000));
     assert_eq!(
-        hostile_publish(&target, vec![wire(vec![big])], &|| {
+        hostile_publish(target, vec![wire(vec![big])], &|| {
             metrics.rejected(EntryError::EntryTooLarge) == 1
         }),
         1
@@ -442,7 +442,7 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
     let base = wire(vec![padded.clone()]).len();
     padded.sip_message = Some("z".repeat(P2P_MESSAGE_BYTES_MAX + 200 - base));
     assert_eq!(
-        hostile_publish(&target, vec![wire(vec![padded])], &|| {
+        hostile_publish(target, vec![wire(vec![padded])], &|| {
             metrics.rejected(EntryError::MessageTooLarge) == 1
         }),
         1
@@ -452,7 +452,7 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
     huge.sip_message = Some("y".repeat(70_000));
     let bytes_before = metrics.bytes_in_total.get();
     let until = Instant::now() + Duration::from_millis(1_500);
-    hostile_publish(&target, vec![wire(vec![huge])], &|| Instant::now() > until);
+    hostile_publish(target, vec![wire(vec![huge])], &|| Instant::now() > until);
     assert_eq!(
         metrics.bytes_in_total.get(),
         bytes_before,
@@ -465,6 +465,18 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
             && metrics.rejected(EntryError::EntryTooLarge) == 1
             && metrics.rejected(EntryError::MessageTooLarge) == 1
     });
+}
+
+#[test]
+fn p2p_hostile_peer_rejected_honest_events_arrive() {
+    let a = Node::any_port();
+    let c = Node::start("127.0.0.1:0".parse().unwrap(), &a.address());
+    let metrics = a.p2p().metrics();
+    let target = a.address();
+    let hostile_node = Uuid::new_v4();
+    let now = now_ns();
+
+    hostile_invalid_kinds_rejected(&target, a.node_id(), &metrics, hostile_node, now);
 
     // The same valid entry delivered twice (two messages): stored once.
     let twice = wire_entry(hostile_node, "192.0.2.77", now);
