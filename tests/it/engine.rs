@@ -267,6 +267,10 @@ fn engine_fallback_forced_shows_reason(_engine: Engine) {
     assert_eq!(harness.sensor().engine(), EngineKind::Portable);
     let reason = harness.sensor().fallback_reason().unwrap();
     assert!(reason.contains("forced"), "{reason}");
+    // The harness's engine check does not let a fallback pass as io_uring.
+    let sensor = std::panic::AssertUnwindSafe(harness.sensor());
+    let check = std::panic::catch_unwind(|| assert_engine(Engine::IoUring, &sensor));
+    assert!(check.is_err(), "a fallback passed as io_uring");
     // The fallback engine still serves UDP, TCP and TLS.
     assert!(harness.sensor().tls_addr().is_some());
     udp_client("127.0.0.1:0")

@@ -715,6 +715,37 @@ fn ops_nftables_table_accepts_api_output() {
 
 // ---- logrotate ---------------------------------------------------------------------------------
 
+/// `logrotate -d` (a dry run with `state` as its state file) accepts the shipped file.
+fn logrotate_dry_run_accepts_shipped(logrotate: &Path, state: &Path) {
+    let debug = run(Command::new(logrotate)
+        .arg("-d")
+        .arg("-s")
+        .arg(state)
+        .arg(contrib("logrotate/sentrypeer")));
+    let report = text(&debug.stderr) + &text(&debug.stdout);
+    assert!(debug.status.success(), "logrotate -d:\n{report}");
+    assert!(!report.contains("error"), "logrotate -d:\n{report}");
+}
+
+/// The shipped logrotate file for `log`, its postrotate sending SIGHUP to `pid`.
+fn logrotate_config_for(shipped: &str, log: &Path, pid: u32) -> String {
+    let postrotate = format!("\t\tkill -HUP {pid}\n");
+    shipped
+        .replace(
+            "/var/log/sentrypeer/sentrypeer_json.log",
+            log.to_str().unwrap(),
+        )
+        .lines()
+        .map(|line| {
+            if line.contains("--signal=HUP") {
+                postrotate.clone()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn ops_logrotate_config_rotates_and_binary_reopens() {
     let Some(logrotate) = require_tool("logrotate") else {
@@ -724,14 +755,7 @@ fn ops_logrotate_config_rotates_and_binary_reopens() {
     assert!(shipped.contains("--signal=HUP"), "postrotate sends SIGHUP");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let debug = run(Command::new(&logrotate)
-        .arg("-d")
-        .arg("-s")
-        .arg(&state)
-        .arg(contrib("logrotate/sentrypeer")));
-    let report = text(&debug.stderr) + &text(&debug.stdout);
-    assert!(debug.status.success(), "logrotate -d:\n{report}");
-    assert!(!report.contains("error"), "logrotate -d:\n{report}");
+    logrotate_dry_run_accepts_shipped(&logrotate, &state);
     // The same file for a JSON log in the tempdir, its postrotate signalling the running binary.
     let log = dir.path().join("sentrypeer_json.log");
     let db = dir.path().join("sentrypeer.db");
@@ -756,23 +780,12 @@ fn ops_logrotate_config_rotates_and_binary_reopens() {
     wait_for("the first event in the JSON log", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("before-rotation"))
     });
-    let postrotate = format!("\t\tkill -HUP {}\n", sensor.pid());
-    let config: String = shipped
-        .replace(
-            "/var/log/sentrypeer/sentrypeer_json.log",
-            log.to_str().unwrap(),
-        )
-        .lines()
-        .map(|line| {
-            if line.contains("--signal=HUP") {
-                postrotate.clone()
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
     let config_path = dir.path().join("logrotate.conf");
-    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(
+        &config_path,
+        logrotate_config_for(&shipped, &log, sensor.pid()),
+    )
+    .unwrap();
     let forced = run(Command::new(&logrotate)
         .arg("-f")
         .arg("-s")
