@@ -19,8 +19,10 @@ pub(crate) enum Missing {
     Fail(String),
 }
 
-/// The policy: `ci` is the value of the `CI` variable, `test` the test's name.
+/// The policy: `ci` is the value of the `CI` variable, `test` the test's name; `why` (a tool's
+/// error output, say) is put on one line.
 pub(crate) fn decide(ci: Option<&str>, test: &str, why: &str) -> Missing {
+    let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
     if ci == Some("true") {
         Missing::Fail(format!(
             "{test}: {why} (CI=true: what a test needs must be there, so this fails instead of \
@@ -92,6 +94,10 @@ fn require_fails_under_ci_true_only() {
     for other in ["false", "1", "", "TRUE"] {
         assert!(matches!(decide(Some(other), "t", why), Missing::Skip(_)));
     }
+    assert_eq!(
+        decide(None, "t", "mount: failed.\n       dmesg(1) may say more.\n"),
+        Missing::Skip("SKIP t: mount: failed. dmesg(1) may say more.".to_owned())
+    );
     let Missing::Fail(message) = decide(Some("true"), "clients::x", why) else {
         panic!("CI=true must fail");
     };
