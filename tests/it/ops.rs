@@ -715,19 +715,7 @@ fn ops_nftables_table_accepts_api_output() {
 
 // ---- logrotate ---------------------------------------------------------------------------------
 
-/// `logrotate -d` (a dry run with `state` as its state file) accepts the shipped file.
-fn logrotate_dry_run_accepts_shipped(logrotate: &Path, state: &Path) {
-    let debug = run(Command::new(logrotate)
-        .arg("-d")
-        .arg("-s")
-        .arg(state)
-        .arg(contrib("logrotate/sentrypeer")));
-    let report = text(&debug.stderr) + &text(&debug.stdout);
-    assert!(debug.status.success(), "logrotate -d:\n{report}");
-    assert!(!report.contains("error"), "logrotate -d:\n{report}");
-}
-
-/// The shipped logrotate file for `log`, its postrotate sending SIGHUP to `pid`.
+/// The shipped logrotate file for `log`, its postrotate signalling the process `pid`.
 fn logrotate_config_for(shipped: &str, log: &Path, pid: u32) -> String {
     let postrotate = format!("\t\tkill -HUP {pid}\n");
     shipped
@@ -755,7 +743,14 @@ fn ops_logrotate_config_rotates_and_binary_reopens() {
     assert!(shipped.contains("--signal=HUP"), "postrotate sends SIGHUP");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    logrotate_dry_run_accepts_shipped(&logrotate, &state);
+    let debug = run(Command::new(&logrotate)
+        .arg("-d")
+        .arg("-s")
+        .arg(&state)
+        .arg(contrib("logrotate/sentrypeer")));
+    let report = text(&debug.stderr) + &text(&debug.stdout);
+    assert!(debug.status.success(), "logrotate -d:\n{report}");
+    assert!(!report.contains("error"), "logrotate -d:\n{report}");
     // The same file for a JSON log in the tempdir, its postrotate signalling the running binary.
     let log = dir.path().join("sentrypeer_json.log");
     let db = dir.path().join("sentrypeer.db");
