@@ -1,4 +1,5 @@
 //! The webhook thread: reads committed events after its cursor, POSTs them, advances the cursor.
+//! It reads the time only from its [`WebhookClock`]; the decisions are in `policy.rs`.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -7,8 +8,11 @@ use crossbeam_channel::Sender;
 use ureq::Agent;
 
 use super::WebhookMetrics;
+use super::clock::WebhookClock;
 use super::oauth::{parse_token_response, token_request_body};
-use super::policy::{Verdict, backoff_delay, classify_status, token_usable_for};
+use super::policy::{
+    Verdict, backoff_delay, classify_status, cursor_persist_due, failure_log_due, token_usable_for,
+};
 use crate::config::{Secret, limits};
 use crate::event::Event;
 use crate::event::json::write_json;
@@ -117,6 +121,7 @@ pub(crate) struct Worker {
     pub(crate) stop: Arc<StopSignal>,
     pub(crate) log: Log,
     pub(crate) timing: Timing,
+    pub(crate) clock: Arc<dyn WebhookClock>,
     /// The last event delivered, skipped or pruned.
     pub(crate) cursor: u64,
     /// The cursor last written to the store.
@@ -236,9 +241,11 @@ impl Worker {
 
     fn persist_cursor_if_due(&mut self) {
         let behind = self.cursor.saturating_sub(self.cursor_stored);
-        if behind >= limits::WEBHOOK_CURSOR_PERSIST_EVENTS
-            || (behind > 0 && self.cursor_stored_at.elapsed() >= self.timing.persist_interval)
-        {
+        let since_stored = self
+            .clock
+            .now()
+            .saturating_duration_since(self.cursor_stored_at);
+        if cursor_persist_due(behind, since_stored, self.timing.persist_interval) {
             self.persist_cursor();
         }
     }
@@ -251,7 +258,7 @@ impl Worker {
             Ok(()) => self.cursor_stored = self.cursor,
             Err(error) => self.log.line(&format!("cannot store the cursor: {error}")),
         }
-        self.cursor_stored_at = Instant::now();
+        self.cursor_stored_at = self.clock.now();
     }
 
     /// Sends `group` until the endpoint accepts or rejects it, backing off between failures.
@@ -279,7 +286,7 @@ impl Worker {
         }
     }
 
-    /// Counts and logs a failure, then sleeps; true when stopped meanwhile.
+    /// Counts and logs a failure, then waits out the back-off; true when stopped meanwhile.
     fn back_off(&mut self, reason: &str) -> bool {
         self.metrics.requests_failed_total.inc();
         self.failures = self.failures.saturating_add(1);
@@ -289,19 +296,37 @@ impl Worker {
             self.timing.backoff_max,
             fastrand::u64(..),
         );
-        let log_due = self
+        let now = self.clock.now();
+        let since_logged = self
             .failure_logged_at
-            .is_none_or(|at| at.elapsed() >= limits::IO_ERROR_LOG_INTERVAL);
-        if self.failures == 1 || log_due {
+            .map(|at| now.saturating_duration_since(at));
+        if failure_log_due(self.failures, since_logged) {
             self.log.line(&format!(
                 "{reason}; retrying in {} ms ({} failed attempts in a row)",
                 delay.as_millis(),
                 self.failures
             ));
-            self.failure_logged_at = Some(Instant::now());
+            self.failure_logged_at = Some(now);
         }
         self.persist_cursor_if_due();
-        self.stop.sleep(delay)
+        self.wait(delay)
+    }
+
+    /// Waits until `delay` has passed by the worker's clock, unless stopped first (then at
+    /// once); true when stopped. With the system clock this is one real wait of `delay`.
+    fn wait(&self, delay: Duration) -> bool {
+        let Some(deadline) = self.clock.now().checked_add(delay) else {
+            return self.stop.sleep(delay);
+        };
+        loop {
+            let left = deadline.saturating_duration_since(self.clock.now());
+            if left.is_zero() {
+                return self.stop.is_stopped();
+            }
+            if self.stop.sleep(self.clock.real_wait(left)) {
+                return true;
+            }
+        }
     }
 
     fn recovered(&mut self) {
@@ -386,7 +411,7 @@ impl Worker {
             return Ok(None);
         };
         if let Some(token) = &oauth.token
-            && Instant::now() < token.replace_at
+            && self.clock.now() < token.replace_at
         {
             return Ok(Some(token.value.clone()));
         }
@@ -396,7 +421,7 @@ impl Worker {
             oauth.client_secret.expose(),
             &oauth.audience,
         );
-        let fetched_at = Instant::now();
+        let fetched_at = self.clock.now();
         let mut response = self
             .agent
             .post(&oauth.token_url)

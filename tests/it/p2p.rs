@@ -197,22 +197,52 @@ fn p2p_three_nodes_share_events() {
         assert_eq!(stored[0].called_number(), Some(&b"0044123"[..]));
         assert_eq!(stored[0].collected_method, CollectedMethod::Responsive);
     }
-    // Give any echo time to arrive, then check nothing came back or was re-published.
-    std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(c.count_uuid(uuid), 1);
-    assert_eq!(a.count_uuid(uuid), 1);
-    assert_eq!(b.count_uuid(uuid), 1);
-    assert_eq!(
-        a.p2p().metrics().messages_out_total.get(),
-        0,
-        "A has no events of its own"
+    assert_no_echo(&a, &b, &c, uuid);
+}
+
+/// Proves by ordering, not by time, that nobody re-published C's event `uuid`: each node then
+/// publishes a marker of its own, and every node waits for the other two markers. A node's
+/// reader and outbox publish in store order, and gossipsub delivers one peer's messages in
+/// order on every route, so an echo of `uuid` would have been handled (counted as a duplicate
+/// or an own-id rejection, or re-published) before the markers arrive.
+fn assert_no_echo(a: &Node, b: &Node, c: &Node, uuid: Uuid) {
+    let nodes = [a, b, c];
+    let markers: Vec<Uuid> = nodes
+        .iter()
+        .zip(1u8..)
+        .map(|(node, i)| {
+            let marker = local_event(node.node_id(), IpAddr::from([198, 51, 100, i]), "7777");
+            let uuid = marker.uuid;
+            node.feed(marker);
+            uuid
+        })
+        .collect();
+    wait_for(
+        "every marker on every node",
+        Duration::from_secs(10),
+        || {
+            nodes
+                .iter()
+                .all(|node| markers.iter().all(|m| node.count_uuid(*m) == 1))
+        },
     );
-    assert_eq!(b.p2p().metrics().messages_out_total.get(), 0);
-    assert_eq!(c.p2p().metrics().entries_out_total.get(), 1);
+    for (node, name) in nodes.iter().zip(["A", "B", "C"]) {
+        assert_eq!(node.count_uuid(uuid), 1, "{name} stored C's event twice");
+        let metrics = node.p2p().metrics();
+        assert_eq!(metrics.duplicates_total.get(), 0, "{name} saw an echo");
+        assert_eq!(metrics.rejected_total(), 0, "{name} rejected an echo");
+    }
+    // A and B published only their markers; C its event and its marker.
+    for (node, published) in [(a, 1), (b, 1), (c, 2)] {
+        let metrics = node.p2p().metrics();
+        assert_eq!(metrics.entries_out_total.get(), published);
+        assert_eq!(metrics.messages_out_total.get(), published);
+    }
     let mut text = String::new();
     sentrypeer::metrics::Render::render(&*a.p2p().metrics(), &mut text);
+    // C's event and the markers of B and C.
     assert!(
-        text.contains("sentrypeer_p2p_entries_in_total 1\n"),
+        text.contains("sentrypeer_p2p_entries_in_total 3\n"),
         "{text}"
     );
     assert!(text.contains("sentrypeer_p2p_messages_rejected_total{reason=\"future\"} 0\n"));
@@ -499,7 +529,18 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
         a.count_uuid(honest_uuid) == 1
     });
 
-    std::thread::sleep(Duration::from_millis(300));
+    // Every hostile connection is closed (so no more of its messages can come), and every
+    // entry A handed to its writer is stored: then the store is final for the checks below.
+    wait_for(
+        "the flood settled in A's store",
+        Duration::from_secs(10),
+        || {
+            let handed = metrics.entries_in_total.get()
+                - metrics.duplicates_total.get()
+                - metrics.events_dropped_total.get();
+            metrics.peers.get() == 1 && a.events().len() as u64 == handed
+        },
+    );
     let stored = a.events();
     let flood_stored = stored
         .iter()

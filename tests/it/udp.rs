@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sentrypeer::event::{CollectedMethod, Transport};
 
-use crate::engine::{Engine, options, start, udp_client};
+use crate::engine::{DEADLINE, Engine, options, start, udp_client};
 
 fn udp_event_fields(engine: Engine) {
     let harness = start(engine, |_| {});
@@ -173,8 +173,17 @@ fn udp_reply_rate_limited(engine: Engine) {
             replies += 1;
         }
     }
-    harness.wait_totals("every request an event", |t| t.events == sent);
-    std::thread::sleep(Duration::from_millis(100));
+    harness.wait_totals("every request an event, answered or not", |t| {
+        t.events == sent && t.replies_sent + t.replies_rate_limited + t.replies_skipped == sent
+    });
+    // Every reply the sensor counted as sent is now on its way: read until all have arrived.
+    let replies_sent = harness.totals().replies_sent;
+    client.set_nonblocking(false).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    while replies < replies_sent && client.recv_from(&mut buffer).is_ok() {
+        replies += 1;
+    }
+    client.set_nonblocking(true).unwrap();
     while client.recv_from(&mut buffer).is_ok() {
         replies += 1;
     }
