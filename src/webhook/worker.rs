@@ -49,6 +49,23 @@ impl StopSignal {
     }
 }
 
+/// Waits until `delay` has passed by `clock`, unless `stop` comes first (then at once); true
+/// when stopped. With the system clock this is one real wait of `delay`.
+fn wait_by(clock: &dyn WebhookClock, stop: &StopSignal, delay: Duration) -> bool {
+    let Some(deadline) = clock.now().checked_add(delay) else {
+        return stop.sleep(delay);
+    };
+    loop {
+        let left = deadline.saturating_duration_since(clock.now());
+        if left.is_zero() {
+            return stop.is_stopped();
+        }
+        if stop.sleep(clock.real_wait(left)) {
+            return true;
+        }
+    }
+}
+
 /// Where the worker's log lines go: stderr, and a channel in tests.
 #[derive(Debug)]
 pub(crate) struct Log {
@@ -312,21 +329,8 @@ impl Worker {
         self.wait(delay)
     }
 
-    /// Waits until `delay` has passed by the worker's clock, unless stopped first (then at
-    /// once); true when stopped. With the system clock this is one real wait of `delay`.
     fn wait(&self, delay: Duration) -> bool {
-        let Some(deadline) = self.clock.now().checked_add(delay) else {
-            return self.stop.sleep(delay);
-        };
-        loop {
-            let left = deadline.saturating_duration_since(self.clock.now());
-            if left.is_zero() {
-                return self.stop.is_stopped();
-            }
-            if self.stop.sleep(self.clock.real_wait(left)) {
-                return true;
-            }
-        }
+        wait_by(&*self.clock, &self.stop, delay)
     }
 
     fn recovered(&mut self) {
@@ -451,5 +455,73 @@ impl Worker {
             replace_at,
         });
         Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::webhook::SystemClock;
+
+    /// A clock that moves 10 ms at every reading and never blocks in real time.
+    #[derive(Debug)]
+    struct SteppingClock {
+        start: Instant,
+        readings: AtomicU64,
+    }
+
+    impl WebhookClock for SteppingClock {
+        fn now(&self) -> Instant {
+            let readings = self.readings.fetch_add(1, Ordering::SeqCst);
+            self.start + Duration::from_millis(10 * readings)
+        }
+
+        fn real_wait(&self, _left: Duration) -> Duration {
+            Duration::ZERO
+        }
+    }
+
+    fn stepping() -> SteppingClock {
+        SteppingClock {
+            start: Instant::now(),
+            readings: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn wait_by_follows_the_clock() {
+        let clock = stepping();
+        assert!(!wait_by(
+            &clock,
+            &StopSignal::default(),
+            Duration::from_millis(100)
+        ));
+        // One reading for the deadline, then one per 10 ms until it has passed.
+        assert_eq!(clock.readings.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn wait_by_ends_at_once_when_stopped() {
+        let stop = StopSignal::default();
+        stop.stop();
+        let clock = stepping();
+        assert!(wait_by(&clock, &stop, Duration::from_secs(3_600)));
+        assert_eq!(clock.readings.load(Ordering::SeqCst), 2);
+        let started = Instant::now();
+        assert!(wait_by(&SystemClock, &stop, Duration::from_secs(3_600)));
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn wait_by_system_clock_waits_the_delay() {
+        let started = Instant::now();
+        assert!(!wait_by(
+            &SystemClock,
+            &StopSignal::default(),
+            Duration::from_millis(20)
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(20));
     }
 }

@@ -441,7 +441,50 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
     let target = a.address();
     let hostile_node = Uuid::new_v4();
     let now = now_ns();
+    hostile_invalid_messages_rejected(&a, hostile_node, now);
 
+    // The same valid entry delivered twice (two messages): stored once.
+    let twice = wire_entry(hostile_node, "192.0.2.77", now);
+    let twice_uuid: Uuid = twice.event_uuid.parse().unwrap();
+    let payload = wire(vec![twice]);
+    let messages_before = metrics.messages_in_total.get();
+    assert_eq!(
+        hostile_publish(&target, vec![payload.clone(), payload], &|| {
+            metrics.messages_in_total.get() >= messages_before + 2
+        }),
+        2
+    );
+    wait_for("the valid entry", Duration::from_secs(5), || {
+        a.count_uuid(twice_uuid) == 1
+    });
+
+    // A flood of valid messages: over the per-peer rate they are ignored and counted.
+    let flood: Vec<Vec<u8>> = (0..3_000)
+        .map(|_| wire(vec![wire_entry(hostile_node, "192.0.2.88", now)]))
+        .collect();
+    hostile_publish(&target, flood, &|| metrics.rate_limited_total.get() > 0);
+    assert!(
+        metrics.rate_limited_total.get() > 0,
+        "the flood was not rate limited"
+    );
+
+    // The honest node still gets through.
+    wait_for("C on the topic", CONNECT_DEADLINE, || c.topic_peers() >= 1);
+    let honest = local_event(c.node_id(), "203.0.113.50".parse().unwrap(), "4242");
+    let honest_uuid = honest.uuid;
+    c.feed(honest);
+    wait_for("the honest event", Duration::from_secs(10), || {
+        a.count_uuid(honest_uuid) == 1
+    });
+    assert_flood_stored_clean(&a);
+    assert_eq!(a.count_uuid(twice_uuid), 1);
+    assert!(metrics.rejected_total() >= 5);
+}
+
+/// Each kind of invalid message from a hostile peer is rejected and counted on `a`.
+fn hostile_invalid_messages_rejected(a: &Node, hostile_node: Uuid, now: u64) {
+    let metrics = a.p2p().metrics();
+    let target = a.address();
     // One fresh identity per kind, so graylisting after rejections does not hide the next kind.
     assert_eq!(
         hostile_publish(&target, vec![b"{not json".to_vec()], &|| {
@@ -506,41 +549,11 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
             && metrics.rejected(EntryError::EntryTooLarge) == 1
             && metrics.rejected(EntryError::MessageTooLarge) == 1
     });
+}
 
-    // The same valid entry delivered twice (two messages): stored once.
-    let twice = wire_entry(hostile_node, "192.0.2.77", now);
-    let twice_uuid: Uuid = twice.event_uuid.parse().unwrap();
-    let payload = wire(vec![twice]);
-    let messages_before = metrics.messages_in_total.get();
-    assert_eq!(
-        hostile_publish(&target, vec![payload.clone(), payload], &|| {
-            metrics.messages_in_total.get() >= messages_before + 2
-        }),
-        2
-    );
-    wait_for("the valid entry", Duration::from_secs(5), || {
-        a.count_uuid(twice_uuid) == 1
-    });
-
-    // A flood of valid messages: over the per-peer rate they are ignored and counted.
-    let flood: Vec<Vec<u8>> = (0..3_000)
-        .map(|_| wire(vec![wire_entry(hostile_node, "192.0.2.88", now)]))
-        .collect();
-    hostile_publish(&target, flood, &|| metrics.rate_limited_total.get() > 0);
-    assert!(
-        metrics.rate_limited_total.get() > 0,
-        "the flood was not rate limited"
-    );
-
-    // The honest node still gets through.
-    wait_for("C on the topic", CONNECT_DEADLINE, || c.topic_peers() >= 1);
-    let honest = local_event(c.node_id(), "203.0.113.50".parse().unwrap(), "4242");
-    let honest_uuid = honest.uuid;
-    c.feed(honest);
-    wait_for("the honest event", Duration::from_secs(10), || {
-        a.count_uuid(honest_uuid) == 1
-    });
-
+/// After the hostile flood: A stored fewer than the flood and nothing invalid.
+fn assert_flood_stored_clean(a: &Node) {
+    let metrics = a.p2p().metrics();
     // Every hostile connection is closed (so no more of its messages can come), and every
     // entry A handed to its writer is stored: then the store is final for the checks below.
     wait_for(
@@ -573,8 +586,6 @@ fn p2p_hostile_peer_rejected_honest_events_arrive() {
         );
         assert!(event.message().len() <= 1024);
     }
-    assert_eq!(a.count_uuid(twice_uuid), 1);
-    assert!(metrics.rejected_total() >= 5);
 }
 
 #[test]
