@@ -32,7 +32,7 @@ use sentrypeer::config::{ApiConfig, OutputConfig, StoreConfig};
 use sentrypeer::event::timestamp::now_ns;
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
 use sentrypeer::metrics::Render;
-use sentrypeer::store::{Store, spawn_writer};
+use sentrypeer::store::{CommitWatch, Store, spawn_writer};
 use uuid::Uuid;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -146,6 +146,31 @@ fn event(index: u64, ips: u64, numbers: u64, timestamp_ns: u64) -> Event {
     })
 }
 
+/// Sends `args.events` events through the writer and waits until all are committed; returns the
+/// seconds that took.
+fn fill(sender: &Sender<Event>, commits: &CommitWatch, args: &Args) -> Result<f64> {
+    let started = Instant::now();
+    let base_ns = now_ns().saturating_sub(args.events * 1_000);
+    let first_key = commits.last_key();
+    for index in 0..args.events {
+        sender.send(event(
+            index,
+            args.ips,
+            args.numbers,
+            base_ns + index * 1_000,
+        ))?;
+    }
+    while commits.last_key() < first_key + args.events {
+        commits.wait_past(commits.last_key(), Duration::from_secs(1));
+    }
+    let fill_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "filled {} events ({} IPs, {} numbers) in {fill_seconds:.1} s",
+        args.events, args.ips, args.numbers
+    );
+    Ok(fill_seconds)
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     if let Some(addr) = args.time_api {
@@ -166,26 +191,7 @@ fn main() -> Result<()> {
         syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
     };
     let writer = spawn_writer(store.clone(), receiver, &outputs, &store_config)?;
-    let commits = writer.commits();
-    let started = Instant::now();
-    let base_ns = now_ns().saturating_sub(args.events * 1_000);
-    let first_key = commits.last_key();
-    for index in 0..args.events {
-        sender.send(event(
-            index,
-            args.ips,
-            args.numbers,
-            base_ns + index * 1_000,
-        ))?;
-    }
-    while commits.last_key() < first_key + args.events {
-        commits.wait_past(commits.last_key(), Duration::from_secs(1));
-    }
-    let fill_seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "filled {} events ({} IPs, {} numbers) in {fill_seconds:.1} s",
-        args.events, args.ips, args.numbers
-    );
+    let fill_seconds = fill(&sender, &writer.commits(), &args)?;
     if args.fill_only {
         drop(sender);
         writer.join();

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # API latency under load (performance.md §3): the look-ups and lists of the HTTP API, timed while
-# the sensor ingests a UDP flood.
+# the sensor ingests a real UDP flood from sentrypeer-loadgen (not an in-process feed).
+#
+#   perf/api.sh [--rate N | --rate-from INGEST_JSON|latest] [--flood-seconds S] [--events N]
+#               [--ips N] [--numbers N] [--no-build] [--out FILE]
 #
 #  1. `fill_store --fill-only` (examples/fill_store.rs) fills a tempdir store with EVENTS events
 #     from IPS source IPs (every tenth IPv6) and NUMBERS called numbers through the public writer
@@ -8,43 +11,103 @@
 #  2. The release binary serves that store as users run it: `sentrypeer -f DB -a --api-listen
 #     127.0.0.1:PA --sip-listen 127.0.0.1:PS -z 127.0.0.1:PT -j -l LOG` (plus SENSOR_ARGS) on
 #     free loopback ports, from the tempdir (it writes its self-signed TLS cert.pem/key.pem
-#     there); the script waits until the API answers and the UDP port is bound.
-#  3. `sentrypeer-loadgen udp --target 127.0.0.1:PS --rate INGEST_RATE --duration FLOOD_SECONDS
-#     --sources 127.0.0.0/16 --mix FLOOD_MIX --json` floods it. The default mix is OPTIONS and
-#     REGISTER only: loadgen's INVITEs dial random numbers (~6k new numbers/s at 20k/s), which
-#     would grow /numbers well past NUMBERS entries during the timing.
+#     there); the script waits until the API answers and the UDP port is bound. From then until
+#     it stops, RssAnon (heap), RssFile (file-backed pages: the LMDB map) and VmRSS are sampled
+#     from /proc/<pid>/status every 0.25 s.
+#  3. `sentrypeer-loadgen udp --target 127.0.0.1:PS --rate RATE --duration FLOOD_SECONDS
+#     --sources 127.0.0.0/16 --mix FLOOD_MIX --json` floods it. RATE: --rate N (default 50000/s,
+#     about half the sensor's lossless rate on 2 cores), or --rate-from FILE: half the median
+#     io_uring lossless rate in a perf/ingest.sh results file (`latest`: the newest such file of
+#     short steps in perf/results/). The default mix is OPTIONS and
+#     REGISTER only, so that /numbers stays at NUMBERS entries during the timing.
 #  4. WARMUP_SECONDS into the flood, `fill_store --time-api 127.0.0.1:PA` times with one
 #     keep-alive client: 2000 look-ups each of /ip-addresses/{ip} and /numbers/{n} (keys that the
 #     fill stored), 10 full /ip-addresses and /numbers, 3 nftables lists, 10 /events?limit=100.
 #  5. The flood ends by itself (loadgen prints its JSON report only then; a signal would kill it
 #     without one), so FLOOD_SECONDS must cover warm-up and timing (checked, and recorded as
 #     flood_covered_timing). The store is let settle, then the sensor is stopped.
-# Writes perf/results/<date>-api.json: the timings; the ingest (asked rate, datagrams sent,
-# events stored = `sentrypeer stats` after minus before, over the whole flood and over the timing
-# window, app drops from /metrics); store counts at each step; git SHA, kernel, CPU, load
-# average, the commands. Loopback only. Bounded: every step has a timeout, the flood ends after
-# FLOOD_SECONDS, and the EXIT trap stops the sensor and loadgen and removes the tempdir. About
-# 1.5 minutes on 2 cores with warm builds (the fill is 20-25 s).
+# Writes perf/results/<date>-api.json: the timings (and, under "bars", look-up p99 and list p50/p99
+# against the bars); the ingest (asked rate and where it came from, datagrams sent, events stored
+# = `sentrypeer stats` after minus before, over the whole flood and over the timing window, app
+# drops from /metrics); memory (RssAnon and RssFile, peak and final, KiB and MiB = KiB/1024, and
+# over the timing window); store counts at each step; git SHA, kernel, CPU, load average, the
+# commands. Loopback only. Bounded: every step has a timeout, the flood ends after FLOOD_SECONDS,
+# and the EXIT trap stops the sensor, loadgen and the sampler and removes the tempdir. About
+# 1.5 minutes on 2 cores with warm builds (the fill is 15-25 s).
 #
-# Environment: EVENTS (1000000), IPS (100000), NUMBERS (100000), INGEST_RATE (20000; 0: no
-# flood), FLOOD_SECONDS (30), WARMUP_SECONDS (2), FLOOD_MIX (options,register), SENSOR_ARGS
-# (extra sentrypeer flags), OUT, NO_BUILD (1: skip cargo build).
+# Relative paths (--rate-from, --out) are taken from the repository root.
+# Environment (the flags win): EVENTS (1000000), IPS (100000), NUMBERS (100000), INGEST_RATE
+# (50000; 0: no flood), FLOOD_SECONDS (30), WARMUP_SECONDS (2), FLOOD_MIX (options,register),
+# SENSOR_ARGS (extra sentrypeer flags), OUT, NO_BUILD (1: skip cargo build).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 events=${EVENTS:-1000000}
 ips=${IPS:-100000}
 numbers=${NUMBERS:-100000}
-rate=${INGEST_RATE:-20000}
+rate=${INGEST_RATE:-50000}
+rate_source="--rate (default 50000)"
+[ -z "${INGEST_RATE:-}" ] || rate_source="INGEST_RATE"
 flood_seconds=${FLOOD_SECONDS:-30}
 warmup_seconds=${WARMUP_SECONDS:-2}
 flood_mix=${FLOOD_MIX:-options,register}
+no_build=${NO_BUILD:-0}
 read -r -a sensor_args <<<"${SENSOR_ARGS:-}"
 date=$(date -u +%Y-%m-%d)
 out=${OUT:-"perf/results/$date-api.json"}
+command_line="perf/api.sh $*"
+
+usage() { sed -n '5,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# Half the median io_uring lossless rate of a perf/ingest.sh results file (older single-sweep
+# files: their summary), as an integer.
+# FILE "latest": the newest perf/results/*ingest*.json (by its date) that is a sweep of short steps
+# with an io_uring lossless rate. Prints "RATE FILE".
+half_lossless_rate() {
+    python3 - "$1" <<'PY'
+import glob, json, sys
+
+
+def rate_of(path):
+    with open(path) as handle:
+        results = json.load(handle)
+    rate = ((results.get("summary") or {}).get("io_uring") or {}).get("lossless_rate")
+    short = (results.get("settings") or {}).get("step_seconds", 99) <= 5
+    return results.get("date", ""), rate if short else None
+
+
+path = sys.argv[1]
+if path == "latest":
+    found = sorted((rate_of(one)[0], one) for one in glob.glob("perf/results/*ingest*.json")
+                   if rate_of(one)[1])
+    if not found:
+        sys.exit("api.sh: no perf/results/*ingest*.json with an io_uring lossless rate")
+    path = found[-1][1]
+rate = rate_of(path)[1]
+if not rate:
+    sys.exit(f"api.sh: no io_uring lossless rate (2 s steps) in {path}")
+print(int(rate // 2), path)
+PY
+}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rate) rate=${2:?--rate N}; rate_source="--rate"; shift 2 ;;
+        --rate-from)
+            read -r rate rate_file < <(half_lossless_rate "${2:?--rate-from FILE|latest}")
+            [ -n "$rate" ] || exit 2
+            rate_source="--rate-from $2 ($rate_file): half its io_uring lossless rate"; shift 2 ;;
+        --flood-seconds) flood_seconds=${2:?--flood-seconds S}; shift 2 ;;
+        --events) events=${2:?--events N}; shift 2 ;;
+        --ips) ips=${2:?--ips N}; shift 2 ;;
+        --numbers) numbers=${2:?--numbers N}; shift 2 ;;
+        --no-build) no_build=1; shift ;;
+        --out) out=${2:?--out FILE}; shift 2 ;;
+        *) usage ;;
+    esac
+done
 tmp=$(mktemp -d)
 sensor_pid=
 loadgen_pid=
+sampler_pid=
 
 stop() { # PID: SIGTERM, wait up to 10 s, then SIGKILL
     local pid=$1
@@ -57,13 +120,14 @@ stop() { # PID: SIGTERM, wait up to 10 s, then SIGKILL
     wait "$pid" 2>/dev/null || true
 }
 cleanup() {
+    if [ -n "$sampler_pid" ]; then stop "$sampler_pid"; fi
     if [ -n "$loadgen_pid" ]; then stop "$loadgen_pid"; fi
     if [ -n "$sensor_pid" ]; then stop "$sensor_pid"; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-if [ "${NO_BUILD:-0}" != 1 ]; then
+if [ "$no_build" != 1 ]; then
     # The `perf` profile: release code in target/perf; without P2P, which is not used here.
     cargo build --profile perf -q -p sentrypeer -p sentrypeer-loadgen --no-default-features \
         --bin sentrypeer --bin sentrypeer-loadgen --example fill_store
@@ -123,6 +187,20 @@ for _ in $(seq 1 200); do
     sleep 0.1
 done
 curl -fsS --noproxy '*' --max-time 1 "http://127.0.0.1:$api_port/health-check" >/dev/null
+# Memory through the run: seconds since the epoch, then RssAnon, RssFile and VmRSS in KiB.
+memory_line() { # PID
+    awk -v now="$(date +%s.%N)" '/^(RssAnon|RssFile|VmRSS):/ { v[$1] = $2 }
+        END { if ("RssAnon:" in v) print now, v["RssAnon:"], v["RssFile:"], v["VmRSS:"] }' \
+        "/proc/$1/status" 2>/dev/null
+}
+sample_memory() { # PID OUT: a line every 0.25 s while PID lives
+    while [ -r "/proc/$1/status" ]; do
+        memory_line "$1" >>"$2" || break
+        sleep 0.25
+    done
+}
+sample_memory "$sensor_pid" "$tmp/memory.txt" &
+sampler_pid=$!
 stored_before=$(stats before)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -170,6 +248,9 @@ for _ in $(seq 1 30); do
 done
 curl -fsS --noproxy '*' --max-time 5 "http://127.0.0.1:$api_port/metrics" >"$tmp/metrics.txt" ||
     : >"$tmp/metrics.txt"
+stop "$sampler_pid"
+sampler_pid=
+memory_line "$sensor_pid" >>"$tmp/memory.txt" || true # the final sample
 stop "$sensor_pid"
 sensor_pid=
 
@@ -181,6 +262,7 @@ export TMP_DIR=$tmp TARGET_DIR=$target OUT_FILE=$out EVENTS_FILLED=$events SOURC
     STORED_TIMING_END=$stored_timing_end TIMING_STARTED=$timing_started \
     TIMING_ENDED=$timing_ended LOAD_BEFORE=$load_before LOAD_AFTER=$load_after RATE=$rate \
     WARMUP_SECONDS=$warmup_seconds FLOOD_COVERED=$flood_covered FLOOD_HOW=$flood_how \
+    RATE_SOURCE=$rate_source COMMAND_LINE=$command_line \
     FILL_COMMAND="${fill_command[*]}" SENSOR_COMMAND="${sensor_command[*]}" \
     FLOOD_COMMAND="${loadgen_command[*]}" TIME_COMMAND="${time_command[*]}"
 python3 - <<'PY'
@@ -225,6 +307,34 @@ def stats(name):
     return counts
 
 
+def memory():
+    """RssAnon / RssFile / VmRSS samples (KiB) over the run and over the timing window."""
+    rows = []
+    path = f"{tmp}/memory.txt"
+    for line in open(path) if os.path.exists(path) else []:
+        parts = line.split()
+        if len(parts) == 4:
+            rows.append([float(parts[0])] + [int(part) for part in parts[1:]])
+    if not rows:
+        return {"samples": 0}
+    started, ended = float(env["TIMING_STARTED"]), float(env["TIMING_ENDED"])
+    window = [row for row in rows if started <= row[0] <= ended] or rows
+
+    def mib(kib):
+        return round(kib / 1024, 1)
+    result = {"samples": len(rows), "interval_s": 0.25,
+              "units": "KiB as in /proc/<pid>/status; MiB = KiB / 1024"}
+    for index, name in ((1, "rss_anon"), (2, "rss_file"), (3, "vm_rss")):
+        values = [row[index] for row in rows]
+        result[f"{name}_kib_first"] = values[0]
+        result[f"{name}_kib_peak"] = max(values)
+        result[f"{name}_kib_final"] = values[-1]
+        result[f"{name}_kib_peak_during_timing"] = max(row[index] for row in window)
+        result[f"{name}_mib_peak"] = mib(max(values))
+        result[f"{name}_mib_final"] = mib(values[-1])
+    return result
+
+
 stored = int(env["STORED_AFTER"]) - int(env["STORED_BEFORE"])
 flooding = env["RATE"] != "0"
 flood_s = loadgen.get("duration_s")
@@ -238,6 +348,7 @@ report = {
     "cpus": len(os.sched_getaffinity(0)),
     "load_average_before_flood": env["LOAD_BEFORE"],
     "load_average_after_timing": env["LOAD_AFTER"],
+    "command": env["COMMAND_LINE"],
     "commands": {
         "fill": shown("FILL_COMMAND"),
         "sensor": shown("SENSOR_COMMAND"),
@@ -257,6 +368,7 @@ report = {
     "ingest_during_timing": {
         "how": env["FLOOD_HOW"],
         "rate_per_second_asked": int(env["RATE"]),
+        "rate_from": env["RATE_SOURCE"],
         "flood_started_seconds_before_timing": float(env["WARMUP_SECONDS"]) if flooding else None,
         "flood_covered_timing": flooding and env["FLOOD_COVERED"] == "true",
         "flood": {
@@ -280,6 +392,20 @@ report = {
                 "app_drops: events_dropped_total from /metrics at the end",
     },
     "timing": bench,
+    "memory": memory(),
+}
+lookups = [bench.get(name, {}) for name in ("ip_lookup", "number_lookup")]
+lists = [bench.get(name, {}) for name in ("ip_list_full", "number_list_full")]
+report["bars"] = {
+    "lookup_p99_us_max": max((one.get("p99_us", 0) for one in lookups), default=None),
+    "lookup_p99_bar_us": 1000,
+    "list_p50_us_max": max((one.get("p50_us", 0) for one in lists), default=None),
+    "list_p99_us_max": max((one.get("p99_us", 0) for one in lists), default=None),
+    "list_bar_us": 100000,
+    "under_udp_flood": flooding and env["FLOOD_COVERED"] == "true",
+    "rss_anon_mib_peak": report["memory"].get("rss_anon_mib_peak"),
+    "rss_anon_bar_mib": 100,
+    "note": "the worse of /ip-addresses/{ip} and /numbers/{n}, and of the two full lists",
 }
 json.dump(report, open(env["OUT_FILE"], "w"), indent=2)
 print(json.dumps(report, indent=2))

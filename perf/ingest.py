@@ -5,13 +5,20 @@ For a sweep of fixed UDP rates and flat out, drive with `sentrypeer-loadgen udp`
   (a) the bare recvmmsg sink (`sentrypeer-loadgen sink`), the loopback limit;
   (b) the release `sentrypeer` binary (-j JSON log, LMDB store, API on), for each engine
       (io_uring default, and -N portable).
-For each step: sent, stored (or received), kernel drops (Udp RcvbufErrors delta in
-/proc/net/snmp), app drops (events_dropped_total from /metrics when the API has it), loss %,
-CPU seconds per 1,000 events (sensor: ns counters of /proc/<pid>/task/*/schedstat, with
-utime+stime of /proc/<pid>/stat alongside; sink: its own getrusage), peak RSS (VmHWM),
-database bytes per event.
-Then a drain test per target: pre-fill the socket while the receiver is stopped (SIGSTOP),
-SIGCONT, and time until everything is stored.
+For each step: sent, stored (or received), kernel drops (the `drops` counter of the receiver's
+own sockets in /proc/net/udp; the machine-wide Udp RcvbufErrors delta of /proc/net/snmp, which
+other processes' floods also raise, beside it as kernel_drops_system), app drops (events_dropped_total from /metrics when the API has it), loss %,
+CPU seconds per 1,000 events (sensor: all of its threads, ns counters of
+/proc/<pid>/task/*/schedstat, per *stored* event = writer_events_committed_total read at the same
+moment, with utime+stime of /proc/<pid>/stat alongside; sink: its own getrusage, per received
+datagram), memory (sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map,
+sampled from /proc/<pid>/status through the step, peak and final, in KiB as /proc gives them;
+sink: its peak RSS), database bytes per event.
+The sweep runs --sweeps times (default 3; the sink and the sensor alternate within each sweep,
+the sender at the same priority for both); the JSON keeps every sweep, the median of every step
+over the sweeps and the median of the per-sweep summaries (the headline figures).
+Then a drain test per target (first sweep only): pre-fill the socket while the receiver is
+stopped (SIGSTOP), SIGCONT, and time until everything is stored.
 
 Writes perf/results/<date>-ingest.json and prints a table with the sensor/sink ratios.
 Run through perf/ingest.sh, which builds the release binaries first.
@@ -51,6 +58,26 @@ def snmp_udp():
     return {name: int(value) for name, value in zip(names, values)}
 
 
+def socket_drops(port):
+    """The kernel's drop counter (`drops`, last column of /proc/net/udp and udp6) summed over the
+    UDP sockets bound to `port`: this receiver's own drops (a full receive buffer), unlike
+    RcvbufErrors of /proc/net/snmp, which counts every socket of the machine. None when no socket
+    is bound to the port (the counter goes with the socket)."""
+    hex_port = f":{port:04X}"
+    total, found = 0, False
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as handle:
+                for line in list(handle)[1:]:
+                    fields = line.split()
+                    if len(fields) > 2 and fields[1].endswith(hex_port):
+                        total += int(fields[-1])
+                        found = True
+        except (OSError, ValueError):
+            pass
+    return total if found else None
+
+
 def proc_cpu_s(pid):
     """utime + stime of a process in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as handle:
@@ -73,11 +100,84 @@ def proc_cpu_precise_s(pid):
 
 
 def proc_hwm_kib(pid):
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return None
+    return proc_status_kib(pid).get("VmHWM")
+
+
+def proc_status_kib(pid):
+    """The kB fields of /proc/<pid>/status that matter here (the kernel's kB are KiB)."""
+    wanted = ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")
+    values = {}
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                name = line.split(":", 1)[0]
+                if name in wanted:
+                    values[name] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return values
+
+
+def kib_to_mib(kib):
+    return None if kib is None else round(kib / 1024, 1)
+
+
+class MemorySampler:
+    """Samples RssAnon (the heap), RssFile (file-backed pages: the LMDB map, the binary) and
+    VmRSS of a process every `interval_s` in a thread, until stop(); keeps peak and final."""
+
+    def __init__(self, pid, interval_s=0.25):
+        self.pid = pid
+        self.interval_s = interval_s
+        self.samples = []  # (seconds since start, RssAnon KiB, RssFile KiB, VmRSS KiB)
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        values = proc_status_kib(self.pid)
+        if "RssAnon" in values:
+            self.samples.append((round(time.monotonic() - self.started, 2), values["RssAnon"],
+                                 values.get("RssFile"), values.get("VmRSS")))
+
+    def run(self):
+        while not self.done.is_set():
+            self.sample()
+            self.done.wait(self.interval_s)
+
+    def stop(self):
+        """Takes a last sample, stops the thread and returns the summary (KiB, and MiB = /1024)."""
+        self.done.set()
+        self.thread.join(5)
+        self.sample()
+        if not self.samples:
+            return {"samples": 0}
+        anon = [sample[1] for sample in self.samples]
+        file_backed = [sample[2] for sample in self.samples if sample[2] is not None]
+        every = max(1, len(self.samples) // 120)  # at most ~120 points kept in the JSON
+        return {
+            "samples": len(self.samples),
+            "interval_s": self.interval_s,
+            "rss_anon_kib_peak": max(anon),
+            "rss_anon_kib_final": anon[-1],
+            "rss_anon_kib_first": anon[0],
+            "rss_file_kib_peak": max(file_backed, default=None),
+            "rss_file_kib_final": file_backed[-1] if file_backed else None,
+            "rss_anon_mib_peak": kib_to_mib(max(anon)),
+            "rss_anon_mib_final": kib_to_mib(anon[-1]),
+            "rss_file_mib_peak": kib_to_mib(max(file_backed, default=None)),
+            "rss_file_mib_final": kib_to_mib(file_backed[-1] if file_backed else None),
+            "series_s_anon_file_vmrss_kib": series_with_last(self.samples, every),
+        }
+
+
+def series_with_last(samples, every):
+    """Every `every`-th sample, and the last one."""
+    series = samples[::every]
+    if series[-1] is not samples[-1]:
+        series.append(samples[-1])
+    return series
 
 
 def allocated_bytes(path):
@@ -262,24 +362,30 @@ def loss_pct(sent, got):
 
 
 def sink_step(tools, rate, seconds):
+    started = time.monotonic()
     snmp_before = snmp_udp()
     sink, port = tools.start_sink(["--idle", "1", "--duration", str(seconds + 60)])
     sent = tools.send(port, **step_counts(rate, seconds))
+    # Read while the sink still idles (--idle 1 after the last datagram): its socket's drops.
+    drops = socket_drops(port)
     got = finish_sink(sink, timeout=30)
-    drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+    drops_system = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
     received = got["received"]
     return {
         "rate_requested": rate,
         "sent": sent["sent"],
         "rate_achieved": round(sent["rate_achieved"]),
         "stored": received,
-        "kernel_drops": drops,
+        "kernel_drops": drops if drops is not None else drops_system,
+        "kernel_drops_system": drops_system,
         "app_drops": 0,
         "loss_pct": loss_pct(sent["sent"], received),
         "cpu_s": got["cpu_s"],
         "cpu_s_per_1000": round(1000 * got["cpu_s"] / received, 5) if received else None,
+        "cpu_per": "received datagram (the sink's getrusage, whole process)",
         "rss_peak_kib": got["rss_peak_kib"],
         "db_bytes_per_event": None,
+        "wall_s": round(time.monotonic() - started, 2),
     }
 
 
@@ -314,17 +420,30 @@ class Sensor:
             time.sleep(0.01)
         self.startup_ms = round((time.monotonic() - started) * 1000, 1)
 
-    def app_drops(self):
-        """Sum of events_dropped_total in /metrics, or None if the API does not expose it."""
+    def metrics(self):
+        """The sentrypeer_* counters of /metrics as {name without prefix: value} ({} if the API
+        does not answer). Labelled series of one name are summed."""
         try:
             url = f"http://127.0.0.1:{self.api_port}/metrics"
             text = urllib.request.urlopen(url, timeout=2).read().decode()
         except (OSError, ValueError):
-            return None
-        values = [float(line.split()[-1]) for line in text.splitlines()
-                  if line.startswith("events_dropped_total") or
-                  line.startswith("sentrypeer_events_dropped_total")]
-        return int(sum(values)) if values else None
+            return {}
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name = line.split("{")[0].split()[0].removeprefix("sentrypeer_")
+            try:
+                values[name] = values.get(name, 0) + float(line.split()[-1])
+            except ValueError:
+                continue
+        return values
+
+    def app_drops(self, metrics=None):
+        """events_dropped_total from /metrics, or None if the API does not expose it."""
+        metrics = self.metrics() if metrics is None else metrics
+        value = metrics.get("events_dropped_total")
+        return None if value is None else int(value)
 
     def wait_stored(self, expected, settle_s=2.0, timeout_s=30.0, interval_s=0.2):
         """Polls the store until it holds `expected` events or stops growing for `settle_s`."""
@@ -350,40 +469,55 @@ class Sensor:
 
 
 def sensor_step(tools, engine, rate, seconds, workdir):
+    started = time.monotonic()
     sensor = Sensor(tools, engine, workdir)
+    sampler = MemorySampler(sensor.process.pid)
     try:
+        committed_before = sensor.metrics().get("writer_events_committed_total", 0)
         cpu_before = proc_cpu_s(sensor.process.pid)
         cpu_precise_before = proc_cpu_precise_s(sensor.process.pid)
         snmp_before = snmp_udp()
         sent = tools.send(sensor.sip_port, **step_counts(rate, seconds))
         stored = sensor.wait_stored(sent["sent"])
-        drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+        drops = socket_drops(sensor.sip_port)
+        drops_system = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+        # CPU and the committed count at the same moment: CPU per *stored* event.
         cpu_ticks = proc_cpu_s(sensor.process.pid) - cpu_before
         cpu = proc_cpu_precise_s(sensor.process.pid) - cpu_precise_before
+        metrics = sensor.metrics()
         hwm = proc_hwm_kib(sensor.process.pid)
-        app_drops = sensor.app_drops()
+        memory = sampler.stop()
     finally:
+        sampler.done.set()
         exit_code = sensor.close()
+    committed = metrics.get("writer_events_committed_total")
+    committed = None if committed is None else int(committed - committed_before)
     stored_final = tools.stored(sensor.db)
     db_bytes = allocated_bytes(sensor.db)
+    per_event = committed if committed is not None else stored
     result = {
         "rate_requested": rate,
         "sent": sent["sent"],
         "rate_achieved": round(sent["rate_achieved"]),
         "stored": stored_final,
         "stored_before_exit": stored,
-        "kernel_drops": drops,
-        "app_drops": app_drops,
+        "committed_at_cpu_reading": committed,
+        "kernel_drops": drops if drops is not None else drops_system,
+        "kernel_drops_system": drops_system,
+        "app_drops": sensor.app_drops(metrics),
         "loss_pct": loss_pct(sent["sent"], stored_final),
         "cpu_s": round(cpu, 4),
         "cpu_s_stat": round(cpu_ticks, 2),
-        "cpu_s_per_1000": round(1000 * cpu / stored_final, 5) if stored_final else None,
+        "cpu_s_per_1000": round(1000 * cpu / per_event, 5) if per_event else None,
+        "cpu_per": "stored event (writer_events_committed_total at the CPU reading), all threads",
         "rss_peak_kib": hwm,
+        "memory": memory,
         "db_bytes": db_bytes,
         "db_bytes_per_event": round(db_bytes / stored_final, 1) if stored_final else None,
         "startup_ms": sensor.startup_ms,
         "exit_code": exit_code,
         "stderr_head": sensor.stderr_head,
+        "wall_s": round(time.monotonic() - started, 2),
     }
     shutil.rmtree(sensor.dir, ignore_errors=True)
     return result
@@ -395,7 +529,9 @@ def sink_drain(tools, count, rcvbuf):
     os.kill(sink.pid, signal.SIGSTOP)
     sent = tools.send(port, count=count)
     time.sleep(0.2)
-    drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+    drops = socket_drops(port)
+    if drops is None:
+        drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
     os.kill(sink.pid, signal.SIGCONT)
     got = finish_sink(sink, timeout=60)
     return {
@@ -417,7 +553,9 @@ def sensor_drain(tools, engine, count, workdir, rcvbuf):
         os.kill(sensor.process.pid, signal.SIGSTOP)
         sent = tools.send(sensor.sip_port, count=count)
         time.sleep(0.2)
-        drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
+        drops = socket_drops(sensor.sip_port)
+        if drops is None:
+            drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
         cpu_before = proc_cpu_precise_s(sensor.process.pid)
         started = time.monotonic()
         os.kill(sensor.process.pid, signal.SIGCONT)
@@ -447,16 +585,26 @@ def is_lossless(step):
     return step["loss_pct"] == 0 and step["kernel_drops"] == 0 and not step["app_drops"]
 
 
-def lossless_rate(steps):
-    """Achieved rate of the last step before the first lossy one (steps run in rising order,
-    flat out last): a rate counts only if every lower rate was lossless too, so one lucky step
-    on a noisy machine does not set the figure."""
-    rate = 0
+def step_key(step):
+    return "flat" if step["rate_requested"] is None else step["rate_requested"]
+
+
+def lossless_step(steps):
+    """The step that sets the lossless rate: the highest achieved rate among the steps before
+    the first lossy one (steps run in rising order, flat out last). A rate counts only if every
+    lower rate was lossless too, so one lucky step on a noisy machine does not set the figure."""
+    best = None
     for step in steps:
         if not is_lossless(step):
             break
-        rate = max(rate, step["rate_achieved"])
-    return rate
+        if best is None or step["rate_achieved"] > best["rate_achieved"]:
+            best = step
+    return best
+
+
+def lossless_rate(steps):
+    best = lossless_step(steps)
+    return best["rate_achieved"] if best else 0
 
 
 def lossless_rate_max(steps):
@@ -464,59 +612,159 @@ def lossless_rate_max(steps):
     return max((step["rate_achieved"] for step in steps if is_lossless(step)), default=0)
 
 
-def summarize(results):
-    sink = results["targets"]["sink"]
-    summary = {"sink_lossless_rate": lossless_rate(sink["steps"]),
+def cpu_ratios(steps, sink_steps):
+    """Per step: the sensor's CPU per stored event over the sink's CPU per received datagram at
+    the same asked rate in the same sweep (matched by rate, not by position)."""
+    sink_by_rate = {step_key(step): step for step in sink_steps}
+    ratios = {}
+    for step in steps:
+        sink = sink_by_rate.get(step_key(step))
+        if sink and step["cpu_s_per_1000"] and sink["cpu_s_per_1000"]:
+            ratios[step_key(step)] = round(step["cpu_s_per_1000"] / sink["cpu_s_per_1000"], 2)
+    return ratios
+
+
+def memory_peaks(steps):
+    def peak(field):
+        values = [step.get("memory", {}).get(field) for step in steps]
+        return max((value for value in values if value is not None), default=None)
+    anon, file_backed = peak("rss_anon_kib_peak"), peak("rss_file_kib_peak")
+    return {"rss_anon_kib_peak": anon, "rss_anon_mib_peak": kib_to_mib(anon),
+            "rss_file_kib_peak": file_backed, "rss_file_mib_peak": kib_to_mib(file_backed)}
+
+
+def summarize(targets):
+    """One sweep's summary; also writes each sensor step's `cpu_ratio_vs_sink`."""
+    sink = targets.get("sink", {"steps": []})
+    sink_rate = lossless_rate(sink["steps"])
+    summary = {"sink_lossless_rate": sink_rate,
                "sink_lossless_rate_max": lossless_rate_max(sink["steps"])}
-    for name, target in results["targets"].items():
+    for name, target in targets.items():
         if name == "sink":
             continue
-        rate = lossless_rate(target["steps"])
-        ratios = []
-        for step, sink_step_result in zip(target["steps"], sink["steps"]):
-            if step["cpu_s_per_1000"] and sink_step_result["cpu_s_per_1000"]:
-                ratios.append(step["cpu_s_per_1000"] / sink_step_result["cpu_s_per_1000"])
+        ratios = cpu_ratios(target["steps"], sink["steps"])
+        for step in target["steps"]:
+            step["cpu_ratio_vs_sink"] = ratios.get(step_key(step))
+        best = lossless_step(target["steps"])
         summary[name] = {
-            "lossless_rate": rate,
+            "lossless_rate": lossless_rate(target["steps"]),
             "lossless_rate_max": lossless_rate_max(target["steps"]),
-            "lossless_ratio_vs_sink": round(rate / summary["sink_lossless_rate"], 3)
-            if summary["sink_lossless_rate"] else None,
-            "cpu_per_event_ratio_vs_sink_median": round(statistics.median(ratios), 2)
+            "lossless_ratio_vs_sink": round(lossless_rate(target["steps"]) / sink_rate, 3)
+            if sink_rate else None,
+            "cpu_per_event_ratio_vs_sink_median": round(statistics.median(ratios.values()), 2)
             if ratios else None,
+            "cpu_per_event_ratio_vs_sink_at_lossless_rate":
+                ratios.get(step_key(best)) if best else None,
+            **memory_peaks(target["steps"]),
         }
     return summary
 
 
+def median_of(values):
+    numbers = [value for value in values if isinstance(value, (int, float))
+               and not isinstance(value, bool)]
+    if not numbers:
+        return None
+    middle = statistics.median(numbers)
+    if all(isinstance(value, int) for value in numbers):
+        return round(middle)  # counts stay whole (an even number of sweeps averages two)
+    return round(middle, 5)
+
+
+MEDIAN_STEP_FIELDS = ("sent", "rate_achieved", "stored", "kernel_drops", "app_drops", "loss_pct",
+                      "cpu_s", "cpu_s_per_1000", "cpu_ratio_vs_sink", "rss_peak_kib",
+                      "db_bytes_per_event", "startup_ms", "wall_s")
+MEDIAN_MEMORY_FIELDS = ("rss_anon_kib_peak", "rss_anon_kib_final", "rss_file_kib_peak",
+                        "rss_file_kib_final")
+
+
+def median_steps(sweeps):
+    """Per target and asked rate: the median of each figure over the sweeps that ran it."""
+    grouped = {}
+    for sweep in sweeps:
+        for name, target in sweep["targets"].items():
+            for step in target["steps"]:
+                grouped.setdefault(name, {}).setdefault(step_key(step), []).append(step)
+    medians = {}
+    for name, by_rate in grouped.items():
+        medians[name] = {"steps": []}
+        for key, steps in by_rate.items():
+            step = {"rate_requested": None if key == "flat" else key, "sweeps": len(steps)}
+            for field in MEDIAN_STEP_FIELDS:
+                step[field] = median_of([one.get(field) for one in steps])
+            memory = {field: median_of([one.get("memory", {}).get(field) for one in steps])
+                      for field in MEDIAN_MEMORY_FIELDS}
+            if any(value is not None for value in memory.values()):
+                step["memory"] = memory
+            medians[name]["steps"].append(step)
+    return medians
+
+
+def counted_sweeps(sweeps, steps_per_target):
+    """The sweeps whose targets all ran every step; if there is none, those with any step (a
+    sweep cut short by the budget would pull the median down)."""
+    def complete(sweep):
+        return all(len(target["steps"]) == steps_per_target
+                   for target in sweep["targets"].values())
+    full = [sweep for sweep in sweeps if complete(sweep)]
+    return full or [sweep for sweep in sweeps
+                    if any(target["steps"] for target in sweep["targets"].values())]
+
+
+def median_tree(summaries):
+    """The median of every number in a list of same-shaped summaries."""
+    first = next((one for one in summaries if one is not None), None)
+    if isinstance(first, dict):
+        return {key: median_tree([one.get(key) for one in summaries if isinstance(one, dict)])
+                for key in first}
+    return median_of(summaries)
+
+
 def print_table(results):
     header = (f"{'target':<10} {'rate req':>9} {'sent':>9} {'achieved/s':>10} {'stored':>9} "
-              f"{'kdrops':>7} {'adrops':>7} {'loss%':>7} {'cpu s/1k':>9} {'rss KiB':>8} "
-              f"{'db B/ev':>8}")
+              f"{'kdrops':>7} {'adrops':>7} {'loss%':>7} {'cpu s/1k':>9} {'x sink':>6} "
+              f"{'anon MiB':>8} {'file MiB':>8} {'db B/ev':>8}")
+    sweeps = len(results["sweeps"])
+    print(f"median of {sweeps} sweep(s) per step (every sweep is in the JSON):")
     print(header)
     print("-" * len(header))
-    for name, target in results["targets"].items():
+    for name, target in results["median_steps"].items():
         for step in target["steps"]:
+            memory = step.get("memory", {})
+
+            def shown(value):
+                return "-" if value is None else value
             rate = "flat" if step["rate_requested"] is None else f"{step['rate_requested']:.0f}"
             print(f"{name:<10} {rate:>9} {step['sent']:>9} {step['rate_achieved']:>10} "
-                  f"{step['stored']:>9} {step['kernel_drops']:>7} "
-                  f"{'-' if step['app_drops'] is None else step['app_drops']:>7} "
-                  f"{step['loss_pct']:>7} {step['cpu_s_per_1000'] or '-':>9} "
-                  f"{step['rss_peak_kib'] or '-':>8} {step['db_bytes_per_event'] or '-':>8}")
-        if target.get("error"):
-            print(f"{name:<10} error: {target['error']}")
-        drain = target.get("drain")
-        if drain:
-            print(f"{name:<10} drain: {drain['sent']} sent, {drain['kernel_drops']} kernel drops, "
-                  f"{drain['stored']} stored in {drain['drain_s']} s = {drain['drain_rate']}/s, "
-                  f"{drain['cpu_us_per_event']} us CPU per event")
+                  f"{step['stored']:>9} {step['kernel_drops']:>7} {shown(step['app_drops']):>7} "
+                  f"{step['loss_pct']:>7} {shown(step['cpu_s_per_1000']):>9} "
+                  f"{shown(step.get('cpu_ratio_vs_sink')):>6} "
+                  f"{shown(kib_to_mib(memory.get('rss_anon_kib_peak'))):>8} "
+                  f"{shown(kib_to_mib(memory.get('rss_file_kib_peak'))):>8} "
+                  f"{shown(step['db_bytes_per_event']):>8}")
+    for sweep in results["sweeps"]:
+        for name, target in sweep["targets"].items():
+            if target.get("error"):
+                print(f"sweep {sweep['index']} {name}: error: {target['error']}")
+            drain = target.get("drain")
+            if drain:
+                print(f"sweep {sweep['index']} {name} drain: {drain['sent']} sent, "
+                      f"{drain['kernel_drops']} kernel drops, {drain['stored']} stored in "
+                      f"{drain['drain_s']} s = {drain['drain_rate']}/s, "
+                      f"{drain['cpu_us_per_event']} us CPU per event")
     print()
-    summary = results["summary"]
-    print(f"sink lossless rate: {summary['sink_lossless_rate']}/s (every step up to it "
-          f"lossless; best single lossless step {summary['sink_lossless_rate_max']}/s)")
-    for name, value in summary.items():
-        if isinstance(value, dict):
-            print(f"{name}: lossless {value['lossless_rate']}/s = "
-                  f"{value['lossless_ratio_vs_sink']} x sink; CPU per event "
-                  f"{value['cpu_per_event_ratio_vs_sink_median']} x sink (median over steps)")
+    for label, summary in [(f"sweep {sweep['index']}", sweep["summary"])
+                           for sweep in results["sweeps"]] + [("MEDIAN", results["summary"])]:
+        print(f"{label}: sink lossless {summary.get('sink_lossless_rate')}/s")
+        for name, value in summary.items():
+            if isinstance(value, dict):
+                print(f"  {name}: lossless {value['lossless_rate']}/s = "
+                      f"{value['lossless_ratio_vs_sink']} x sink; CPU per stored event "
+                      f"{value['cpu_per_event_ratio_vs_sink_median']} x sink per datagram "
+                      f"(median over steps; "
+                      f"{value['cpu_per_event_ratio_vs_sink_at_lossless_rate']} x at the "
+                      f"lossless step); RssAnon peak {value['rss_anon_mib_peak']} MiB, "
+                      f"RssFile peak {value['rss_file_mib_peak']} MiB")
 
 
 # ---------------------------------------------------------------- main
@@ -526,9 +774,11 @@ def parse_args():
     parser.add_argument("--sink-only", action="store_true",
                         help="only the bare sink (no sentrypeer binary needed)")
     parser.add_argument("--engines", default="io_uring,portable")
-    parser.add_argument("--rates", default="10000,50000,100000,150000,200000,250000,300000,350000",
+    parser.add_argument("--rates", default="50000,100000,150000,200000,250000",
                         help="fixed rates (per second); flat out is always added")
     parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--sweeps", type=int, default=3,
+                        help="run the whole sweep N times; the summary is the median")
     parser.add_argument("--drain-count", type=int, default=50000)
     parser.add_argument("--drain-rcvbuf", type=int, default=256 << 20,
                         help="SO_RCVBUF of the sink and the sensor in the drain test")
@@ -538,17 +788,56 @@ def parse_args():
     parser.add_argument("--source-per-message", action="store_true",
                         help="a new source address of --sources for every datagram")
     parser.add_argument("--sender-nice", type=int, default=0,
-                        help="run the sending loadgen under `nice -n N` (0: as is), e.g. 10 so "
-                             "that on a shared machine it does not take CPU the sensor needs")
-    parser.add_argument("--loadgen", default=os.path.join(ROOT, "target/perf/sentrypeer-loadgen"))
-    parser.add_argument("--sentrypeer", default=os.path.join(ROOT, "target/perf/sentrypeer"))
+                        help="run the sending loadgen (for the sink and the sensor alike) under "
+                             "`nice -n N`; 0 (default): the same priority as the receivers")
+    target = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
+    parser.add_argument("--loadgen", default=os.path.join(target, "perf/sentrypeer-loadgen"))
+    parser.add_argument("--sentrypeer", default=os.path.join(target, "perf/sentrypeer"))
     parser.add_argument("--sensor-args", default="",
                         help="extra sentrypeer arguments, e.g. '--udp-rcvbuf 268435456' so that "
                              "the drain test's pre-fill fits in the socket")
     parser.add_argument("--budget-seconds", type=float, default=570,
-                        help="skip the remaining steps once this much time has passed")
+                        help="start no new step once this much time has passed since "
+                             "perf/ingest.sh began (its build included)")
     parser.add_argument("--out", default=None, help="default perf/results/<date>-ingest[-sink-only].json")
     return parser.parse_args()
+
+
+def run_sweep(tools, args, rates, engines, workdir, sweep, within_budget):
+    """One sweep: at each asked rate the sink, then each engine (the same sender, the same
+    priority); the drain tests after the steps when `sweep` is the first."""
+    targets = sweep["targets"]
+    targets["sink"] = {"steps": []}
+    for engine in engines:
+        targets[engine] = {"steps": []}
+    label = f"sweep {sweep['index']}"
+    for rate in rates:
+        if not within_budget(f"{label} rate {rate}"):
+            continue
+        targets["sink"]["steps"].append(sink_step(tools, rate, args.step_seconds))
+        print(f"{label} sink {rate}: {targets['sink']['steps'][-1]}", file=sys.stderr)
+        for engine in engines:
+            if targets[engine].get("error"):
+                continue
+            try:
+                step = sensor_step(tools, engine, rate, args.step_seconds, workdir)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                targets[engine]["error"] = str(error)
+                print(f"{label} {engine}: {error}", file=sys.stderr)
+                continue
+            targets[engine]["steps"].append(step)
+            print(f"{label} {engine} {rate}: {step}", file=sys.stderr)
+    if sweep["index"] != 1 or args.drain_count <= 0:
+        return
+    targets["sink"]["drain"] = sink_drain(tools, args.drain_count, args.drain_rcvbuf)
+    for engine in engines:
+        if not targets[engine].get("error") and within_budget(f"{engine} drain"):
+            try:
+                targets[engine]["drain"] = sensor_drain(tools, engine, args.drain_count,
+                                                        workdir, args.drain_rcvbuf)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                targets[engine]["error"] = str(error)
+                print(f"{label} {engine} drain: {error}", file=sys.stderr)
 
 
 def main():
@@ -557,6 +846,8 @@ def main():
     rates = [float(rate) for rate in args.rates.split(",") if rate.strip()] + [None]
     engines = [] if args.sink_only else [e for e in args.engines.split(",") if e]
     started = time.monotonic()
+    # perf/ingest.sh sets this before its build, so that the budget covers the build too.
+    budget_started = float(os.environ.get("INGEST_STARTED_EPOCH") or time.time())
     date = datetime.datetime.now(datetime.timezone.utc)
     results = {
         "benchmark": "ingest",
@@ -564,56 +855,52 @@ def main():
         "machine": machine(),
         "command": os.environ.get("INGEST_COMMAND") or
         " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-        "settings": {"rates": rates, "step_seconds": args.step_seconds,
+        "settings": {"rates": rates, "step_seconds": args.step_seconds, "sweeps": args.sweeps,
                      "sensor_args": args.sensor_args,
                      "drain_count": args.drain_count, "mix": args.mix,
                      "sources": args.sources, "source_sockets": args.source_sockets,
                      "source_per_message": args.source_per_message,
-                     "sender_nice": args.sender_nice},
-        "targets": {},
+                     "sender_nice": args.sender_nice,
+                     "loadgen": args.loadgen, "sentrypeer": args.sentrypeer},
+        "units": {"rss_*_kib": "KiB as in /proc/<pid>/status", "rss_*_mib": "KiB / 1024",
+                  "cpu_s_per_1000": "CPU seconds per 1,000 stored events (sensor, all threads) "
+                                    "or received datagrams (sink)"},
+        "sweeps": [],
     }
     workdir = tempfile.mkdtemp(prefix="sentrypeer-ingest-")
     skipped = []
 
     def within_budget(what):
-        if time.monotonic() - started < args.budget_seconds:
+        if time.time() - budget_started < args.budget_seconds:
             return True
         skipped.append(what)
         print(f"skipped {what}: over the {args.budget_seconds} s budget", file=sys.stderr)
         return False
 
     try:
-        sink = {"steps": []}
-        results["targets"]["sink"] = sink
-        for rate in rates:
-            sink["steps"].append(sink_step(tools, rate, args.step_seconds))
-            print(f"sink {rate}: {sink['steps'][-1]}", file=sys.stderr)
-        sink["drain"] = sink_drain(tools, args.drain_count, args.drain_rcvbuf)
-        for engine in engines:
-            target = {"steps": []}
-            results["targets"][engine] = target
-            try:
-                for rate in rates:
-                    if within_budget(f"{engine} rate {rate}"):
-                        step = sensor_step(tools, engine, rate, args.step_seconds, workdir)
-                        target["steps"].append(step)
-                        print(f"{engine} {rate}: {step}", file=sys.stderr)
-                if within_budget(f"{engine} drain"):
-                    target["drain"] = sensor_drain(tools, engine, args.drain_count, workdir,
-                                                   args.drain_rcvbuf)
-            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-                target["error"] = str(error)
-                print(f"{engine}: {error}", file=sys.stderr)
+        for index in range(1, args.sweeps + 1):
+            sweep = {"index": index, "targets": {}}
+            results["sweeps"].append(sweep)
+            sweep_started = time.monotonic()
+            run_sweep(tools, args, rates, engines, workdir, sweep, within_budget)
+            sweep["summary"] = summarize(sweep["targets"])
+            sweep["elapsed_s"] = round(time.monotonic() - sweep_started, 1)
     finally:
         kill_all()
         shutil.rmtree(workdir, ignore_errors=True)
     results["skipped"] = skipped
-    results["summary"] = summarize(results)
+    results["median_steps"] = median_steps(results["sweeps"])
+    counted = counted_sweeps(results["sweeps"], len(rates))
+    results["summary"] = median_tree([sweep["summary"] for sweep in counted]) if counted else {}
+    results["summary"]["sweeps"] = len(results["sweeps"])
+    results["summary"]["sweeps_counted"] = [sweep["index"] for sweep in counted]
+    results["summary"]["note"] = ("median over the counted sweeps (complete ones; if none is "
+                                  "complete, those with any step) of each sweep's own summary")
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     out = args.out or os.path.join(ROOT, "perf", "results",
                                    f"{date.strftime('%Y-%m-%d')}-ingest"
                                    f"{'-sink-only' if args.sink_only else ''}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as handle:
         json.dump(results, handle, indent=2)
         handle.write("\n")

@@ -2,15 +2,23 @@
 # End-to-end UDP ingest benchmark: sensor (both engines) versus the bare recvmmsg sink.
 # See perf/ingest.py for what is measured; spec: performance.md section 2.
 #
-#   perf/ingest.sh [--sink-only] [--no-build] [--rates 10000,50000,...] [--step-seconds 2]
-#                  [--engines io_uring,portable] [--drain-count 50000] [--sender-nice N] [--out FILE]
+#   perf/ingest.sh [--sink-only] [--no-build] [--sweeps 3] [--rates 50000,100000,...]
+#                  [--step-seconds 2] [--engines io_uring,portable] [--drain-count 50000]
+#                  [--sender-nice 0] [--budget-seconds 570] [--out FILE]
 #
-# Builds the binaries with the `perf` profile (release code in target/perf; sentrypeer without
-# the P2P feature, which the ingest path does not touch and which is a third of a clean build),
-# loadgen always, sentrypeer unless --sink-only; then runs the sweep on loopback only. Writes perf/results/<date>-ingest.json and prints a table.
-# Budget: under 10 minutes on 2 cores with the defaults, clean build included (about 1 minute with --sink-only).
+# Builds the binaries with the `perf` profile (release code in $CARGO_TARGET_DIR or target/, in
+# perf/; sentrypeer without the P2P feature, which the ingest path does not touch and which is a
+# third of a clean build), loadgen always, sentrypeer unless --sink-only; then runs the sweep
+# --sweeps times (default 3) on loopback only, the sender at the same priority as the receivers
+# (--sender-nice 0). Writes perf/results/<date>-ingest.json (every sweep, the median per step and
+# the median summary) and prints a table.
+# Budget: the whole command, build included, stops starting new steps --budget-seconds (570)
+# after it began, so it ends within 10 minutes on 2 cores; steps left out are listed under
+# "skipped" in the JSON (a clean build leaves less time for the sweeps than a warm one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+INGEST_STARTED_EPOCH=$(date +%s.%N)
+export INGEST_STARTED_EPOCH
 
 build=1
 sink_only=0

@@ -15,4 +15,5 @@ pub mod p2p;
 pub mod sensor;
 pub mod sip;
 pub mod store;
+pub mod token_bucket;
 pub mod webhook;

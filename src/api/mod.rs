@@ -43,12 +43,6 @@ use crate::metrics::Render;
 use crate::store::Store;
 use service::State;
 
-/// How long [`ApiHandle::stop`] lets open requests finish before it drops their connections.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Pause after an accept error (e.g. out of file descriptors) before accepting again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
-
 /// Errors starting the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -162,7 +156,7 @@ pub fn start_with(
                     Err(error) => eprintln!("sentrypeer: API listener: {error}"),
                 }
             });
-            runtime.shutdown_timeout(SHUTDOWN_GRACE);
+            runtime.shutdown_timeout(limits::API_SHUTDOWN_GRACE);
         })
         .map_err(ApiError::Spawn)?;
     Ok(ApiHandle {
@@ -206,13 +200,16 @@ async fn serve(
                         drop(permit);
                     });
                 }
-                Err(_) => tokio::time::sleep(ACCEPT_ERROR_PAUSE).await,
+                Err(_) => tokio::time::sleep(limits::API_ACCEPT_ERROR_PAUSE).await,
             },
         }
     }
     drop(listener);
     let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+    if tokio::time::timeout(limits::API_SHUTDOWN_GRACE, drained)
+        .await
+        .is_err()
+    {
         connections.abort_all();
     }
 }

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::config::limits::{API_IPSET_ELEMENTS_MAX, API_LIST_ITEM_BYTES_TYPICAL};
 use crate::event::Event;
 use crate::event::json::write_json;
 use crate::event::timestamp::{TimestampText, timestamp_text};
@@ -31,11 +32,9 @@ pub const NFT_TABLE: &str = "sentrypeer";
 pub const NFT_SET_V4: &str = "bad_actors_v4";
 pub const NFT_SET_V6: &str = "bad_actors_v6";
 
-/// The ipset sets that `?format=ipset` fills, and their capacity (`maxelem`): room for ten full
-/// pages, so repeated loads of new pages fit.
+/// The ipset sets that `?format=ipset` fills (capacity: [`API_IPSET_ELEMENTS_MAX`]).
 pub const IPSET_V4: &str = "sentrypeer_v4";
 pub const IPSET_V6: &str = "sentrypeer_v6";
-pub const IPSET_ELEMENTS_MAX: usize = 1_048_576;
 
 /// `{"<key>": "<value>"}`.
 pub fn object(key: &str, value: &str) -> String {
@@ -127,11 +126,8 @@ struct NumberList<'a> {
     next: Option<&'a str>,
 }
 
-/// Bytes per rendered list item, to size the output once.
-const LIST_ITEM_BYTES_TYPICAL: usize = 96;
-
 fn to_json(value: &impl Serialize, items: usize) -> String {
-    let mut out = Vec::with_capacity(64 + items * LIST_ITEM_BYTES_TYPICAL);
+    let mut out = Vec::with_capacity(64 + items * API_LIST_ITEM_BYTES_TYPICAL);
     // Serialising into a Vec only fails for non-string map keys, which these types do not have.
     let _ = serde_json::to_writer(&mut out, value);
     String::from_utf8(out).unwrap_or_default()
@@ -214,11 +210,11 @@ pub fn ipset(ips: &[IpAddr]) -> String {
     let mut out = String::with_capacity(128 + ips.len() * 40);
     let _ = writeln!(
         out,
-        "create {IPSET_V4} hash:ip family inet maxelem {IPSET_ELEMENTS_MAX} -exist"
+        "create {IPSET_V4} hash:ip family inet maxelem {API_IPSET_ELEMENTS_MAX} -exist"
     );
     let _ = writeln!(
         out,
-        "create {IPSET_V6} hash:ip family inet6 maxelem {IPSET_ELEMENTS_MAX} -exist"
+        "create {IPSET_V6} hash:ip family inet6 maxelem {API_IPSET_ELEMENTS_MAX} -exist"
     );
     for ip in ips {
         let set = if ip.is_ipv4() { IPSET_V4 } else { IPSET_V6 };

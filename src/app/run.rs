@@ -5,7 +5,7 @@
 
 use std::error::Error;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -14,7 +14,7 @@ use signal_hook::iterator::Signals;
 use super::status::Status;
 use crate::api::{self, ApiHandle};
 use crate::config::Config;
-use crate::config::limits::EVENT_CHANNEL_CAPACITY;
+use crate::config::limits::{EVENT_CHANNEL_CAPACITY, STATUS_LINE_INTERVAL};
 use crate::event::Event;
 use crate::metrics::Render;
 use crate::p2p::{self, P2pHandle};
@@ -22,9 +22,6 @@ use crate::sensor::{self, Sensor};
 use crate::store::writer::WriterHandle;
 use crate::store::{self, Store};
 use crate::webhook::{self, WebhookHandle};
-
-/// How often `-v` prints its one-line status.
-const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Everything `run` started, in start order.
 struct Parts {
@@ -61,7 +58,7 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
         );
     }
     loop {
-        match signals.recv_timeout(STATUS_INTERVAL) {
+        match signals.recv_timeout(STATUS_LINE_INTERVAL) {
             Ok(SIGHUP) => parts.writer.reopen_log(),
             Ok(signal) => {
                 if config.debug {

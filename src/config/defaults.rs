@@ -15,7 +15,7 @@ pub const SYSLOG_SOCKET: &str = "/dev/log";
 /// `-b`: the P2P bootstrap peer.
 pub const BOOTSTRAP_NODE: &str = "bootstrap.sentrypeer.org:4222";
 
-/// Port added to a bootstrap node given as a bare host.
+/// Port added to a bootstrap node given as a bare host (by `config` and by the P2P node).
 pub const BOOTSTRAP_PORT: u16 = 4222;
 
 /// `-t`: the TLS certificate (PEM).

@@ -27,7 +27,7 @@ pub const SIP_HEADERS_COUNT_MAX: usize = 256;
 pub const SIP_VIA_COUNT_MAX: usize = 16;
 
 /// Largest reply the reply builder writes; a request whose echoed headers would exceed it gets
-/// no reply (counter `replies_oversize_total`).
+/// no reply (counter `sip_replies_skipped_total`).
 pub const REPLY_BYTES_MAX: usize = 8 * 1024;
 
 /// Datagrams taken per `recvmmsg` call.
@@ -140,9 +140,6 @@ pub const API_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Blocking threads that run long store reads (full lists, events) for the API.
 pub const API_BLOCKING_THREADS_MAX: usize = 4;
-
-/// Events queued between the writer and the webhook worker.
-pub const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
 
 /// Time the webhook worker gives a TCP (and TLS) connect to the webhook or token URL; a
 /// timeout is a failed attempt (counter `webhook_requests_failed_total`) and backs off.
@@ -282,6 +279,125 @@ pub const STORE_DICTIONARY_BYTES_MAX: usize = 16 * 1024;
 /// are skipped (counter `writer_syslog_errors_total`).
 pub const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_millis(50);
 
+// Store: writer, encoder, output thread, JSON log, codec, export.
+
+/// How long the idle writer and the idle output thread wait for a batch before they do their
+/// housekeeping anyway (retention pruning, dictionary training; reopening the JSON log after
+/// SIGHUP). Bounds how late that runs with no traffic, at two wake-ups a second when idle.
+pub const STORE_IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Sleep after a failed commit (other than a full map), doubling per failure from the first to
+/// the largest: a passing error is retried within milliseconds, a lasting one (disk full,
+/// permissions) costs at most one attempt a second, and the writer resumes within a second of it
+/// clearing. Meanwhile events wait in the channel (then drop, counted: `events_dropped_total`).
+pub const WRITER_COMMIT_RETRY_BACKOFF_MIN: Duration = Duration::from_millis(10);
+pub const WRITER_COMMIT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Failed commits after the event channel closed before the writer gives the batch up (about
+/// 15 s with the back-off above), so that a full disk cannot keep the process from exiting; the
+/// lost count is printed.
+pub const WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX: u32 = 20;
+
+/// zstd dictionary trainings the writer tries (each on fresh samples, when the last had too
+/// little variety) before it reports once and compresses without a dictionary for good; three
+/// keep a store of near-identical traffic from sampling forever.
+pub const STORE_DICTIONARY_ATTEMPTS_MAX: u32 = 3;
+
+/// Encoded batches that may wait between the encoder and the writer; when full the encoder waits
+/// and the event channel fills. Two keep the writer busy (one committing, one ready) while
+/// holding at most two batches (`WRITER_BATCH_EVENTS_MAX` events each) of encoded records.
+pub const WRITER_ENCODED_BATCHES_MAX: usize = 2;
+
+/// Committed batches that may wait for the output thread (JSON log, syslog); when full the
+/// writer waits, so the log is never more than this many batches behind the store. Two let the
+/// log writing run beside the next commit without letting it fall behind.
+pub const WRITER_OUTPUT_BATCHES_MAX: usize = 2;
+
+/// Buffer of the JSON log file, flushed once per batch: a few hundred lines (~1 KiB each) per
+/// write call instead of one call per line.
+pub const JSON_LOG_BUFFER_BYTES: usize = 256 * 1024;
+
+/// JSON log bytes between two page-cache trims (`posix_fadvise(DONTNEED)`), and the newest log
+/// bytes never trimmed (what `tail -f` readers are still reading). At a flood's ~90 MB/s of log,
+/// 8 MiB is about ten trims a second; 32 MiB is a third of a second of log.
+pub const JSON_LOG_TRIM_STEP_BYTES: u64 = 8 * 1024 * 1024;
+pub const JSON_LOG_KEPT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// zstd level of event tails: with the dictionary, level 1 is 7 bytes per tail larger than level
+/// 3 and about a third cheaper (`STORE_BENCH_EXPLORE`, docs/benchmarks.md "Store").
+pub const STORE_ZSTD_LEVEL: i32 = 1;
+
+/// Event tails shorter than this are stored raw: a zstd frame would not pay for itself.
+pub const STORE_COMPRESS_BYTES_MIN: usize = 64;
+
+/// Events read per read transaction by `sentrypeer export`: bounds the decoded events held
+/// (~4 MiB typical) and how long one read transaction pins old LMDB pages.
+pub const EXPORT_CHUNK_EVENTS: usize = 4_096;
+
+// P2P node.
+
+/// Reader batches queued from the store reader thread to the node; when full the reader waits
+/// (the events stay in the store after the `p2p` cursor). Worst case this many batches of
+/// [`P2P_READ_BATCH_EVENTS`] events.
+pub const P2P_READ_BATCHES_QUEUED: usize = 4;
+
+/// Events read from the store per read transaction by the P2P reader: enough to fill several
+/// messages per read, few enough to end the read transaction quickly.
+pub const P2P_READ_BATCH_EVENTS: usize = 1024;
+
+/// Longest wait of the P2P reader for a commit (and its sleep after a read error) before it
+/// checks for stop and saves the cursor; bounds how long `stop` waits for it.
+pub const P2P_READER_WAIT: Duration = Duration::from_millis(200);
+
+/// How often the P2P reader saves the `p2p` cursor at most: a crash re-publishes at most a
+/// second of entries.
+pub const P2P_CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The node's housekeeping tick (publishing, bootstrap dials, stop check): spreads the publish
+/// budget over ten slots a second and notices a stop or a due redial within 100 ms.
+pub const P2P_TICK: Duration = Duration::from_millis(100);
+
+/// Publish burst: one second's worth, so a node that was quiet catches up without a spike.
+pub const P2P_PUBLISH_MESSAGES_BURST: u32 = P2P_PUBLISH_MESSAGES_PER_SECOND;
+
+/// How long the node waits for its first listen address; then start-up fails.
+pub const P2P_LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `p2p::start` waits for the node thread to report it is listening (key load, swarm
+/// build, [`P2P_LISTEN_TIMEOUT`]); then start-up fails.
+pub const P2P_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections with no traffic are closed after this: five minutes keep the mesh through quiet
+/// spells (gossipsub heartbeats count as traffic) and shed dead peers.
+pub const P2P_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Peers found through Kademlia are dialed only while fewer than this many are connected: enough
+/// for a healthy gossipsub mesh (which wants 6-12), well under
+/// [`P2P_CONNECTIONS_INCOMING_MAX`].
+pub const P2P_DISCOVERED_PEERS_DIALED_MAX: usize = 50;
+
+// API.
+
+/// How long `ApiHandle::stop` lets open requests finish before it drops their connections.
+pub const API_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Pause after an accept error (e.g. out of file descriptors) before accepting again, so that
+/// the error does not spin a core while connections close.
+pub const API_ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Capacity (`maxelem`) of the ipset sets that `?format=ipset` creates: room for ten full pages
+/// of [`API_PAGE_ITEMS_MAX`], so repeated loads of new pages fit.
+pub const API_IPSET_ELEMENTS_MAX: usize = 1_048_576;
+
+/// Bytes per rendered list item, to size a list's output buffer once (a typical IP address or
+/// called number item with its timestamps); a larger list just grows the buffer.
+pub const API_LIST_ITEM_BYTES_TYPICAL: usize = 96;
+
+// App.
+
+/// How often `-v` prints its one-line status.
+pub const STATUS_LINE_INTERVAL: Duration = Duration::from_secs(10);
+
 const _: () = assert!(CALLED_NUMBER_KEY_BYTES_MAX + 8 <= 511);
 const _: () = assert!(API_URI_BYTES_MAX < API_REQUEST_HEAD_BYTES_MAX);
 const _: () = assert!(API_REQUEST_HEAD_BYTES_MAX >= 8 * 1024);
@@ -298,6 +414,12 @@ const _: () = assert!(WRITER_BATCH_INTERVAL.as_millis() <= WRITER_BATCH_INTERVAL
 const _: () = assert!(TCP_CONNECTIONS_PER_IP_MAX <= TCP_CONNECTIONS_PER_SHARD_MAX);
 const _: () = assert!(WEBHOOK_BACKOFF_INITIAL.as_millis() <= WEBHOOK_BACKOFF_MAX.as_millis());
 const _: () = assert!(WEBHOOK_READ_EVENTS_MAX >= 1);
+const _: () = assert!(
+    WRITER_COMMIT_RETRY_BACKOFF_MIN.as_millis() <= WRITER_COMMIT_RETRY_BACKOFF_MAX.as_millis()
+);
+const _: () = assert!(JSON_LOG_TRIM_STEP_BYTES <= JSON_LOG_KEPT_BYTES);
+const _: () = assert!(API_IPSET_ELEMENTS_MAX >= 10 * API_PAGE_ITEMS_MAX);
+const _: () = assert!(P2P_LISTEN_TIMEOUT.as_millis() < P2P_START_TIMEOUT.as_millis());
 
 // Sensor
 

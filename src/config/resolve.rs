@@ -198,24 +198,8 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
             cli.danger_force_portable_fallback,
             file.danger_force_portable_fallback,
         ),
-        udp_rcvbuf_bytes: as_usize(number_or(
-            sources.number(
-                "udp_rcvbuf",
-                cli.udp_rcvbuf.as_ref(),
-                file.udp_rcvbuf,
-                (1, limits::UDP_RCVBUF_BYTES_MAX as u64),
-            )?,
-            limits::UDP_RCVBUF_BYTES_DEFAULT as u64,
-        )),
-        tcp_idle_timeout: Duration::from_secs(number_or(
-            sources.number(
-                "tcp_idle_timeout",
-                cli.tcp_idle_timeout.as_ref(),
-                file.tcp_idle_timeout,
-                (1, limits::TCP_IDLE_TIMEOUT_MAX.as_secs()),
-            )?,
-            limits::TCP_IDLE_TIMEOUT.as_secs(),
-        )),
+        udp_rcvbuf_bytes: resolve_udp_rcvbuf(sources)?,
+        tcp_idle_timeout: resolve_tcp_idle_timeout(sources)?,
         tls_handshake_timeout: limits::TLS_HANDSHAKE_TIMEOUT,
         tcp_connections_per_ip_max: as_usize(per_ip),
         tcp_connections_per_shard_max: as_usize(per_core),
@@ -223,6 +207,34 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
         reply_burst,
         server_header: resolve_server_header(sources)?,
     })
+}
+
+/// Receive buffer asked per UDP socket.
+fn resolve_udp_rcvbuf(sources: &Sources<'_>) -> Result<usize, ConfigError> {
+    let bytes = sources.number(
+        "udp_rcvbuf",
+        sources.cli.udp_rcvbuf.as_ref(),
+        sources.file.udp_rcvbuf,
+        (1, limits::UDP_RCVBUF_BYTES_MAX as u64),
+    )?;
+    Ok(as_usize(number_or(
+        bytes,
+        limits::UDP_RCVBUF_BYTES_DEFAULT as u64,
+    )))
+}
+
+/// Idle timeout of a TCP/TLS connection.
+fn resolve_tcp_idle_timeout(sources: &Sources<'_>) -> Result<Duration, ConfigError> {
+    let seconds = sources.number(
+        "tcp_idle_timeout",
+        sources.cli.tcp_idle_timeout.as_ref(),
+        sources.file.tcp_idle_timeout,
+        (1, limits::TCP_IDLE_TIMEOUT_MAX.as_secs()),
+    )?;
+    Ok(Duration::from_secs(number_or(
+        seconds,
+        limits::TCP_IDLE_TIMEOUT.as_secs(),
+    )))
 }
 
 /// `(per source IP, per core)` caps of open TCP/TLS connections.

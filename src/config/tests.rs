@@ -124,6 +124,13 @@ const BOOLEAN_ENV: [(&str, &str, FeatureCheck); 11] = [
 ];
 
 #[test]
+fn config_default_p2p_addresses_use_the_bootstrap_port() {
+    let port = format!(":{}", defaults::BOOTSTRAP_PORT);
+    assert!(defaults::BOOTSTRAP_NODE.ends_with(&port));
+    assert!(defaults::P2P_LISTEN_ADDRESS.ends_with(&port));
+}
+
+#[test]
 fn config_boolean_off_by_default() {
     let config = load_ok(&[], &[]);
     for (name, _, check) in BOOLEAN_ENV {

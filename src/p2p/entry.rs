@@ -209,49 +209,13 @@ pub fn validate_entry(
     own_node_id: Uuid,
     now_ns: u64,
 ) -> Result<ValidEntry, EntryError> {
-    let texts = [
-        &entry.event_uuid,
-        &entry.created_by_node_id,
-        &entry.event_timestamp,
-        &entry.collected_method,
-        &entry.transport_type,
-        &entry.source_ip,
-        &entry.destination_ip,
-        &entry.called_number,
-        &entry.sip_method,
-        &entry.sip_user_agent,
-    ];
-    let message_len = entry.sip_message.as_ref().map_or(0, String::len);
-    let total = texts
-        .iter()
-        .map(|t| t.len())
-        .fold(message_len, usize::saturating_add);
-    if total > P2P_ENTRY_BYTES_MAX
-        || message_len > P2P_SIP_MESSAGE_BYTES_MAX
-        || [
-            &entry.called_number,
-            &entry.sip_method,
-            &entry.sip_user_agent,
-        ]
-        .iter()
-        .any(|t| t.len() > P2P_FIELD_BYTES_MAX)
-    {
-        return Err(EntryError::EntryTooLarge);
-    }
+    check_sizes(entry)?;
     let uuid = parse_uuid(&entry.event_uuid)?;
     let node_id = parse_uuid(&entry.created_by_node_id)?;
     if node_id == own_node_id {
         return Err(EntryError::OwnNodeId);
     }
-    let timestamp_ns = parse_timestamp(&entry.event_timestamp).ok_or(EntryError::Timestamp)?;
-    let skew = u64::try_from(P2P_FUTURE_SKEW.as_nanos()).unwrap_or(u64::MAX);
-    if timestamp_ns > now_ns.saturating_add(skew) {
-        return Err(EntryError::Future);
-    }
-    let age_max = u64::try_from(P2P_EVENT_AGE_MAX.as_nanos()).unwrap_or(u64::MAX);
-    if timestamp_ns < now_ns.saturating_sub(age_max) {
-        return Err(EntryError::Stale);
-    }
+    let timestamp_ns = parse_recent_timestamp(&entry.event_timestamp, now_ns)?;
     let collected_method =
         CollectedMethod::parse(&entry.collected_method).ok_or(EntryError::Enum)?;
     let transport = Transport::parse(&entry.transport_type).ok_or(EntryError::Enum)?;
@@ -281,6 +245,52 @@ pub fn validate_entry(
         message: entry.sip_message.clone(),
         count: entry.count,
     })
+}
+
+/// The entry's whole text, its SIP message and each free-text field are within their caps.
+fn check_sizes(entry: &WireEntry) -> Result<(), EntryError> {
+    let texts = [
+        &entry.event_uuid,
+        &entry.created_by_node_id,
+        &entry.event_timestamp,
+        &entry.collected_method,
+        &entry.transport_type,
+        &entry.source_ip,
+        &entry.destination_ip,
+        &entry.called_number,
+        &entry.sip_method,
+        &entry.sip_user_agent,
+    ];
+    let message_len = entry.sip_message.as_ref().map_or(0, String::len);
+    let total = texts
+        .iter()
+        .map(|t| t.len())
+        .fold(message_len, usize::saturating_add);
+    let field_over = [
+        &entry.called_number,
+        &entry.sip_method,
+        &entry.sip_user_agent,
+    ]
+    .iter()
+    .any(|t| t.len() > P2P_FIELD_BYTES_MAX);
+    if total > P2P_ENTRY_BYTES_MAX || message_len > P2P_SIP_MESSAGE_BYTES_MAX || field_over {
+        return Err(EntryError::EntryTooLarge);
+    }
+    Ok(())
+}
+
+/// The event timestamp in ns, if it is neither too far in the future nor too old at `now_ns`.
+fn parse_recent_timestamp(text: &str, now_ns: u64) -> Result<u64, EntryError> {
+    let timestamp_ns = parse_timestamp(text).ok_or(EntryError::Timestamp)?;
+    let skew = u64::try_from(P2P_FUTURE_SKEW.as_nanos()).unwrap_or(u64::MAX);
+    if timestamp_ns > now_ns.saturating_add(skew) {
+        return Err(EntryError::Future);
+    }
+    let age_max = u64::try_from(P2P_EVENT_AGE_MAX.as_nanos()).unwrap_or(u64::MAX);
+    if timestamp_ns < now_ns.saturating_sub(age_max) {
+        return Err(EntryError::Stale);
+    }
+    Ok(timestamp_ns)
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, EntryError> {

@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use super::{CURSOR, P2pError, P2pMetrics, key, node};
 use crate::config::P2pConfig;
+use crate::config::limits::{P2P_READ_BATCHES_QUEUED, P2P_START_TIMEOUT};
 use crate::event::Event;
 use crate::store::{CommitWatch, Store};
 
@@ -84,9 +84,6 @@ impl Drop for P2pHandle {
     }
 }
 
-/// How long [`start`] waits for the listener.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Starts the node: loads or creates the key beside the store, binds `config.listen`, then
 /// runs in the background (bootstrap, publishing, receiving). Received valid events go to
 /// `events` (the writer channel; never blocks: a full channel drops and counts).
@@ -101,21 +98,9 @@ pub fn start(
     let bootstrap = node::parse_bootstrap(&config.bootstrap)?;
     let metrics = Arc::new(P2pMetrics::default());
     let shared = Arc::new(Shared::default());
-    let (cursor, first_start) = {
-        let reader = store.read()?;
-        if reader.cursor(CURSOR_STARTED)? == 0 {
-            // First start with -p: share what is collected from now on, not the whole history.
-            (reader.last_key()?, true)
-        } else {
-            (reader.cursor(CURSOR)?, false)
-        }
-    };
-    if first_start {
-        store.set_cursor(CURSOR, cursor)?;
-        store.set_cursor(CURSOR_STARTED, 1)?;
-    }
+    let cursor = start_cursor(&store)?;
     shared.published_through.store(cursor, Ordering::Release);
-    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(node::READ_BATCHES_QUEUED);
+    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(P2P_READ_BATCHES_QUEUED);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let peer_id = libp2p::PeerId::from(keypair.public()).to_string();
@@ -143,18 +128,10 @@ pub fn start(
             );
         })
         .map_err(P2pError::Spawn)?;
-    match ready_rx.recv_timeout(START_TIMEOUT) {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            let _ = node.join();
-            return Err(error);
-        }
-        Err(_) => {
-            shared.stop.store(true, Ordering::Release);
-            let _ = stop_tx.send(());
-            let _ = node.join();
-            return Err(P2pError::Startup);
-        }
+    if let Err(error) = wait_until_listening(&ready_rx, &shared) {
+        let _ = stop_tx.send(());
+        let _ = node.join();
+        return Err(error);
     }
     let reader_shared = Arc::clone(&shared);
     let reader = std::thread::Builder::new()
@@ -177,4 +154,37 @@ pub fn start(
         }
     }
     Ok(handle)
+}
+
+/// The `p2p` cursor to publish after: the saved one, or on the first start with `-p` the newest
+/// stored event (share what is collected from now on, not the whole history), then saved.
+fn start_cursor(store: &Store) -> Result<u64, P2pError> {
+    let (cursor, first_start) = {
+        let reader = store.read()?;
+        if reader.cursor(CURSOR_STARTED)? == 0 {
+            (reader.last_key()?, true)
+        } else {
+            (reader.cursor(CURSOR)?, false)
+        }
+    };
+    if first_start {
+        store.set_cursor(CURSOR, cursor)?;
+        store.set_cursor(CURSOR_STARTED, 1)?;
+    }
+    Ok(cursor)
+}
+
+/// Waits (up to [`P2P_START_TIMEOUT`]) for the node thread to report that it listens; on a
+/// timeout also sets the stop flag. On any error the caller stops and joins the node thread.
+fn wait_until_listening(
+    ready: &std::sync::mpsc::Receiver<Result<(), P2pError>>,
+    shared: &Shared,
+) -> Result<(), P2pError> {
+    match ready.recv_timeout(P2P_START_TIMEOUT) {
+        Ok(result) => result,
+        Err(_) => {
+            shared.stop.store(true, Ordering::Release);
+            Err(P2pError::Startup)
+        }
+    }
 }

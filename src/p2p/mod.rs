@@ -124,18 +124,10 @@ impl P2pMetrics {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.iter().map(Counter::get).sum()
     }
-}
 
-impl Render for P2pMetrics {
-    fn render(&self, out: &mut String) {
-        metrics::write_gauge(out, "p2p_peers", "Connected P2P peers.", self.peers.get());
-        metrics::write_gauge(
-            out,
-            "p2p_topic_peers",
-            "Peers subscribed to the events topic.",
-            self.topic_peers.get(),
-        );
-        let counters: [(&str, &str, &Counter); 13] = [
+    /// The plain counters: Prometheus name, help text, counter.
+    fn counters(&self) -> [(&'static str, &'static str, &Counter); 13] {
+        [
             (
                 "p2p_messages_in_total",
                 "Messages accepted from peers.",
@@ -201,8 +193,20 @@ impl Render for P2pMetrics {
                 "Publish attempts that failed (other than no peers).",
                 &self.publish_errors_total,
             ),
-        ];
-        for (name, help, counter) in counters {
+        ]
+    }
+}
+
+impl Render for P2pMetrics {
+    fn render(&self, out: &mut String) {
+        metrics::write_gauge(out, "p2p_peers", "Connected P2P peers.", self.peers.get());
+        metrics::write_gauge(
+            out,
+            "p2p_topic_peers",
+            "Peers subscribed to the events topic.",
+            self.topic_peers.get(),
+        );
+        for (name, help, counter) in self.counters() {
             metrics::write_counter(out, name, help, counter.get());
         }
         metrics::write_header(

@@ -22,7 +22,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, kad, noise, tcp, yamux,
 };
@@ -32,43 +32,20 @@ use uuid::Uuid;
 use super::entry;
 use super::outbox::Outbox;
 use super::{CURSOR, IDENTIFY_PROTOCOL, KAD_PROTOCOL, P2pError, P2pMetrics, Shared, TOPIC};
+use crate::config::defaults::BOOTSTRAP_PORT;
 use crate::config::limits::{
     P2P_BOOTSTRAP_BACKOFF_MAX, P2P_BOOTSTRAP_BACKOFF_MIN, P2P_COALESCE_WINDOW,
     P2P_CONNECTIONS_INCOMING_MAX, P2P_CONNECTIONS_PENDING_INCOMING_MAX,
-    P2P_CONNECTIONS_PER_PEER_MAX, P2P_PEER_MESSAGES_BURST, P2P_PEER_MESSAGES_PER_SECOND,
-    P2P_PENDING_ENTRIES_MAX, P2P_PUBLISH_MESSAGES_PER_SECOND, P2P_RECENT_UUIDS,
-    P2P_TRANSMIT_BYTES_MAX,
+    P2P_CONNECTIONS_PER_PEER_MAX, P2P_CURSOR_SAVE_INTERVAL, P2P_DISCOVERED_PEERS_DIALED_MAX,
+    P2P_IDLE_CONNECTION_TIMEOUT, P2P_LISTEN_TIMEOUT, P2P_PEER_MESSAGES_BURST,
+    P2P_PEER_MESSAGES_PER_SECOND, P2P_PENDING_ENTRIES_MAX, P2P_PUBLISH_MESSAGES_BURST,
+    P2P_PUBLISH_MESSAGES_PER_SECOND, P2P_READ_BATCH_EVENTS, P2P_READER_WAIT, P2P_RECENT_UUIDS,
+    P2P_TICK, P2P_TRANSMIT_BYTES_MAX,
 };
 use crate::event::Event;
 use crate::event::timestamp::now_ns;
 use crate::store::{CommitWatch, Store};
-
-/// Reader batches queued towards the node (each up to [`READ_BATCH_EVENTS`] events).
-pub(super) const READ_BATCHES_QUEUED: usize = 4;
-
-/// Events read from the store per read transaction.
-const READ_BATCH_EVENTS: usize = 1024;
-
-/// How long the reader waits for a commit before it checks for stop and saves the cursor.
-const READER_WAIT: Duration = Duration::from_millis(200);
-
-/// How often the reader saves the `p2p` cursor at most.
-const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The node's housekeeping tick (publishing, bootstrap dials).
-const TICK: Duration = Duration::from_millis(100);
-
-/// How long start-up waits for the first listen address.
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connections with no traffic are closed after this.
-const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Peers found through Kademlia that the node dials on its own, at most (connected).
-const DISCOVERED_PEERS_DIALED_MAX: usize = 50;
-
-/// The default bootstrap port when `-b` names only a host.
-const DEFAULT_BOOTSTRAP_PORT: u16 = 4222;
+use crate::token_bucket::{Rate, TokenBucket};
 
 /// What the node thread needs.
 pub(super) struct Settings {
@@ -109,7 +86,7 @@ pub(super) fn parse_bootstrap(text: &str) -> Result<Option<Multiaddr>, P2pError>
     }
     let (host, port) = match text.rsplit_once(':') {
         Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid())?),
-        None => (text, DEFAULT_BOOTSTRAP_PORT),
+        None => (text, BOOTSTRAP_PORT),
     };
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(Some(socket_multiaddr(SocketAddr::new(ip, port))));
@@ -245,7 +222,7 @@ fn build_swarm(
         Ok(builder) => builder
             .with_behaviour(|_| behaviour)
             .map_err(transport_error)?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .with_swarm_config(|c| c.with_idle_connection_timeout(P2P_IDLE_CONNECTION_TIMEOUT))
             .build(),
         Err(error) => {
             if debug {
@@ -257,7 +234,7 @@ fn build_swarm(
                 .map_err(transport_error)?
                 .with_behaviour(|_| behaviour)
                 .map_err(transport_error)?
-                .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+                .with_swarm_config(|c| c.with_idle_connection_timeout(P2P_IDLE_CONNECTION_TIMEOUT))
                 .build()
         }
     };
@@ -286,71 +263,59 @@ pub(super) fn run(
     };
     runtime.block_on(async move {
         let topic = IdentTopic::new(TOPIC);
-        let mut swarm = match build_swarm(&settings.keypair, &topic, settings.debug) {
-            Ok(swarm) => swarm,
+        let started = build_swarm(&settings.keypair, &topic, settings.debug);
+        let swarm = match started {
+            Ok(mut swarm) => match listen(&mut swarm, settings.listen, &shared).await {
+                Ok(()) => swarm,
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+            },
             Err(error) => {
                 let _ = ready.send(Err(error));
                 return;
             }
         };
-        let listen = socket_multiaddr(settings.listen);
-        let listen_error = |reason: String| P2pError::Listen {
-            address: settings.listen.to_string(),
-            reason,
-        };
-        if let Err(error) = swarm.listen_on(listen) {
-            let _ = ready.send(Err(listen_error(error.to_string())));
-            return;
-        }
-        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
-        loop {
-            match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-                Ok(SwarmEvent::NewListenAddr { address, .. }) => {
-                    push_listen_addr(&shared, &address, swarm.local_peer_id());
-                    break;
-                }
-                Ok(SwarmEvent::ListenerError { error, .. }) => {
-                    let _ = ready.send(Err(listen_error(error.to_string())));
-                    return;
-                }
-                Ok(SwarmEvent::ListenerClosed { reason, .. }) => {
-                    let reason = reason.err().map_or("closed".to_owned(), |e| e.to_string());
-                    let _ = ready.send(Err(listen_error(reason)));
-                    return;
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = ready.send(Err(listen_error("no listen address".to_owned())));
-                    return;
-                }
-            }
-        }
         let _ = ready.send(Ok(()));
-        let bootstrap = settings.bootstrap.map(|address| Bootstrap {
-            peer: peer_of(&address),
-            address,
-            dialing: None,
-            connected: false,
-            backoff: P2P_BOOTSTRAP_BACKOFF_MIN,
-            next_dial: Instant::now(),
-        });
-        let mut node = Node {
-            swarm,
-            topic,
-            own_node_id: settings.own_node_id,
-            debug: settings.debug,
-            events,
-            metrics,
-            shared,
-            outbox: Outbox::new(P2P_COALESCE_WINDOW, settings.read_key),
-            publish_tokens: f64::from(P2P_PUBLISH_MESSAGES_PER_SECOND),
-            publish_refilled: Instant::now(),
-            buckets: HashMap::new(),
-            recent: RecentUuids::default(),
-            bootstrap,
-        };
+        let mut node = Node::new(swarm, topic, settings, events, metrics, shared);
         node.run(batches, stop).await;
     });
+}
+
+/// Binds `address` and waits (up to [`P2P_LISTEN_TIMEOUT`]) for the first listen address.
+async fn listen(
+    swarm: &mut Swarm<Behaviour>,
+    address: SocketAddr,
+    shared: &Shared,
+) -> Result<(), P2pError> {
+    let listen_error = |reason: String| P2pError::Listen {
+        address: address.to_string(),
+        reason,
+    };
+    swarm
+        .listen_on(socket_multiaddr(address))
+        .map_err(|error| listen_error(error.to_string()))?;
+    let deadline = tokio::time::Instant::now() + P2P_LISTEN_TIMEOUT;
+    loop {
+        let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
+            return Err(listen_error("no listen address".to_owned()));
+        };
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                push_listen_addr(shared, &address, swarm.local_peer_id());
+                return Ok(());
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                return Err(listen_error(error.to_string()));
+            }
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                let reason = reason.err().map_or("closed".to_owned(), |e| e.to_string());
+                return Err(listen_error(reason));
+            }
+            _ => {}
+        }
+    }
 }
 
 fn push_listen_addr(shared: &Shared, address: &Multiaddr, peer: &PeerId) {
@@ -372,27 +337,6 @@ struct Bootstrap {
     connected: bool,
     backoff: Duration,
     next_dial: Instant,
-}
-
-/// A per-peer token bucket.
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * f64::from(P2P_PEER_MESSAGES_PER_SECOND))
-            .min(f64::from(P2P_PEER_MESSAGES_BURST));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// Recently received event UUIDs (bounded, oldest forgotten first).
@@ -427,20 +371,66 @@ struct Node {
     metrics: Arc<P2pMetrics>,
     shared: Arc<Shared>,
     outbox: Outbox,
-    publish_tokens: f64,
-    publish_refilled: Instant,
-    buckets: HashMap<PeerId, Bucket>,
+    /// The zero of the buckets' clock (`clock_ns`).
+    started: Instant,
+    publish_bucket: TokenBucket,
+    /// Receive budget per forwarding peer; an entry lives while the peer is connected.
+    peer_buckets: HashMap<PeerId, TokenBucket>,
     recent: RecentUuids,
     bootstrap: Option<Bootstrap>,
 }
 
+/// Messages this node publishes.
+const PUBLISH_RATE: Rate = Rate::new(P2P_PUBLISH_MESSAGES_PER_SECOND, P2P_PUBLISH_MESSAGES_BURST);
+
+/// Messages received per forwarding peer.
+const PEER_RATE: Rate = Rate::new(P2P_PEER_MESSAGES_PER_SECOND, P2P_PEER_MESSAGES_BURST);
+
 impl Node {
+    fn new(
+        swarm: Swarm<Behaviour>,
+        topic: IdentTopic,
+        settings: Settings,
+        events: crossbeam_channel::Sender<Event>,
+        metrics: Arc<P2pMetrics>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let bootstrap = settings.bootstrap.map(|address| Bootstrap {
+            peer: peer_of(&address),
+            address,
+            dialing: None,
+            connected: false,
+            backoff: P2P_BOOTSTRAP_BACKOFF_MIN,
+            next_dial: Instant::now(),
+        });
+        Self {
+            swarm,
+            topic,
+            own_node_id: settings.own_node_id,
+            debug: settings.debug,
+            events,
+            metrics,
+            shared,
+            outbox: Outbox::new(P2P_COALESCE_WINDOW, settings.read_key),
+            started: Instant::now(),
+            publish_bucket: TokenBucket::full(PUBLISH_RATE, 0),
+            peer_buckets: HashMap::new(),
+            recent: RecentUuids::default(),
+            bootstrap,
+        }
+    }
+
+    /// Nanoseconds since the node started: the token buckets' monotonic clock.
+    fn clock_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     async fn run(
         &mut self,
         mut batches: mpsc::Receiver<ReadBatch>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        let mut tick = tokio::time::interval(TICK);
+        let mut tick = tokio::time::interval(P2P_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reader_open = true;
         loop {
@@ -480,15 +470,10 @@ impl Node {
     }
 
     fn poll_publish(&mut self) {
-        let now = Instant::now();
-        let elapsed = now
-            .saturating_duration_since(self.publish_refilled)
-            .as_secs_f64();
-        self.publish_refilled = now;
-        let rate = f64::from(P2P_PUBLISH_MESSAGES_PER_SECOND);
-        self.publish_tokens = (self.publish_tokens + elapsed * rate).min(rate);
+        let clock_ns = self.clock_ns();
+        self.publish_bucket.refill(PUBLISH_RATE, clock_ns);
         let wall = now_ns();
-        while self.publish_tokens >= 1.0 {
+        while self.publish_bucket.has_token() {
             let Some(batch) = self.outbox.poll_message(wall) else {
                 break;
             };
@@ -501,7 +486,7 @@ impl Node {
             {
                 Ok(_) => {
                     self.outbox.commit(batch.entries);
-                    self.publish_tokens -= 1.0;
+                    let _ = self.publish_bucket.take();
                     self.metrics.messages_out_total.inc();
                     self.metrics.entries_out_total.add(batch.entries as u64);
                     self.metrics.entries_out_events_total.add(batch.events);
@@ -605,64 +590,74 @@ impl Node {
                         endpoint.get_remote_address()
                     );
                 }
-                if let Some(bootstrap) = &mut self.bootstrap
-                    && (bootstrap.dialing == Some(connection_id) || bootstrap.peer == Some(peer_id))
-                {
-                    bootstrap.dialing = None;
-                    bootstrap.connected = true;
-                    bootstrap.peer = Some(peer_id);
-                    bootstrap.backoff = P2P_BOOTSTRAP_BACKOFF_MIN;
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    kad.add_address(&peer_id, bootstrap.address.clone());
-                    if kad.bootstrap().is_ok() && self.debug {
-                        eprintln!(
-                            "sentrypeer: p2p bootstrap connected, kademlia bootstrap started"
-                        );
-                    }
-                }
-                self.update_peer_gauges();
+                self.handle_connected(peer_id, connection_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established == 0 {
-                    self.buckets.remove(&peer_id);
-                    if let Some(bootstrap) = &mut self.bootstrap
-                        && bootstrap.peer == Some(peer_id)
-                    {
-                        bootstrap.connected = false;
-                        bootstrap.next_dial = Instant::now() + bootstrap.backoff;
-                    }
-                    if self.debug {
-                        eprintln!("sentrypeer: p2p disconnected from {peer_id}");
-                    }
-                }
-                self.update_peer_gauges();
-            }
+            } => self.handle_disconnected(peer_id, num_established),
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,
                 ..
-            } => {
-                if let Some(bootstrap) = &mut self.bootstrap
-                    && bootstrap.dialing == Some(connection_id)
-                {
-                    if self.debug {
-                        eprintln!(
-                            "sentrypeer: p2p bootstrap {} unreachable ({error}); retry in {:?}",
-                            bootstrap.address, bootstrap.backoff
-                        );
-                    }
-                    self.metrics.bootstrap_failures_total.inc();
-                    bootstrap.dialing = None;
-                    bootstrap.next_dial = Instant::now() + bootstrap.backoff;
-                    bootstrap.backoff = (bootstrap.backoff * 2).min(P2P_BOOTSTRAP_BACKOFF_MAX);
-                }
-            }
+            } => self.handle_dial_failed(connection_id, &error),
             SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
             _ => {}
+        }
+    }
+
+    /// A connection is up; when it is the bootstrap peer's, Kademlia bootstraps through it.
+    fn handle_connected(&mut self, peer_id: PeerId, connection_id: ConnectionId) {
+        if let Some(bootstrap) = &mut self.bootstrap
+            && (bootstrap.dialing == Some(connection_id) || bootstrap.peer == Some(peer_id))
+        {
+            bootstrap.dialing = None;
+            bootstrap.connected = true;
+            bootstrap.peer = Some(peer_id);
+            bootstrap.backoff = P2P_BOOTSTRAP_BACKOFF_MIN;
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            kad.add_address(&peer_id, bootstrap.address.clone());
+            if kad.bootstrap().is_ok() && self.debug {
+                eprintln!("sentrypeer: p2p bootstrap connected, kademlia bootstrap started");
+            }
+        }
+        self.update_peer_gauges();
+    }
+
+    /// A connection closed; with the peer's last one go its receive budget and, for the
+    /// bootstrap peer, the connection (redialled after the back-off).
+    fn handle_disconnected(&mut self, peer_id: PeerId, num_established: u32) {
+        if num_established == 0 {
+            self.peer_buckets.remove(&peer_id);
+            if let Some(bootstrap) = &mut self.bootstrap
+                && bootstrap.peer == Some(peer_id)
+            {
+                bootstrap.connected = false;
+                bootstrap.next_dial = Instant::now() + bootstrap.backoff;
+            }
+            if self.debug {
+                eprintln!("sentrypeer: p2p disconnected from {peer_id}");
+            }
+        }
+        self.update_peer_gauges();
+    }
+
+    /// An outgoing dial failed; a failed bootstrap dial backs off.
+    fn handle_dial_failed(&mut self, connection_id: ConnectionId, error: &DialError) {
+        if let Some(bootstrap) = &mut self.bootstrap
+            && bootstrap.dialing == Some(connection_id)
+        {
+            if self.debug {
+                eprintln!(
+                    "sentrypeer: p2p bootstrap {} unreachable ({error}); retry in {:?}",
+                    bootstrap.address, bootstrap.backoff
+                );
+            }
+            self.metrics.bootstrap_failures_total.inc();
+            bootstrap.dialing = None;
+            bootstrap.next_dial = Instant::now() + bootstrap.backoff;
+            bootstrap.backoff = (bootstrap.backoff * 2).min(P2P_BOOTSTRAP_BACKOFF_MAX);
         }
     }
 
@@ -691,7 +686,7 @@ impl Node {
                 let connected = self.swarm.connected_peers().count();
                 if is_new_peer
                     && !self.swarm.is_connected(&peer)
-                    && connected < DISCOVERED_PEERS_DIALED_MAX
+                    && connected < P2P_DISCOVERED_PEERS_DIALED_MAX
                 {
                     if self.debug {
                         eprintln!("sentrypeer: p2p discovered {peer}, dialing");
@@ -705,15 +700,12 @@ impl Node {
 
     fn handle_message(&mut self, source: PeerId, id: &gossipsub::MessageId, data: &[u8]) {
         self.metrics.bytes_in_total.add(data.len() as u64);
-        let now = Instant::now();
+        let clock_ns = self.clock_ns();
         let allowed = self
-            .buckets
+            .peer_buckets
             .entry(source)
-            .or_insert_with(|| Bucket {
-                tokens: f64::from(P2P_PEER_MESSAGES_BURST),
-                refilled: now,
-            })
-            .take(now);
+            .or_insert_with(|| TokenBucket::full(PEER_RATE, clock_ns))
+            .try_take(PEER_RATE, clock_ns);
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         if !allowed {
             self.metrics.rate_limited_total.inc();
@@ -766,12 +758,12 @@ pub(super) fn read_store(
     let mut last_save = Instant::now();
     let mut error_reported = false;
     while !shared.stop.load(Ordering::Acquire) {
-        let last = commits.wait_past(read_key, READER_WAIT);
+        let last = commits.wait_past(read_key, P2P_READER_WAIT);
         if last > read_key {
             // The read transaction ends with this statement.
             let read = store
                 .read()
-                .and_then(|reader| reader.events_after(read_key, READ_BATCH_EVENTS));
+                .and_then(|reader| reader.events_after(read_key, P2P_READ_BATCH_EVENTS));
             match read {
                 Ok(events) => {
                     let last_key = events.last().map_or(last, |(key, _)| *key);
@@ -792,11 +784,11 @@ pub(super) fn read_store(
                         eprintln!("sentrypeer: p2p cannot read the store: {error}");
                         error_reported = true;
                     }
-                    std::thread::sleep(READER_WAIT);
+                    std::thread::sleep(P2P_READER_WAIT);
                 }
             }
         }
-        if last_save.elapsed() >= CURSOR_SAVE_INTERVAL {
+        if last_save.elapsed() >= P2P_CURSOR_SAVE_INTERVAL {
             last_save = Instant::now();
             save_cursor(&store, &shared, &mut saved);
         }
@@ -843,16 +835,16 @@ mod tests {
 
     #[test]
     fn bucket_limits_rate() {
-        let start = Instant::now();
-        let mut bucket = Bucket {
-            tokens: f64::from(P2P_PEER_MESSAGES_BURST),
-            refilled: start,
-        };
+        let mut bucket = TokenBucket::full(PEER_RATE, 0);
         let allowed = (0..P2P_PEER_MESSAGES_BURST * 2)
-            .filter(|_| bucket.take(start))
+            .filter(|_| bucket.try_take(PEER_RATE, 0))
             .count();
         assert_eq!(allowed, P2P_PEER_MESSAGES_BURST as usize);
-        assert!(bucket.take(start + Duration::from_secs(1)));
+        let second_ns = 1_000_000_000;
+        let allowed = (0..P2P_PEER_MESSAGES_PER_SECOND * 2)
+            .filter(|_| bucket.try_take(PEER_RATE, second_ns))
+            .count();
+        assert_eq!(allowed, P2P_PEER_MESSAGES_PER_SECOND as usize);
     }
 
     #[test]

@@ -6,15 +6,14 @@
 //! decision); if none has, an eighth of the table is forgotten at once, so the cost stays
 //! amortized O(1) per new source under a spoofed-source spray. A forgotten source starts again
 //! with a full burst, which bounds the extra replies any one victim can get to `burst` per
-//! eviction.
+//! eviction. The bucket arithmetic is [`crate::token_bucket`]'s.
 //!
 //! Never: allocates beyond its table bound, reads a clock, answers over budget.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// Tokens are kept in millionths so refills are exact integers.
-const MICRO: u64 = 1_000_000;
+use crate::token_bucket::{Rate, TokenBucket};
 
 /// What to do with one request's reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,27 +25,19 @@ pub(crate) enum ReplyVerdict {
     Drop,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens_micro: u64,
-    updated_ns: u64,
-}
-
 /// A token bucket per source IP.
 #[derive(Debug)]
 pub(crate) struct ReplyLimiter {
-    rate_per_second: u64,
-    burst_micro: u64,
+    rate: Rate,
     sources_max: usize,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<IpAddr, TokenBucket>,
 }
 
 impl ReplyLimiter {
     pub(crate) fn new(rate_per_second: u32, burst: u32, sources_max: usize) -> Self {
         assert!(sources_max > 0);
         Self {
-            rate_per_second: u64::from(rate_per_second),
-            burst_micro: u64::from(burst) * MICRO,
+            rate: Rate::new(rate_per_second, burst),
             sources_max,
             buckets: HashMap::with_capacity(sources_max.min(4096)),
         }
@@ -54,21 +45,15 @@ impl ReplyLimiter {
 
     /// Spends one token of `source`'s budget if it has one.
     pub(crate) fn handle_request(&mut self, source: IpAddr, now_ns: u64) -> ReplyVerdict {
-        let (rate, burst) = (self.rate_per_second, self.burst_micro);
+        let rate = self.rate;
         if !self.buckets.contains_key(&source) && self.buckets.len() >= self.sources_max {
             self.forget_some(now_ns);
         }
-        let bucket = self.buckets.entry(source).or_insert(Bucket {
-            tokens_micro: burst,
-            updated_ns: now_ns,
-        });
-        let elapsed_ns = now_ns.saturating_sub(bucket.updated_ns);
-        // micro-tokens per ns = rate / 1000.
-        let refill = elapsed_ns.saturating_mul(rate) / 1_000;
-        bucket.tokens_micro = bucket.tokens_micro.saturating_add(refill).min(burst);
-        bucket.updated_ns = bucket.updated_ns.max(now_ns);
-        if bucket.tokens_micro >= MICRO {
-            bucket.tokens_micro -= MICRO;
+        let bucket = self
+            .buckets
+            .entry(source)
+            .or_insert_with(|| TokenBucket::full(rate, now_ns));
+        if bucket.try_take(rate, now_ns) {
             ReplyVerdict::Reply
         } else {
             ReplyVerdict::Drop
@@ -82,11 +67,8 @@ impl ReplyLimiter {
     }
 
     fn forget_some(&mut self, now_ns: u64) {
-        let (rate, burst) = (self.rate_per_second, self.burst_micro);
-        self.buckets.retain(|_, b| {
-            let refill = now_ns.saturating_sub(b.updated_ns).saturating_mul(rate) / 1_000;
-            b.tokens_micro.saturating_add(refill) < burst
-        });
+        let rate = self.rate;
+        self.buckets.retain(|_, b| !b.is_full_at(rate, now_ns));
         if self.buckets.len() >= self.sources_max {
             let victims: Vec<IpAddr> = self
                 .buckets

@@ -1200,7 +1200,20 @@ pub(crate) mod tests {
                 return Err(NotRequest::KeepAlive);
             };
             let all = lines(message, first);
-            let (s, e, _) = all[0];
+            let mut fields = request_line(message, all[0])?;
+            let (headers, end_found) = logical_headers(message, &all);
+            fields.header_bytes = end_found.unwrap_or(message.len());
+            for (s, e) in headers {
+                header(&mut fields, &message[s..e]);
+            }
+            Ok(fields)
+        }
+
+        /// The request line's fields, or why the message is not a request.
+        fn request_line(
+            message: &[u8],
+            (s, e, _): (usize, usize, usize),
+        ) -> Result<Fields, NotRequest> {
             let text: Vec<&[u8]> = message[s..e]
                 .split(|b| *b == b' ' || *b == b'\t')
                 .filter(|t| !t.is_empty())
@@ -1230,7 +1243,7 @@ pub(crate) mod tests {
             {
                 return Err(NotRequest::Garbage);
             }
-            let mut fields = Fields {
+            Ok(Fields {
                 method: text[0].to_vec(),
                 request_uri: text[1].to_vec(),
                 to: None,
@@ -1241,8 +1254,15 @@ pub(crate) mod tests {
                 user_agent: None,
                 content_length: None,
                 header_bytes: message.len(),
-            };
-            // Group lines into logical headers.
+            })
+        }
+
+        /// The lines after the request line grouped into logical (unfolded) headers, at most
+        /// `SIP_HEADERS_COUNT_MAX`, and where the blank line after them ends.
+        fn logical_headers(
+            message: &[u8],
+            all: &[(usize, usize, usize)],
+        ) -> (Vec<(usize, usize)>, Option<usize>) {
             let mut headers: Vec<(usize, usize)> = Vec::new();
             let mut index = 1;
             let mut end_found = None;
@@ -1269,46 +1289,47 @@ pub(crate) mod tests {
                     .find(|(s, e, _)| *s > last_end && s == e)
                     .map(|(_, _, n)| *n);
             }
-            fields.header_bytes = end_found.unwrap_or(message.len());
-            for (s, e) in headers {
-                let line = &message[s..e];
-                let Some(colon) = line.iter().position(|b| *b == b':') else {
-                    continue;
-                };
-                let name = trim(&line[..colon], b" \t").to_ascii_lowercase();
-                let value = trim(&line[colon + 1..], b" \t\r\n");
-                let slot = match name.as_slice() {
-                    b"to" | b"t" => &mut fields.to,
-                    b"from" | b"f" => &mut fields.from,
-                    b"call-id" | b"i" => &mut fields.call_id,
-                    b"cseq" => &mut fields.cseq,
-                    b"user-agent" => &mut fields.user_agent,
-                    b"via" | b"v" => {
-                        if fields.vias.len() < SIP_VIA_COUNT_MAX {
-                            fields.vias.push(value);
-                        }
-                        continue;
+            (headers, end_found)
+        }
+
+        /// Records one logical header line in `fields` (the first of each kind; Vias up to
+        /// `SIP_VIA_COUNT_MAX`).
+        fn header(fields: &mut Fields, line: &[u8]) {
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                return;
+            };
+            let name = trim(&line[..colon], b" \t").to_ascii_lowercase();
+            let value = trim(&line[colon + 1..], b" \t\r\n");
+            let slot = match name.as_slice() {
+                b"to" | b"t" => &mut fields.to,
+                b"from" | b"f" => &mut fields.from,
+                b"call-id" | b"i" => &mut fields.call_id,
+                b"cseq" => &mut fields.cseq,
+                b"user-agent" => &mut fields.user_agent,
+                b"via" | b"v" => {
+                    if fields.vias.len() < SIP_VIA_COUNT_MAX {
+                        fields.vias.push(value);
                     }
-                    b"content-length" | b"l" => {
-                        if fields.content_length.is_none() {
-                            fields.content_length = std::str::from_utf8(&value)
-                                .ok()
-                                .filter(|t| {
-                                    !t.is_empty()
-                                        && t.len() <= 10
-                                        && t.bytes().all(|b| b.is_ascii_digit())
-                                })
-                                .and_then(|t| t.parse().ok());
-                        }
-                        continue;
-                    }
-                    _ => continue,
-                };
-                if slot.is_none() {
-                    *slot = Some(value);
+                    return;
                 }
+                b"content-length" | b"l" => {
+                    if fields.content_length.is_none() {
+                        fields.content_length = std::str::from_utf8(&value)
+                            .ok()
+                            .filter(|t| {
+                                !t.is_empty()
+                                    && t.len() <= 10
+                                    && t.bytes().all(|b| b.is_ascii_digit())
+                            })
+                            .and_then(|t| t.parse().ok());
+                    }
+                    return;
+                }
+                _ => return,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
             }
-            Ok(fields)
         }
 
         pub(super) fn unfold(value: &[u8]) -> Vec<u8> {

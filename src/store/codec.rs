@@ -31,18 +31,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use uuid::Uuid;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DDict, DParameter, FrameFormat};
 
-use crate::config::limits::{EVENT_FIELD_BYTES_MAX, EVENT_MESSAGE_BYTES_MAX};
+use crate::config::limits::{
+    EVENT_FIELD_BYTES_MAX, EVENT_MESSAGE_BYTES_MAX, STORE_COMPRESS_BYTES_MIN, STORE_ZSTD_LEVEL,
+};
 use crate::event::{CollectedMethod, Event, EventParts, Transport};
 
 /// The current encoding version (first byte of every value).
 pub const CODEC_VERSION: u8 = 1;
-
-/// zstd level used for event tails: with the dictionary, level 1 is 7 bytes per tail larger than
-/// level 3 and about a third cheaper (`STORE_BENCH_EXPLORE`, docs/benchmarks.md "Store").
-const ZSTD_LEVEL: i32 = 1;
-
-/// Tails shorter than this are stored raw (a zstd frame would not pay for itself).
-const COMPRESS_BYTES_MIN: usize = 64;
 
 const FLAG_TRANSPORT_MASK: u8 = 0b11;
 const FLAG_RESPONSIVE: u8 = 1 << 2;
@@ -233,7 +228,7 @@ impl Packer {
     pub fn new() -> Result<Self, CodecError> {
         let mut context = CCtx::try_create().ok_or(CodecError::Compression)?;
         for parameter in [
-            CParameter::CompressionLevel(ZSTD_LEVEL),
+            CParameter::CompressionLevel(STORE_ZSTD_LEVEL),
             CParameter::ContentSizeFlag(false),
             CParameter::ChecksumFlag(false),
             CParameter::DictIdFlag(false),
@@ -276,7 +271,7 @@ impl Packer {
     /// `out`.
     pub fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let tail_bytes = tail_len(event);
-        if tail_bytes < COMPRESS_BYTES_MIN {
+        if tail_bytes < STORE_COMPRESS_BYTES_MIN {
             encode_raw(event, self.local_node, out);
             return Ok(());
         }

@@ -8,13 +8,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::{Store, StoreError, StoreOptions};
+use crate::config::limits::EXPORT_CHUNK_EVENTS;
 use crate::config::{ExportFormat, StoreConfig};
 use crate::event::display_ip;
 use crate::event::json::write_json;
 use crate::event::timestamp::format_timestamp;
-
-/// Events read per read transaction while exporting.
-const EXPORT_CHUNK_EVENTS: usize = 4_096;
 
 /// The CSV columns: the JSON-log keys (without the constant app name and version).
 const CSV_HEADER: [&str; 13] = [

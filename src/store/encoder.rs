@@ -2,7 +2,7 @@
 //! and encodes every event's store record (zstd) before the writer opens its transaction, so
 //! that compression runs beside the previous batch's commit and fsync instead of before it.
 //!
-//! The channel to the writer holds [`ENCODED_BATCHES_MAX`] batches; when it is full the encoder
+//! The channel to the writer holds [`WRITER_ENCODED_BATCHES_MAX`] batches; when it is full the encoder
 //! waits and the shards' channel fills (the shards drop and count, never block). Emptied batches
 //! come back for reuse; a newly trained dictionary arrives as a new [`Packer`].
 //!
@@ -17,10 +17,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use super::StoreError;
 use super::codec::{self, Packer};
+use crate::config::limits::WRITER_ENCODED_BATCHES_MAX;
 use crate::event::Event;
-
-/// Encoded batches that may wait for the writer before the encoder waits.
-const ENCODED_BATCHES_MAX: usize = 2;
 
 /// Events with their encoded store records, in channel order.
 pub(crate) struct Batch {
@@ -114,8 +112,8 @@ pub(super) fn spawn_encoder(
     batch_events_max: usize,
     batch_interval: Duration,
 ) -> Result<EncoderLink, StoreError> {
-    let (batches_tx, batches) = crossbeam_channel::bounded(ENCODED_BATCHES_MAX);
-    let (empties, empties_rx) = crossbeam_channel::bounded(ENCODED_BATCHES_MAX + 1);
+    let (batches_tx, batches) = crossbeam_channel::bounded(WRITER_ENCODED_BATCHES_MAX);
+    let (empties, empties_rx) = crossbeam_channel::bounded(WRITER_ENCODED_BATCHES_MAX + 1);
     let (packers, packers_rx) = crossbeam_channel::unbounded();
     let closed = Arc::new(AtomicBool::new(false));
     let encoder = Encoder {

@@ -1,6 +1,6 @@
-//! Keeps the JSON log from filling the page cache: after every [`TRIM_STEP_BYTES`] of log it asks
+//! Keeps the JSON log from filling the page cache: after every [`JSON_LOG_TRIM_STEP_BYTES`] of log it asks
 //! the kernel (`posix_fadvise(DONTNEED)`) to write older log pages back and drop them; the newest
-//! [`KEPT_BYTES`], which `tail -f` readers are reading, are left alone.
+//! [`JSON_LOG_KEPT_BYTES`], which `tail -f` readers are reading, are left alone.
 //!
 //! A flood writes about 90 MB of log per second. Left to the kernel, those pages pile up as dirty
 //! page cache until writeback starts at the dirty threshold, and every new page is fresh memory:
@@ -15,11 +15,7 @@ use std::num::NonZeroU64;
 
 use rustix::fs::{Advice, fadvise};
 
-/// Log bytes between two pieces of advice.
-pub(super) const TRIM_STEP_BYTES: u64 = 8 * 1024 * 1024;
-
-/// The newest log bytes never advised away.
-pub(super) const KEPT_BYTES: u64 = 32 * 1024 * 1024;
+use crate::config::limits::{JSON_LOG_KEPT_BYTES, JSON_LOG_TRIM_STEP_BYTES};
 
 /// Where the last advice reached, for one open log file.
 #[derive(Debug, Default)]
@@ -29,8 +25,8 @@ pub(super) struct LogCacheTrim {
 }
 
 impl LogCacheTrim {
-    /// Call after each flush of `file` (opened for appending): every [`TRIM_STEP_BYTES`] of
-    /// growth, advises the pages between `2 * KEPT_BYTES` and [`KEPT_BYTES`] behind the end.
+    /// Call after each flush of `file` (opened for appending): every [`JSON_LOG_TRIM_STEP_BYTES`] of
+    /// growth, advises the pages between `2 * JSON_LOG_KEPT_BYTES` and [`JSON_LOG_KEPT_BYTES`] behind the end.
     ///
     /// Each page is advised four times as the log grows past it: a dirty page is only sent to
     /// disk by the first advice, a clean one is dropped by the next.
@@ -43,12 +39,12 @@ impl LogCacheTrim {
             // Truncated under us (copytruncate rotation): start over.
             *self = Self::default();
         }
-        if end - self.advised_at < TRIM_STEP_BYTES {
+        if end - self.advised_at < JSON_LOG_TRIM_STEP_BYTES {
             return;
         }
         self.advised_at = end;
-        let stop = end.saturating_sub(KEPT_BYTES);
-        let start = stop.saturating_sub(KEPT_BYTES);
+        let stop = end.saturating_sub(JSON_LOG_KEPT_BYTES);
+        let start = stop.saturating_sub(JSON_LOG_KEPT_BYTES);
         if let Some(len) = NonZeroU64::new(stop - start) {
             let _ = fadvise(file, start, Some(len), Advice::DontNeed);
         }

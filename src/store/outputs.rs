@@ -2,10 +2,10 @@
 //! lines (flushed once per batch) and sends their syslog lines, so that formatting and writing
 //! the log runs beside the next LMDB transaction instead of after it.
 //!
-//! The channel from the writer holds [`OUTPUT_BATCHES_MAX`] batches; when it is full the writer
+//! The channel from the writer holds [`WRITER_OUTPUT_BATCHES_MAX`] batches; when it is full the writer
 //! waits, so the log never falls more than that many batches behind the store. Emptied batch
 //! vectors go back to the writer for reuse. The JSON log is reopened by name on request
-//! (SIGHUP, log rotation) before the next batch or within [`IDLE_WAKE_INTERVAL`]. The log's older
+//! (SIGHUP, log rotation) before the next batch or within [`STORE_IDLE_WAKE_INTERVAL`]. The log's older
 //! pages are dropped from the page cache as it grows ([`super::log_cache`]).
 //!
 //! Never: sees an event that is not committed, panics on an output error (errors are counted and
@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -25,17 +24,11 @@ use super::StoreError;
 use super::log_cache::LogCacheTrim;
 use super::syslog::{self, Syslog};
 use super::writer::{Reports, WriterMetrics};
+use crate::config::limits::{
+    JSON_LOG_BUFFER_BYTES, STORE_IDLE_WAKE_INTERVAL, WRITER_OUTPUT_BATCHES_MAX,
+};
 use crate::event::Event;
 use crate::event::json::write_json;
-
-/// Committed batches that may wait for the output thread before the writer waits.
-pub(super) const OUTPUT_BATCHES_MAX: usize = 2;
-
-/// How long the idle output thread waits before it checks for a reopen request anyway.
-const IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Buffer of the JSON log file (flushed once per batch).
-const JSON_BUFFER_BYTES: usize = 256 * 1024;
 
 /// The writer's side: hand committed batches over, get empty vectors back.
 pub(super) struct OutputLink {
@@ -45,7 +38,7 @@ pub(super) struct OutputLink {
 }
 
 impl OutputLink {
-    /// Hands a committed batch over (waits while [`OUTPUT_BATCHES_MAX`] are queued) and returns
+    /// Hands a committed batch over (waits while [`WRITER_OUTPUT_BATCHES_MAX`] are queued) and returns
     /// an empty vector to fill next.
     pub(super) fn send(&self, batch: Vec<Event>, capacity: usize) -> Vec<Event> {
         // The thread only ends when this sender is dropped, so a send cannot fail; if it ever
@@ -79,8 +72,8 @@ pub(super) fn spawn_outputs(settings: OutputSettings) -> Result<Option<OutputLin
     if settings.json_path.is_none() && settings.syslog_socket.is_none() {
         return Ok(None);
     }
-    let (batches, batches_rx) = crossbeam_channel::bounded(OUTPUT_BATCHES_MAX);
-    let (empties_tx, empties) = crossbeam_channel::bounded(OUTPUT_BATCHES_MAX + 1);
+    let (batches, batches_rx) = crossbeam_channel::bounded(WRITER_OUTPUT_BATCHES_MAX);
+    let (empties_tx, empties) = crossbeam_channel::bounded(WRITER_OUTPUT_BATCHES_MAX + 1);
     let mut outputs = Outputs {
         syslog: settings.syslog_socket.as_deref().map(Syslog::new),
         json_path: settings.json_path,
@@ -116,7 +109,7 @@ struct Outputs {
 impl Outputs {
     fn run(mut self, batches: &Receiver<Vec<Event>>, empties: &Sender<Vec<Event>>) {
         loop {
-            match batches.recv_timeout(IDLE_WAKE_INTERVAL) {
+            match batches.recv_timeout(STORE_IDLE_WAKE_INTERVAL) {
                 Ok(mut batch) => {
                     self.write_json_lines(&batch);
                     self.send_syslog_lines(&batch);
@@ -178,7 +171,7 @@ impl Outputs {
         let Some(path) = &self.json_path else { return };
         match OpenOptions::new().create(true).append(true).open(path) {
             Ok(file) => {
-                self.json = Some(BufWriter::with_capacity(JSON_BUFFER_BYTES, file));
+                self.json = Some(BufWriter::with_capacity(JSON_LOG_BUFFER_BYTES, file));
                 self.json_trim = LogCacheTrim::default();
             }
             Err(error) => {

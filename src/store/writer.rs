@@ -25,26 +25,15 @@ use super::encoder::{Batch, EncoderLink, spawn_encoder};
 use super::outputs::{OutputLink, OutputSettings, spawn_outputs};
 use super::{Store, StoreError, Stored, codec};
 use crate::config::limits::{
-    self, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_BYTES_MAX, STORE_DICTIONARY_SAMPLE_BYTES_MAX,
-    STORE_DICTIONARY_SAMPLES, STORE_PRUNE_EVENTS_PER_TXN,
+    self, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_ATTEMPTS_MAX, STORE_DICTIONARY_BYTES_MAX,
+    STORE_DICTIONARY_SAMPLE_BYTES_MAX, STORE_DICTIONARY_SAMPLES, STORE_IDLE_WAKE_INTERVAL,
+    STORE_PRUNE_EVENTS_PER_TXN, WRITER_COMMIT_RETRY_BACKOFF_MAX, WRITER_COMMIT_RETRY_BACKOFF_MIN,
+    WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX,
 };
 use crate::config::{OutputConfig, StoreConfig};
 use crate::event::Event;
 use crate::event::timestamp::now_ns;
 use crate::metrics::{self, Counter, Render};
-
-/// Longest sleep between commit retries after an error other than a full map.
-const COMMIT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// Failed commits after the channel closed before the writer gives the batch up (about 15 s
-/// with the back-off), so that a full disk cannot keep the process from exiting.
-const SHUTDOWN_COMMIT_ATTEMPTS_MAX: u32 = 20;
-
-/// How long the idle writer waits before it does its housekeeping anyway.
-const IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Dictionary trainings tried before the writer gives up on one.
-const DICTIONARY_ATTEMPTS_MAX: u32 = 3;
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
@@ -410,7 +399,7 @@ impl Writer {
         let mut prune_due = Instant::now();
         loop {
             self.housekeeping(&mut prune_due, &encoder);
-            let mut batch = match encoder.recv_timeout(IDLE_WAKE_INTERVAL) {
+            let mut batch = match encoder.recv_timeout(STORE_IDLE_WAKE_INTERVAL) {
                 Ok(batch) => batch,
                 Err(RecvTimeoutError::Timeout) => continue,
                 // The encoder ended: the event channel closed and everything in it was passed on.
@@ -429,13 +418,13 @@ impl Writer {
     }
 
     /// Commits the batch, growing the map or retrying until it is stored. Once the event channel
-    /// has closed (shutdown), gives up after [`SHUTDOWN_COMMIT_ATTEMPTS_MAX`] failures so that
+    /// has closed (shutdown), gives up after [`WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX`] failures so that
     /// the process can exit; `stored` is then empty and nothing is emitted.
     fn commit(&mut self, batch: &Batch, stored: &mut Vec<Stored>, encoder: &EncoderLink) {
-        let mut backoff = Duration::from_millis(10);
+        let mut backoff = WRITER_COMMIT_RETRY_BACKOFF_MIN;
         let mut failures = 0;
         loop {
-            if encoder.closed() && failures >= SHUTDOWN_COMMIT_ATTEMPTS_MAX {
+            if encoder.closed() && failures >= WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX {
                 stored.clear();
                 eprintln!(
                     "sentrypeer: shutting down with {} events not stored in {}",
@@ -473,7 +462,7 @@ impl Writer {
             format!("cannot commit events to {path}: {error}; retrying (events queue up meanwhile)")
         });
         std::thread::sleep(*backoff);
-        *backoff = (*backoff * 2).min(COMMIT_RETRY_BACKOFF_MAX);
+        *backoff = (*backoff * 2).min(WRITER_COMMIT_RETRY_BACKOFF_MAX);
     }
 
     fn record_commit(&mut self, batch_len: usize, micros: u64) {
@@ -588,7 +577,7 @@ impl Writer {
             }
             // Too little variety to train on (tried again on later events) or a store error.
             Err(error) => {
-                if self.dictionary_attempts >= DICTIONARY_ATTEMPTS_MAX {
+                if self.dictionary_attempts >= STORE_DICTIONARY_ATTEMPTS_MAX {
                     self.reports.report("dictionary", || {
                         format!("no zstd dictionary ({error}); compressing without one")
                     });
@@ -599,7 +588,7 @@ impl Writer {
     }
 
     fn wants_samples(&self) -> bool {
-        !self.dictionary_ready && self.dictionary_attempts < DICTIONARY_ATTEMPTS_MAX
+        !self.dictionary_ready && self.dictionary_attempts < STORE_DICTIONARY_ATTEMPTS_MAX
     }
 }
 

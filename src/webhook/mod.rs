@@ -13,6 +13,11 @@
 //! before it expires and fetched again once on a 401/403. Main types: [`WebhookHandle`],
 //! [`WebhookMetrics`], [`WebhookOptions`]; `policy.rs` and `oauth.rs` are the pure decisions.
 //!
+//! Time: the worker reads the time only from the [`WebhookClock`] in its options
+//! ([`SystemClock`] by default, so production waits in real time). Back-off waits, token
+//! lifetimes and the cursor-persist and failure-log intervals follow that clock; a test passes a
+//! clock it moves and drives them without sleeping. See `clock.rs` for what stays in real time.
+//!
 //! Never: retries without a bound on the wait (back-off capped at
 //! [`limits::WEBHOOK_BACKOFF_MAX`], one request in flight), blocks the writer or a shard (it only
 //! reads the store and writes its cursor in a tiny transaction at most once per
@@ -25,6 +30,7 @@
 //! [`limits::WEBHOOK_IDLE_WAIT`], [`limits::WEBHOOK_TOKEN_EARLY_MAX`],
 //! [`limits::WEBHOOK_RESPONSE_BYTES_MAX`].
 
+mod clock;
 mod metrics;
 mod oauth;
 mod policy;
@@ -32,7 +38,7 @@ mod worker;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use ureq::Agent;
@@ -40,6 +46,7 @@ use ureq::Agent;
 use crate::config::{WebhookConfig, limits};
 use crate::store::{CommitWatch, Store, StoreError};
 
+pub use clock::{SystemClock, WebhookClock};
 pub use metrics::WebhookMetrics;
 use worker::{Log, OAuth, Shape, StopSignal, Timing, Worker};
 
@@ -68,6 +75,8 @@ pub struct WebhookOptions {
     pub persist_interval: Duration,
     /// Also send every log line here (tests); stderr always gets it.
     pub log_lines: Option<Sender<String>>,
+    /// Where the worker reads the time: [`SystemClock`], or a clock a test moves.
+    pub clock: Arc<dyn WebhookClock>,
 }
 
 impl Default for WebhookOptions {
@@ -79,6 +88,7 @@ impl Default for WebhookOptions {
             request_timeout: limits::WEBHOOK_REQUEST_TIMEOUT,
             persist_interval: limits::WEBHOOK_CURSOR_PERSIST_INTERVAL,
             log_lines: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -169,9 +179,10 @@ pub fn spawn_with(
             backoff_max: options.backoff_max,
             persist_interval: options.persist_interval,
         },
+        clock: Arc::clone(&options.clock),
         cursor,
         cursor_stored: cursor,
-        cursor_stored_at: Instant::now(),
+        cursor_stored_at: options.clock.now(),
         failures: 0,
         failure_logged_at: None,
         body: Vec::with_capacity(64 * 1024),

@@ -1,4 +1,5 @@
 //! The webhook thread: reads committed events after its cursor, POSTs them, advances the cursor.
+//! It reads the time only from its [`WebhookClock`]; the decisions are in `policy.rs`.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -7,8 +8,11 @@ use crossbeam_channel::Sender;
 use ureq::Agent;
 
 use super::WebhookMetrics;
+use super::clock::WebhookClock;
 use super::oauth::{parse_token_response, token_request_body};
-use super::policy::{Verdict, backoff_delay, classify_status, token_usable_for};
+use super::policy::{
+    Verdict, backoff_delay, classify_status, cursor_persist_due, failure_log_due, token_usable_for,
+};
 use crate::config::{Secret, limits};
 use crate::event::Event;
 use crate::event::json::write_json;
@@ -42,6 +46,23 @@ impl StopSignal {
             .wait_timeout_while(guard, duration, |stopped| !*stopped)
             .unwrap_or_else(|p| p.into_inner());
         *guard
+    }
+}
+
+/// Waits until `delay` has passed by `clock`, unless `stop` comes first (then at once); true
+/// when stopped. With the system clock this is one real wait of `delay`.
+fn wait_by(clock: &dyn WebhookClock, stop: &StopSignal, delay: Duration) -> bool {
+    let Some(deadline) = clock.now().checked_add(delay) else {
+        return stop.sleep(delay);
+    };
+    loop {
+        let left = deadline.saturating_duration_since(clock.now());
+        if left.is_zero() {
+            return stop.is_stopped();
+        }
+        if stop.sleep(clock.real_wait(left)) {
+            return true;
+        }
     }
 }
 
@@ -117,6 +138,7 @@ pub(crate) struct Worker {
     pub(crate) stop: Arc<StopSignal>,
     pub(crate) log: Log,
     pub(crate) timing: Timing,
+    pub(crate) clock: Arc<dyn WebhookClock>,
     /// The last event delivered, skipped or pruned.
     pub(crate) cursor: u64,
     /// The cursor last written to the store.
@@ -236,9 +258,11 @@ impl Worker {
 
     fn persist_cursor_if_due(&mut self) {
         let behind = self.cursor.saturating_sub(self.cursor_stored);
-        if behind >= limits::WEBHOOK_CURSOR_PERSIST_EVENTS
-            || (behind > 0 && self.cursor_stored_at.elapsed() >= self.timing.persist_interval)
-        {
+        let since_stored = self
+            .clock
+            .now()
+            .saturating_duration_since(self.cursor_stored_at);
+        if cursor_persist_due(behind, since_stored, self.timing.persist_interval) {
             self.persist_cursor();
         }
     }
@@ -251,7 +275,7 @@ impl Worker {
             Ok(()) => self.cursor_stored = self.cursor,
             Err(error) => self.log.line(&format!("cannot store the cursor: {error}")),
         }
-        self.cursor_stored_at = Instant::now();
+        self.cursor_stored_at = self.clock.now();
     }
 
     /// Sends `group` until the endpoint accepts or rejects it, backing off between failures.
@@ -279,7 +303,7 @@ impl Worker {
         }
     }
 
-    /// Counts and logs a failure, then sleeps; true when stopped meanwhile.
+    /// Counts and logs a failure, then waits out the back-off; true when stopped meanwhile.
     fn back_off(&mut self, reason: &str) -> bool {
         self.metrics.requests_failed_total.inc();
         self.failures = self.failures.saturating_add(1);
@@ -289,19 +313,24 @@ impl Worker {
             self.timing.backoff_max,
             fastrand::u64(..),
         );
-        let log_due = self
+        let now = self.clock.now();
+        let since_logged = self
             .failure_logged_at
-            .is_none_or(|at| at.elapsed() >= limits::IO_ERROR_LOG_INTERVAL);
-        if self.failures == 1 || log_due {
+            .map(|at| now.saturating_duration_since(at));
+        if failure_log_due(self.failures, since_logged) {
             self.log.line(&format!(
                 "{reason}; retrying in {} ms ({} failed attempts in a row)",
                 delay.as_millis(),
                 self.failures
             ));
-            self.failure_logged_at = Some(Instant::now());
+            self.failure_logged_at = Some(now);
         }
         self.persist_cursor_if_due();
-        self.stop.sleep(delay)
+        self.wait(delay)
+    }
+
+    fn wait(&self, delay: Duration) -> bool {
+        wait_by(&*self.clock, &self.stop, delay)
     }
 
     fn recovered(&mut self) {
@@ -386,7 +415,7 @@ impl Worker {
             return Ok(None);
         };
         if let Some(token) = &oauth.token
-            && Instant::now() < token.replace_at
+            && self.clock.now() < token.replace_at
         {
             return Ok(Some(token.value.clone()));
         }
@@ -396,7 +425,7 @@ impl Worker {
             oauth.client_secret.expose(),
             &oauth.audience,
         );
-        let fetched_at = Instant::now();
+        let fetched_at = self.clock.now();
         let mut response = self
             .agent
             .post(&oauth.token_url)
@@ -426,5 +455,73 @@ impl Worker {
             replace_at,
         });
         Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::webhook::SystemClock;
+
+    /// A clock that moves 10 ms at every reading and never blocks in real time.
+    #[derive(Debug)]
+    struct SteppingClock {
+        start: Instant,
+        readings: AtomicU64,
+    }
+
+    impl WebhookClock for SteppingClock {
+        fn now(&self) -> Instant {
+            let readings = self.readings.fetch_add(1, Ordering::SeqCst);
+            self.start + Duration::from_millis(10 * readings)
+        }
+
+        fn real_wait(&self, _left: Duration) -> Duration {
+            Duration::ZERO
+        }
+    }
+
+    fn stepping() -> SteppingClock {
+        SteppingClock {
+            start: Instant::now(),
+            readings: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn wait_by_follows_the_clock() {
+        let clock = stepping();
+        assert!(!wait_by(
+            &clock,
+            &StopSignal::default(),
+            Duration::from_millis(100)
+        ));
+        // One reading for the deadline, then one per 10 ms until it has passed.
+        assert_eq!(clock.readings.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn wait_by_ends_at_once_when_stopped() {
+        let stop = StopSignal::default();
+        stop.stop();
+        let clock = stepping();
+        assert!(wait_by(&clock, &stop, Duration::from_secs(3_600)));
+        assert_eq!(clock.readings.load(Ordering::SeqCst), 2);
+        let started = Instant::now();
+        assert!(wait_by(&SystemClock, &stop, Duration::from_secs(3_600)));
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn wait_by_system_clock_waits_the_delay() {
+        let started = Instant::now();
+        assert!(!wait_by(
+            &SystemClock,
+            &StopSignal::default(),
+            Duration::from_millis(20)
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(20));
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
+use crate::support::require::{require, require_tool};
 use crate::support::{
     DEADLINE, Launch, export, free_port, http_get, send_paced, sip_request, stats_events, udp_from,
     wait_until,
@@ -300,22 +301,30 @@ fn chown_nobody(path: &Path) {
     std::os::unix::fs::chown(path, Some(65_534), Some(65_534)).expect("chown to nobody");
 }
 
-const AS_NOBODY: [&str; 4] = [
-    "setpriv",
-    "--reuid=65534",
-    "--regid=65534",
-    "--clear-groups",
-];
+/// `setpriv`'s arguments that run a program as user and group `nobody`.
+const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+/// The lowest unprivileged port (`net.ipv4.ip_unprivileged_port_start`; 1024 when unreadable).
+fn unprivileged_port_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1_024)
+}
 
 /// As user `nobody` on ports above 1024: it runs, stores events in a directory that user owns;
 /// a privileged port (506) is refused with one clear line; the generated TLS key is mode 0600.
+/// Needs root (to become `nobody`), `setpriv`, and port 506 privileged (the last part).
 #[test]
 fn abuse_unprivileged_user() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("note: SKIPPED, not root so cannot switch to nobody");
+    let root = unsafe { libc::geteuid() } == 0;
+    if !require(root, "needs root to switch to user nobody") {
         return;
     }
+    let Some(setpriv) = require_tool("setpriv") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     chown_nobody(dir.path());
     // The build tree may sit in a directory `nobody` cannot enter (a 0700 clone): run a copy.
@@ -325,10 +334,10 @@ fn abuse_unprivileged_user() {
     std::fs::copy(env!("CARGO_BIN_EXE_sentrypeer"), &binary).expect("copy the binary");
     let mut launch = Launch::new(dir.path());
     launch.binary = binary.clone();
-    launch.prefix = AS_NOBODY
-        .iter()
-        .chain(&crate::support::NICE)
-        .map(|s| (*s).to_owned())
+    launch.prefix = std::iter::once(setpriv.to_str().expect("utf-8 path"))
+        .chain(AS_NOBODY)
+        .chain(crate::support::NICE)
+        .map(str::to_owned)
         .collect();
     let node = launch.start();
     let source = udp_from([127, 0, 0, 60]);
@@ -347,19 +356,15 @@ fn abuse_unprivileged_user() {
     assert_eq!(stats_events(dir.path(), &launch.db), 10);
 
     // 5060 is above 1024, so not a privileged port on Linux: the refusal is shown on port 506.
-    let unprivileged_start: u32 =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1_024);
-    if unprivileged_start <= 506 {
-        eprintln!(
-            "note: SKIPPED the privileged port part, ip_unprivileged_port_start is {unprivileged_start}"
-        );
+    let start = unprivileged_port_start();
+    let why = format!(
+        "the refusal part needs port 506 privileged (net.ipv4.ip_unprivileged_port_start={start})"
+    );
+    if !require(start > 506, &why) {
         return;
     }
-    let output = std::process::Command::new(AS_NOBODY[0])
-        .args(&AS_NOBODY[1..])
+    let output = std::process::Command::new(&setpriv)
+        .args(AS_NOBODY)
         .arg(&binary)
         .arg("-f")
         .arg(&launch.db)

@@ -1,5 +1,5 @@
-//! Real scanners and SIP tools against the sensor: sipsak (OPTIONS) and sipvicious' svmap.
-//! Skipped, with a printed note, only when the binary is missing.
+//! Real scanners and SIP tools against the sensor: sipsak (OPTIONS) and sipvicious' svmap, found
+//! on `PATH` (missing: `SKIP`, or a failure under `CI=true`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -8,16 +8,7 @@ use std::time::{Duration, Instant};
 use sentrypeer::event::Transport;
 
 use crate::engine::{DEADLINE, Engine, start};
-
-/// The tool's path, or `None` after printing why the test is skipped.
-fn tool(path: &str) -> Option<&str> {
-    if Path::new(path).exists() {
-        Some(path)
-    } else {
-        eprintln!("note: SKIPPED: {path} is not installed");
-        None
-    }
-}
+use crate::support::require::require_tool;
 
 /// Waits for the child to exit (killing it at the deadline) and returns its exit code.
 fn wait_exit(mut child: Child, deadline: Duration) -> Option<i32> {
@@ -35,8 +26,8 @@ fn wait_exit(mut child: Child, deadline: Duration) -> Option<i32> {
     }
 }
 
-fn sipsak(port: u16) -> Command {
-    let mut command = Command::new("/usr/bin/sipsak");
+fn sipsak(sipsak: &Path, port: u16) -> Command {
+    let mut command = Command::new(sipsak);
     command
         .arg("-s")
         .arg(format!("sip:100@127.0.0.1:{port}"))
@@ -46,11 +37,11 @@ fn sipsak(port: u16) -> Command {
 }
 
 fn clients_sipsak_options_is_an_event(engine: Engine) {
-    let Some(_) = tool("/usr/bin/sipsak") else {
+    let Some(tool) = require_tool("sipsak") else {
         return;
     };
     let harness = start(engine, |_| {});
-    let child = sipsak(harness.udp().port()).spawn().unwrap();
+    let child = sipsak(&tool, harness.udp().port()).spawn().unwrap();
     let event = harness.next_event();
     assert_eq!(event.method(), b"OPTIONS");
     assert_eq!(event.transport, Transport::Udp);
@@ -65,18 +56,18 @@ fn clients_sipsak_options_is_an_event(engine: Engine) {
 }
 
 fn clients_sipsak_gets_200_ok_when_responsive(engine: Engine) {
-    let Some(_) = tool("/usr/bin/sipsak") else {
+    let Some(tool) = require_tool("sipsak") else {
         return;
     };
     let harness = start(engine, |c| c.responsive = true);
-    let child = sipsak(harness.udp().port()).spawn().unwrap();
+    let child = sipsak(&tool, harness.udp().port()).spawn().unwrap();
     assert_eq!(wait_exit(child, DEADLINE), Some(0), "sipsak saw no 200 OK");
     assert_eq!(harness.next_event().method(), b"OPTIONS");
     harness.wait_totals("one reply", |t| t.replies_sent >= 1);
 }
 
 fn clients_svmap_scan_is_an_event(engine: Engine) {
-    let Some(svmap) = tool("/usr/bin/svmap") else {
+    let Some(svmap) = require_tool("svmap") else {
         return;
     };
     let harness = start(engine, |c| c.responsive = true);

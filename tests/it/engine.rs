@@ -1,7 +1,12 @@
 //! The sensor's engines: the shared harness every sensor test uses (each test written once, run on
 //! both engines by `both_engines!`), engine choice, fallback and start-up errors.
+//!
+//! Every harness asserts the engine that actually runs: a `portable` variant runs Portable, an
+//! `io_uring` variant runs io_uring. Where io_uring is unavailable the `io_uring` variants are
+//! `SKIP`ped with the reason, or fail under `CI=true` (`support::require`).
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -10,6 +15,8 @@ use sentrypeer::config::{EngineChoice, SensorConfig};
 use sentrypeer::event::Event;
 use sentrypeer::sensor::{self, EngineKind, Sensor, SensorTotals};
 use uuid::Uuid;
+
+use crate::support::require::{Missing, decide, missing};
 
 /// Longest wait for anything in these tests.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
@@ -21,13 +28,16 @@ pub(crate) enum Engine {
     Portable,
 }
 
-/// Runs each named `fn(Engine)` once per engine, as `<name>::io_uring` and `<name>::portable`.
+/// Runs each named `fn(Engine)` once per engine, as `<name>::io_uring` and `<name>::portable`;
+/// the `io_uring` variant only where io_uring serves a sensor ([`io_uring_ready`]).
 macro_rules! both_engines {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
             fn io_uring() {
-                super::$name(crate::engine::Engine::IoUring);
+                if crate::engine::io_uring_ready() {
+                    super::$name(crate::engine::Engine::IoUring);
+                }
             }
             #[test]
             fn portable() {
@@ -71,24 +81,35 @@ pub(crate) fn test_config(engine: Engine, dir: &std::path::Path) -> SensorConfig
     }
 }
 
-/// Starts a sensor on `engine` with the test settings changed by `tweak`.
+/// Starts a sensor on `engine` with the test settings changed by `tweak`; fails the test unless
+/// `engine` is the one that runs.
 pub(crate) fn start(engine: Engine, tweak: impl FnOnce(&mut SensorConfig)) -> Harness {
+    let harness = start_any(engine, tweak);
+    assert_engine(engine, harness.sensor());
+    harness
+}
+
+/// Fails the test unless `sensor` runs on `engine`.
+pub(crate) fn assert_engine(engine: Engine, sensor: &Sensor) {
+    let expected = match engine {
+        Engine::IoUring => EngineKind::IoUring,
+        Engine::Portable => EngineKind::Portable,
+    };
+    assert_eq!(
+        (sensor.engine(), sensor.fallback_reason()),
+        (expected, None),
+        "asked for the {engine:?} engine; (engine that ran, fallback reason) differ"
+    );
+}
+
+/// [`start`] without the engine assertion (the fallback tests check the engine themselves).
+fn start_any(engine: Engine, tweak: impl FnOnce(&mut SensorConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(engine, dir.path());
     tweak(&mut config);
     let (sender, events) = crossbeam_channel::bounded(limits::EVENT_CHANNEL_CAPACITY);
     let node_id = Uuid::new_v4();
     let sensor = sensor::start(&config, node_id, sender, false).unwrap();
-    match engine {
-        Engine::Portable => assert_eq!(sensor.engine(), EngineKind::Portable),
-        Engine::IoUring if sensor.engine() != EngineKind::IoUring => {
-            eprintln!(
-                "note: io_uring unavailable here ({:?})",
-                sensor.fallback_reason()
-            );
-        }
-        Engine::IoUring => {}
-    }
     Harness {
         sensor: Some(sensor),
         events,
@@ -154,6 +175,67 @@ impl Drop for Harness {
     }
 }
 
+/// Whether io_uring serves a sensor here (probed once per run). When it does not, the require
+/// policy applies: `SKIP <test>: io_uring unavailable (<reason>)` and `false`, or, under
+/// `CI=true`, a failure.
+pub(crate) fn io_uring_ready() -> bool {
+    static PROBE: OnceLock<Option<String>> = OnceLock::new();
+    match PROBE.get_or_init(|| probe_io_uring(|_| {})) {
+        None => true,
+        Some(reason) => {
+            missing(&io_uring_unavailable(reason));
+            false
+        }
+    }
+}
+
+/// Starts and stops a sensor on `Auto` (changed by `tweak`): `None` if it ran io_uring, else why
+/// not.
+fn probe_io_uring(tweak: impl FnOnce(&mut SensorConfig)) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(Engine::IoUring, dir.path());
+    config.tls_listen = None;
+    tweak(&mut config);
+    let (sender, _events) = crossbeam_channel::bounded(16);
+    let sensor = sensor::start(&config, Uuid::new_v4(), sender, false)
+        .unwrap_or_else(|e| panic!("the io_uring probe sensor did not start: {e}"));
+    let gap = io_uring_gap(sensor.engine(), sensor.fallback_reason());
+    sensor.stop();
+    gap
+}
+
+/// Why a sensor asked for io_uring does not run it; `None` when it does.
+fn io_uring_gap(ran: EngineKind, fallback_reason: Option<&str>) -> Option<String> {
+    match ran {
+        EngineKind::IoUring => None,
+        EngineKind::Portable => Some(fallback_reason.unwrap_or("no reason given").to_owned()),
+    }
+}
+
+fn io_uring_unavailable(reason: &str) -> String {
+    format!("io_uring unavailable ({reason})")
+}
+
+/// The unavailable path end to end but for the environment: a real probe forced to fail gives a
+/// reason, which skips an `io_uring` variant, or fails it under `CI=true`.
+#[test]
+fn engine_io_uring_unavailable_skips_or_fails() {
+    assert_eq!(io_uring_gap(EngineKind::IoUring, None), None);
+    let reason = probe_io_uring(|c| c.force_probe_failure = true).expect("forced failure");
+    assert!(reason.contains("forced"), "{reason}");
+    let why = io_uring_unavailable(&reason);
+    assert_eq!(
+        decide(None, "udp::x::io_uring", &why),
+        Missing::Skip(format!(
+            "SKIP udp::x::io_uring: io_uring unavailable ({reason})"
+        ))
+    );
+    assert!(matches!(
+        decide(Some("true"), "udp::x::io_uring", &why),
+        Missing::Fail(m) if m.starts_with("udp::x::io_uring: io_uring unavailable (")
+    ));
+}
+
 /// A scanner-style OPTIONS request.
 pub(crate) fn options(call_id: &str) -> String {
     format!(
@@ -181,10 +263,14 @@ pub(crate) fn udp_client(bind: &str) -> UdpSocket {
 }
 
 fn engine_fallback_forced_shows_reason(_engine: Engine) {
-    let harness = start(Engine::IoUring, |c| c.force_probe_failure = true);
+    let harness = start_any(Engine::IoUring, |c| c.force_probe_failure = true);
     assert_eq!(harness.sensor().engine(), EngineKind::Portable);
     let reason = harness.sensor().fallback_reason().unwrap();
     assert!(reason.contains("forced"), "{reason}");
+    // The harness's engine check does not let a fallback pass as io_uring.
+    let sensor = std::panic::AssertUnwindSafe(harness.sensor());
+    let check = std::panic::catch_unwind(|| assert_engine(Engine::IoUring, &sensor));
+    assert!(check.is_err(), "a fallback passed as io_uring");
     // The fallback engine still serves UDP, TCP and TLS.
     assert!(harness.sensor().tls_addr().is_some());
     udp_client("127.0.0.1:0")
@@ -213,10 +299,10 @@ fn engine_portable_starts_no_tls_listener() {
 
 #[test]
 fn engine_auto_picks_io_uring_when_available() {
-    let harness = start(Engine::IoUring, |_| {});
-    match harness.sensor().fallback_reason() {
-        None => assert_eq!(harness.sensor().engine(), EngineKind::IoUring),
-        Some(reason) => eprintln!("note: io_uring unavailable on this machine: {reason}"),
+    if io_uring_ready() {
+        let harness = start_any(Engine::IoUring, |_| {});
+        assert_eq!(harness.sensor().engine(), EngineKind::IoUring);
+        assert_eq!(harness.sensor().fallback_reason(), None);
     }
 }
 
@@ -237,6 +323,12 @@ fn engine_bind_failure_is_one_line(engine: Engine) {
         "{error}"
     );
     assert!(!error.contains('\n'));
+    // The same settings start once the port is free, on the engine asked for.
+    drop(holder);
+    let (sender, _events) = crossbeam_channel::bounded(16);
+    let sensor = sensor::start(&config, Uuid::new_v4(), sender, false).unwrap();
+    assert_engine(engine, &sensor);
+    sensor.stop();
 }
 
 fn engine_shards_share_the_port(engine: Engine) {

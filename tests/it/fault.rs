@@ -2,10 +2,12 @@
 //! deleted or its directory gone, a missing syslog socket.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::Instant;
 
+use crate::support::require::{require, require_tool};
 use crate::support::{
     DEADLINE, Launch, export, log_uuids, send_paced, stats_events, udp_from, wait_until,
 };
@@ -76,32 +78,40 @@ fn fault_kill9_during_udp_flood_keeps_log_within_store() {
     assert!(status.success(), "{stderr}");
 }
 
-/// Mounts a tmpfs of `size` at `dir`; `None` (with a printed note) when mounting is not allowed.
-fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Option<TmpfsGuard> {
+/// Mounts a tmpfs of `size` at `dir` with `mount` from `PATH`; `None` after the require policy
+/// when `mount` or `umount` is missing or mounting is not allowed (it needs CAP_SYS_ADMIN).
+fn mount_tmpfs(dir: &Path, size: &str) -> Option<TmpfsGuard> {
+    let mount = require_tool("mount")?;
+    let umount = require_tool("umount")?;
     std::fs::create_dir_all(dir).expect("mount point");
-    let output = Command::new("mount")
+    let output = Command::new(&mount)
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
         .arg(dir)
         .output()
-        .ok()?;
-    if !output.status.success() {
-        eprintln!(
-            "note: SKIPPED, cannot mount a tmpfs here: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        return None;
-    }
-    Some(TmpfsGuard(dir.to_owned()))
+        .expect("run mount");
+    let why = format!(
+        "cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    require(output.status.success(), &why).then(|| TmpfsGuard {
+        dir: dir.to_owned(),
+        mount,
+        umount,
+    })
 }
 
-/// Unmounts on drop (lazily, in case a process still holds files there).
-struct TmpfsGuard(std::path::PathBuf);
+/// A mounted tmpfs; unmounted on drop (lazily, in case a process still holds files there).
+struct TmpfsGuard {
+    dir: PathBuf,
+    mount: PathBuf,
+    umount: PathBuf,
+}
 
 impl TmpfsGuard {
     fn resize(&self, size: &str) {
-        let status = Command::new("mount")
+        let status = Command::new(&self.mount)
             .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
+            .arg(&self.dir)
             .status()
             .expect("run mount");
         assert!(status.success(), "remount {size}");
@@ -110,7 +120,7 @@ impl TmpfsGuard {
 
 impl Drop for TmpfsGuard {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new(&self.umount).arg("-l").arg(&self.dir).status();
     }
 }
 
@@ -189,7 +199,7 @@ fn fault_json_log_rotated_deleted_and_dir_removed() {
     launch.log = logs.join("sentrypeer.json");
     let node = launch.start();
     let source = udp_from([127, 0, 0, 21]);
-    let lines = |path: &std::path::Path| log_uuids(path).len();
+    let lines = |path: &Path| log_uuids(path).len();
 
     send_paced(&source, node.sip, "rot-a", 5, 1_000, 0);
     wait_until("5 lines", DEADLINE, || lines(&launch.log) == 5);

@@ -13,8 +13,9 @@
 //! - the Dockerfile: base images, non-root user, exposed ports;
 //! - the docs: the config file example loads, the JSON log field table matches the JSON log.
 //!
-//! A check whose tool is missing prints a note and passes; CI installs them all
-//! (fail2ban, systemd, nftables, logrotate, curl: see `.ci/run`).
+//! The tools are found on `PATH`; one that is missing, or an `nft -c` without CAP_NET_ADMIN,
+//! skips the check with a `SKIP` line, and fails it under `CI=true` (`support::require`). CI
+//! installs them all (fail2ban, systemd, nftables, logrotate, curl: see `.ci/run`).
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +31,8 @@ use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
 use sentrypeer::store::{Store, WriterOptions, spawn_writer, spawn_writer_with};
 use uuid::Uuid;
 
+use crate::support::require::{require, require_tool};
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The repository's `contrib/` directory.
@@ -41,18 +44,6 @@ fn contrib(path: &str) -> PathBuf {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// The tool's path, or `None` after printing why the check is skipped.
-fn tool(name: &str, check: &str) -> Option<PathBuf> {
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path_var).collect();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-    let found = dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("note: {name} is not installed; skipping the {check} check");
-    }
-    found
 }
 
 fn run(command: &mut Command) -> Output {
@@ -221,7 +212,7 @@ fn fail2ban_hosts(fail2ban_regex: &Path, lines: &[String]) -> (Vec<String>, Stri
 
 #[test]
 fn ops_fail2ban_filter_finds_host_in_writer_syslog_lines() {
-    let Some(fail2ban_regex) = tool("fail2ban-regex", "fail2ban filter") else {
+    let Some(fail2ban_regex) = require_tool("fail2ban-regex") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +302,7 @@ fn send_options(from: IpAddr, to: SocketAddr, user_agent: &str, call: u32) {
 
 #[test]
 fn ops_fail2ban_filter_bans_scanners_of_the_real_binary() {
-    let Some(fail2ban_regex) = tool("fail2ban-regex", "fail2ban filter") else {
+    let Some(fail2ban_regex) = require_tool("fail2ban-regex") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -381,7 +372,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn ops_fail2ban_jail_loads_with_filter() {
-    let Some(client) = tool("fail2ban-client", "fail2ban jail") else {
+    let Some(client) = require_tool("fail2ban-client") else {
         return;
     };
     let system = Path::new("/etc/fail2ban");
@@ -474,11 +465,11 @@ fn ops_systemd_units_verify_cleanly() {
         );
         assert!(!["0", "false", "no", "off"].contains(&value), "{line}");
     }
-    let Some(analyze) = tool("systemd-analyze", "systemd unit") else {
+    let Some(analyze) = require_tool("systemd-analyze") else {
         return;
     };
-    // verify wants every ExecStart= program to exist: the unit gets the built binary's path; a
-    // program of the update service missing here is replaced by the binary too (and said so).
+    // verify wants every ExecStart= program to exist: the unit gets the built binary's path; the
+    // update service's programs must be where it names them.
     let dir = tempfile::tempdir().unwrap();
     let binary = env!("CARGO_BIN_EXE_sentrypeer");
     std::fs::write(
@@ -486,11 +477,11 @@ fn ops_systemd_units_verify_cleanly() {
         unit.replace("/usr/bin/sentrypeer", binary),
     )
     .unwrap();
-    let mut update = read(&contrib("nftables/sentrypeer-nft-update.service"));
+    let update = read(&contrib("nftables/sentrypeer-nft-update.service"));
     for program in ["/usr/bin/curl", "/usr/sbin/nft", "/bin/kill"] {
-        if !Path::new(program).is_file() {
-            eprintln!("note: {program} is missing; verified with another program in its place");
-            update = update.replace(program, binary);
+        let why = format!("{program}, which the update service runs, is not installed");
+        if !require(Path::new(program).is_file(), &why) {
+            return;
         }
     }
     std::fs::write(dir.path().join("sentrypeer-nft-update.service"), update).unwrap();
@@ -581,41 +572,38 @@ fn ops_unit_environment_starts_the_binary() {
 
 // ---- nftables ----------------------------------------------------------------------------------
 
-/// `nft -c -f` of `script`: `Some(Ok)` accepted, `Some(Err(message))` rejected, `None` when nft
-/// cannot check here (missing, or no CAP_NET_ADMIN).
-fn nft_check(nft: &Path, script: &str) -> Option<Result<(), String>> {
+/// `nft -c -f` of `script`: `Err(message)` when rejected.
+fn nft_check(nft: &Path, script: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("check.nft");
     std::fs::write(&path, script).unwrap();
     let output = run(Command::new(nft).arg("-c").arg("-f").arg(&path));
     if output.status.success() {
-        return Some(Ok(()));
+        Ok(())
+    } else {
+        Err(text(&output.stderr))
     }
-    let stderr = text(&output.stderr);
-    if stderr.contains("Operation not permitted") || stderr.contains("cache initialization") {
-        eprintln!(
-            "note: nft -c cannot check here ({}); skipping",
+}
+
+/// The `nft` on `PATH` once it checks an empty table (`nft -c` needs CAP_NET_ADMIN for its
+/// netlink cache); `None` after the require policy.
+fn require_nft() -> Option<PathBuf> {
+    let nft = require_tool("nft")?;
+    let probe = nft_check(&nft, "table inet sentrypeer_probe {\n}\n");
+    let why = match &probe {
+        Ok(()) => String::new(),
+        Err(stderr) => format!(
+            "nft -c cannot check here (needs CAP_NET_ADMIN): {}",
             stderr.trim()
-        );
-        return None;
-    }
-    Some(Err(stderr))
+        ),
+    };
+    require(probe.is_ok(), &why).then_some(nft)
 }
 
 /// Runs the update service's `ExecStart=` command lines with `sh`, as systemd would (the lines
 /// use only double quotes and `${VAR}`): against the API at `base`, the runtime directory in a
 /// tempdir, the shipped table, and `nft -c` instead of `nft` (nothing is changed on the host).
-/// Skipped without curl, or without an nft that can check here.
-fn run_update_service_commands(unit: &str, base: &str) {
-    let Some(curl) = tool("curl", "update service") else {
-        return;
-    };
-    let Some(nft) = tool("nft", "update service") else {
-        return;
-    };
-    if nft_check(&nft, "table inet sentrypeer_probe {\n}\n").is_none() {
-        return;
-    }
+fn run_update_service_commands(unit: &str, base: &str, curl: &Path, nft: &Path) {
     let runtime = tempfile::tempdir().unwrap();
     let query = unit
         .lines()
@@ -695,8 +683,6 @@ fn ops_nftables_table_accepts_api_output() {
         .call()
         .expect("the API answers the update service's query");
     let script = response.body_mut().read_to_string().unwrap();
-    run_update_service_commands(&update, &base);
-    drop(sensor);
     for source in sources {
         let ip: IpAddr = source.parse::<SocketAddr>().unwrap().ip();
         assert!(
@@ -705,30 +691,52 @@ fn ops_nftables_table_accepts_api_output() {
         );
     }
     assert!(script.contains("table inet sentrypeer {"), "{script}");
-    let Some(nft) = tool("nft", "nftables") else {
+    let Some(curl) = require_tool("curl") else {
         return;
     };
-    let Some(alone) = nft_check(&nft, &table) else {
+    let Some(nft) = require_nft() else {
         return;
     };
-    alone.unwrap_or_else(|e| panic!("nft rejected contrib/nftables/sentrypeer.nft:\n{e}"));
+    run_update_service_commands(&update, &base, &curl, &nft);
+    drop(sensor);
+    nft_check(&nft, &table)
+        .unwrap_or_else(|e| panic!("nft rejected contrib/nftables/sentrypeer.nft:\n{e}"));
     // What the update service loads: the table, then the API's script; and again (idempotent).
     let combined = format!("{table}\n{script}\n{table}\n{script}");
-    if let Some(result) = nft_check(&nft, &combined) {
-        result.unwrap_or_else(|e| panic!("nft rejected the table + API output:\n{e}"));
-    }
+    nft_check(&nft, &combined)
+        .unwrap_or_else(|e| panic!("nft rejected the table + API output:\n{e}"));
     // The check can fail: a set declared with other flags than the API's is rejected.
     let conflicting = table.replacen("type ipv4_addr", "type ipv4_addr; flags interval", 1);
-    if let Some(result) = nft_check(&nft, &format!("{conflicting}\n{script}")) {
-        assert!(result.is_err(), "nft accepted conflicting set declarations");
-    }
+    assert!(
+        nft_check(&nft, &format!("{conflicting}\n{script}")).is_err(),
+        "nft accepted conflicting set declarations"
+    );
 }
 
 // ---- logrotate ---------------------------------------------------------------------------------
 
+/// The shipped logrotate file for `log`, its postrotate signalling the process `pid`.
+fn logrotate_config_for(shipped: &str, log: &Path, pid: u32) -> String {
+    let postrotate = format!("\t\tkill -HUP {pid}\n");
+    shipped
+        .replace(
+            "/var/log/sentrypeer/sentrypeer_json.log",
+            log.to_str().unwrap(),
+        )
+        .lines()
+        .map(|line| {
+            if line.contains("--signal=HUP") {
+                postrotate.clone()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn ops_logrotate_config_rotates_and_binary_reopens() {
-    let Some(logrotate) = tool("logrotate", "logrotate") else {
+    let Some(logrotate) = require_tool("logrotate") else {
         return;
     };
     let shipped = read(&contrib("logrotate/sentrypeer"));
@@ -767,23 +775,12 @@ fn ops_logrotate_config_rotates_and_binary_reopens() {
     wait_for("the first event in the JSON log", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("before-rotation"))
     });
-    let postrotate = format!("\t\tkill -HUP {}\n", sensor.pid());
-    let config: String = shipped
-        .replace(
-            "/var/log/sentrypeer/sentrypeer_json.log",
-            log.to_str().unwrap(),
-        )
-        .lines()
-        .map(|line| {
-            if line.contains("--signal=HUP") {
-                postrotate.clone()
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
     let config_path = dir.path().join("logrotate.conf");
-    std::fs::write(&config_path, config).unwrap();
+    std::fs::write(
+        &config_path,
+        logrotate_config_for(&shipped, &log, sensor.pid()),
+    )
+    .unwrap();
     let forced = run(Command::new(&logrotate)
         .arg("-f")
         .arg("-s")

@@ -6,6 +6,9 @@
 //! Never: a fixed sleep as a wait (every wait polls a condition against a deadline), traffic to a
 //! non-loopback address.
 
+/// What a test needs from its machine, and the one policy when it is missing.
+pub(crate) mod require;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

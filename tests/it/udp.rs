@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sentrypeer::event::{CollectedMethod, Transport};
 
-use crate::engine::{Engine, options, start, udp_client};
+use crate::engine::{DEADLINE, Engine, Harness, options, start, udp_client};
 
 fn udp_event_fields(engine: Engine) {
     let harness = start(engine, |_| {});
@@ -95,19 +95,55 @@ fn udp_non_requests_counted_not_events(engine: Engine) {
             && t.non_requests_response == 1
             && t.non_requests_garbage == 1
     });
-    harness.assert_no_event(Duration::from_millis(100));
-    let mut buffer = [0u8; 2048];
+    assert_marker_next(&harness, &client, "after-non-requests");
+}
+
+/// Proves by ordering, not by waiting, that nothing `client` sent before was answered or
+/// became an event: the sensor handles one source's datagrams in order, so the marker
+/// request sent now must get the next reply and be the next event.
+fn assert_marker_next(harness: &Harness, client: &UdpSocket, call_id: &str) {
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    client
+        .send_to(options(call_id).as_bytes(), harness.udp())
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let started = Instant::now();
+    let (count, from) = recv_from(client, &mut buffer).unwrap_or_else(|error| {
+        panic!(
+            "no reply to the marker after {:?}: {error}; {:?}",
+            started.elapsed(),
+            harness.totals()
+        )
+    });
+    assert_eq!(from, harness.udp());
+    let reply = String::from_utf8_lossy(&buffer[..count]);
     assert!(
-        client.recv_from(&mut buffer).is_err(),
-        "no reply to a non-request"
+        reply.contains(&format!("\r\nCall-ID: {call_id}\r\n")),
+        "a reply to something else: {reply}"
     );
+    assert_eq!(
+        harness.next_event().message_text(),
+        options(call_id),
+        "an event before the marker's"
+    );
+}
+
+/// `UdpSocket::recv_from`, retried when interrupted: blocking receives in this suite have
+/// failed with EINTR (os error 4) under the io_uring engine.
+fn recv_from(client: &UdpSocket, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    loop {
+        match client.recv_from(buffer) {
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
 
 /// Sends `message` and returns the reply, if any, within the client's read timeout.
 fn exchange(client: &UdpSocket, target: SocketAddr, message: &str) -> Option<String> {
     client.send_to(message.as_bytes(), target).unwrap();
     let mut buffer = [0u8; 4096];
-    let (count, from) = client.recv_from(&mut buffer).ok()?;
+    let (count, from) = recv_from(client, &mut buffer).ok()?;
     assert_eq!(
         from, target,
         "the reply comes from the address the request was sent to"
@@ -142,12 +178,16 @@ fn udp_responsive_no_reply_to_ack(engine: Engine) {
     let harness = start(engine, |c| c.responsive = true);
     let client = udp_client("127.0.0.1:0");
     let ack = options("ack-1").replace("OPTIONS", "ACK");
-    assert_eq!(exchange(&client, harness.udp(), &ack), None);
+    client.send_to(ack.as_bytes(), harness.udp()).unwrap();
     assert_eq!(
         harness.next_event().method(),
         b"ACK",
         "an ACK is still an event"
     );
+    assert_marker_next(&harness, &client, "after-ack");
+    harness.wait_totals("the ACK's reply skipped", |t| {
+        t.replies_skipped == 1 && t.replies_sent == 1
+    });
 }
 
 fn udp_reply_rate_limited(engine: Engine) {
@@ -169,13 +209,22 @@ fn udp_reply_rate_limited(engine: Engine) {
             .unwrap();
         sent += 1;
         std::thread::sleep(Duration::from_millis(1));
-        while client.recv_from(&mut buffer).is_ok() {
+        while recv_from(&client, &mut buffer).is_ok() {
             replies += 1;
         }
     }
-    harness.wait_totals("every request an event", |t| t.events == sent);
-    std::thread::sleep(Duration::from_millis(100));
-    while client.recv_from(&mut buffer).is_ok() {
+    harness.wait_totals("every request an event, answered or not", |t| {
+        t.events == sent && t.replies_sent + t.replies_rate_limited + t.replies_skipped == sent
+    });
+    // Every reply the sensor counted as sent is now on its way: read until all have arrived.
+    let replies_sent = harness.totals().replies_sent;
+    client.set_nonblocking(false).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    while replies < replies_sent && recv_from(&client, &mut buffer).is_ok() {
+        replies += 1;
+    }
+    client.set_nonblocking(true).unwrap();
+    while recv_from(&client, &mut buffer).is_ok() {
         replies += 1;
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -191,15 +240,37 @@ fn udp_reply_rate_limited(engine: Engine) {
 fn udp_silent_never_answers(engine: Engine) {
     let harness = start(engine, |_| {});
     let client = udp_client("127.0.0.1:0");
-    client
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    assert_eq!(exchange(&client, harness.udp(), &options("silent-1")), None);
-    assert_eq!(
-        harness.next_event().collected_method,
-        CollectedMethod::Passive
+    // No reply ever comes, so no marker reply can prove its absence. Instead: the sensor is
+    // done with a datagram (reply included) before it reads the next one from that source, so
+    // once the second request is an event, a reply to the first would be waiting.
+    for call_id in ["silent-1", "silent-2"] {
+        client
+            .send_to(options(call_id).as_bytes(), harness.udp())
+            .unwrap();
+    }
+    for call_id in ["silent-1", "silent-2"] {
+        let event = harness.next_event();
+        assert_eq!(event.message_text(), options(call_id));
+        assert_eq!(event.collected_method, CollectedMethod::Passive);
+    }
+    client.set_nonblocking(true).unwrap();
+    let mut buffer = [0u8; 4096];
+    assert!(
+        matches!(
+            recv_from(&client, &mut buffer),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        ),
+        "a reply in silent mode"
     );
-    assert_eq!(harness.totals().replies_sent, 0);
+    let totals = harness.totals();
+    assert_eq!(
+        (
+            totals.replies_sent,
+            totals.replies_rate_limited,
+            totals.replies_skipped
+        ),
+        (0, 0, 0)
+    );
 }
 
 both_engines!(

@@ -1,11 +1,12 @@
 //! The webhook worker against a real HTTP server on 127.0.0.1 (a tiny std::net server started
 //! by each test that records every request and answers as the test says), with a real store
-//! and writer in a tempdir.
+//! and writer in a tempdir. Tests that depend on the worker's time (token lifetime, back-off
+//! during an outage) give it a [`TestClock`] and move that clock instead of sleeping.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,11 +19,14 @@ use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
 use sentrypeer::metrics::Render;
 use sentrypeer::store::writer::spawn_writer_with;
 use sentrypeer::store::{CommitWatch, Store, WriterHandle, WriterOptions};
-use sentrypeer::webhook::{self, WebhookHandle, WebhookOptions};
+use sentrypeer::webhook::{self, WebhookClock, WebhookHandle, WebhookOptions};
 use tempfile::TempDir;
 use uuid::Uuid;
 
 const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The tests' back-off cap (see [`options`]).
+const BACKOFF_MAX: Duration = Duration::from_millis(300);
 
 // ---------------------------------------------------------------------------------------------
 // The test HTTP server.
@@ -449,11 +453,12 @@ fn options() -> (WebhookOptions, Receiver<String>) {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let options = WebhookOptions {
         backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(300),
+        backoff_max: BACKOFF_MAX,
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
         persist_interval: Duration::from_millis(50),
         log_lines: Some(sender),
+        ..WebhookOptions::default()
     };
     (options, receiver)
 }
@@ -463,6 +468,63 @@ fn start(rig: &Rig, config: &WebhookConfig) -> (WebhookHandle, Receiver<String>)
     let handle =
         webhook::spawn_with(config, rig.store.clone(), Arc::clone(&rig.commits), options).unwrap();
     (handle, logs)
+}
+
+/// A clock the test moves: a fixed start plus what [`TestClock::advance`] added. While the
+/// worker waits by it (a back-off) it reads it again every millisecond of real time.
+#[derive(Debug)]
+struct TestClock {
+    start: Instant,
+    advanced_ns: AtomicU64,
+}
+
+impl TestClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            advanced_ns: AtomicU64::new(0),
+        })
+    }
+
+    fn advance(&self, by: Duration) {
+        let by_ns = u64::try_from(by.as_nanos()).unwrap();
+        self.advanced_ns.fetch_add(by_ns, Ordering::SeqCst);
+    }
+}
+
+impl WebhookClock for TestClock {
+    fn now(&self) -> Instant {
+        self.start + Duration::from_nanos(self.advanced_ns.load(Ordering::SeqCst))
+    }
+
+    fn real_wait(&self, left: Duration) -> Duration {
+        left.min(Duration::from_millis(1))
+    }
+}
+
+/// Like [`start`], with the worker reading the time from `clock`.
+fn start_clocked(
+    rig: &Rig,
+    config: &WebhookConfig,
+    clock: &Arc<TestClock>,
+) -> (WebhookHandle, Receiver<String>) {
+    let (options, logs) = options();
+    let options = WebhookOptions {
+        clock: Arc::clone(clock) as Arc<dyn WebhookClock>,
+        ..options
+    };
+    let handle =
+        webhook::spawn_with(config, rig.store.clone(), Arc::clone(&rig.commits), options).unwrap();
+    (handle, logs)
+}
+
+/// Moves `clock` on by a whole back-off ([`BACKOFF_MAX`]) at every poll until `condition`
+/// holds: every back-off the worker starts meanwhile ends at the next poll.
+fn drive_until(clock: &TestClock, what: &str, mut condition: impl FnMut() -> bool) {
+    wait_until(what, || {
+        clock.advance(BACKOFF_MAX);
+        condition()
+    });
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -590,19 +652,31 @@ fn webhook_token_expiry_refreshes_once() {
         _ => Reply::status(200),
     });
     let rig = Rig::new();
-    let (worker, _logs) = start(&rig, &oauth_config(&server, "s"));
+    let clock = TestClock::new();
+    let (worker, _logs) = start_clocked(&rig, &oauth_config(&server, "s"), &clock);
     rig.send(&[event(0)]);
     server.wait_for("the first event", |r| accepted_count(r) == 1);
-    // The token expires in 2 s and is replaced 10% early (after 1.8 s): wait until it is due.
-    std::thread::sleep(Duration::from_millis(1_850));
-    rig.send(&[event(1), event(2)]);
-    server.wait_for("two more events", |r| accepted_count(r) == 3);
+    // The token expires in 2 s and is replaced 10% early: in use until 1.8 s after its fetch.
+    clock.advance(Duration::from_millis(1_799));
+    rig.send(&[event(1)]);
+    server.wait_for("the second event", |r| accepted_count(r) == 2);
+    clock.advance(Duration::from_millis(1));
+    rig.send(&[event(2), event(3)]);
+    server.wait_for("two more events", |r| accepted_count(r) == 4);
     let bearers: Vec<String> = server
         .requests_to("/hook")
         .iter()
         .map(|r| r.header("authorization").unwrap().to_owned())
         .collect();
-    assert_eq!(bearers, ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"]);
+    assert_eq!(
+        bearers,
+        [
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-2",
+            "Bearer tok-2"
+        ]
+    );
     assert_eq!(server.requests_to("/token").len(), 2);
     assert_eq!(worker.metrics().token_refreshes_total.get(), 2);
     worker.stop();
@@ -652,34 +726,33 @@ fn webhook_unauthorized_refreshes_once_then_backs_off() {
 fn webhook_outage_during_flood_loses_nothing() {
     let mut server = Server::start(ok_handler);
     let mut rig = Rig::new();
-    let (worker, _logs) = start(&rig, &hook_config(&server));
+    let clock = TestClock::new();
+    let (worker, _logs) = start_clocked(&rig, &hook_config(&server), &clock);
     let events: Vec<Event> = (0..3_000).map(event).collect();
-    let started = Instant::now();
-    // About 5 s of events: 10 every 15 ms.
-    let sender = rig.sender.clone().unwrap();
-    let feed = events.clone();
-    let feeder = std::thread::spawn(move || {
-        for chunk in feed.chunks(10) {
-            for event in chunk {
-                sender.try_send(event.clone()).expect("capture never waits");
-            }
-            std::thread::sleep(Duration::from_millis(15));
-        }
-    });
+    // A quarter of the events before, during each half of the outage, and after it; the
+    // worker's back-off time is driven, the outage lasts a counted number of failed attempts.
+    let quarters: Vec<&[Event]> = events.chunks(750).collect();
     let metrics = worker.metrics();
+    rig.send(quarters[0]);
     server.wait_for("the first deliveries", |r| accepted_count(r) > 50);
-    // Down: not listening for ~2.5 s, then answering 503 for ~2.5 s.
+    // Down: not listening, for three failed attempts after the shutdown.
     server.shut_down();
     let failed_before = metrics.requests_failed_total.get();
-    std::thread::sleep(Duration::from_millis(2_500));
+    rig.send(quarters[1]);
+    drive_until(&clock, "three failed connects", || {
+        metrics.requests_failed_total.get() >= failed_before + 3
+    });
+    // Up but answering 503, for three answers.
     server.set_handler(|_, _| Reply::status(503));
     server.restart();
-    std::thread::sleep(Duration::from_millis(2_500));
+    rig.send(quarters[2]);
+    drive_until(&clock, "three 503 answers", || {
+        server.requests().iter().filter(|r| r.status == 503).count() >= 3
+    });
     server.set_handler(ok_handler);
-    feeder.join().unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(4));
+    rig.send(quarters[3]);
     rig.finish_writer();
-    wait_until("the worker to deliver everything and end", || {
+    drive_until(&clock, "the worker to deliver everything and end", || {
         worker.is_finished()
     });
     worker.stop();

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Markdown tables for docs/benchmarks.md from perf/ingest.sh results files.
+
+    perf/tables.py perf/results/2026-12-02-ingest.json [...]
+
+Prints, per file, one row per step of every sweep (older single-sweep files: their `targets`),
+the median per step when the file has several sweeps, and the summary, so that the document
+quotes the file and nothing else. Units: CPU in ms per 1,000 events (stored events for the
+sensor, received datagrams for the sink); memory in MiB = KiB / 1024 (/proc reports KiB).
+Reads only the files named; writes only to stdout.
+"""
+
+import json
+import sys
+
+COLUMNS = ["target", "rate asked /s", "achieved /s", "sent", "stored", "kernel drops",
+           "app drops", "loss %", "CPU ms / 1k", "x sink", "peak VmHWM MiB", "RssAnon MiB peak",
+           "RssFile MiB peak", "DB B / event", "start-up ms"]
+MEMORY_COLUMNS = (11, 12)  # left out for files from before the RssAnon/RssFile sampling
+
+
+def number(value, digits=0):
+    if value is None:
+        return "-"
+    if digits:
+        return f"{value:,.{digits}f}"
+    return f"{round(value):,}"
+
+
+def mib(kib):
+    return "-" if kib is None else f"{kib / 1024:,.1f}"
+
+
+def ratio_by_rate(steps, sink_steps):
+    """The sensor's CPU per stored event over the sink's per datagram at the same asked rate."""
+    sink = {step["rate_requested"]: step for step in sink_steps}
+    ratios = {}
+    for step in steps:
+        other = sink.get(step["rate_requested"])
+        if other and step.get("cpu_s_per_1000") and other.get("cpu_s_per_1000"):
+            ratios[step["rate_requested"]] = step["cpu_s_per_1000"] / other["cpu_s_per_1000"]
+    return ratios
+
+
+def has_memory(targets):
+    return any("memory" in step for target in targets.values() for step in target["steps"])
+
+
+def rows(targets):
+    sink_steps = targets.get("sink", {}).get("steps", [])
+    for name, target in targets.items():
+        ratios = {} if name == "sink" else ratio_by_rate(target["steps"], sink_steps)
+        for step in target["steps"]:
+            rate = step["rate_requested"]
+            memory = step.get("memory", {})
+            ratio = step.get("cpu_ratio_vs_sink") or ratios.get(rate)
+            cpu = step.get("cpu_s_per_1000")
+            cells = (f"| {name} | {'flat' if rate is None else number(rate)} "
+                   f"| {number(step['rate_achieved'])} | {number(step['sent'])} "
+                   f"| {number(step['stored'])} | {number(step['kernel_drops'])} "
+                   f"| {number(step['app_drops'])} | {number(step['loss_pct'], 2)} "
+                   f"| {number(None if cpu is None else cpu * 1000, 2)} "
+                   f"| {number(ratio, 2)} | {mib(step.get('rss_peak_kib'))} "
+                   f"| {mib(memory.get('rss_anon_kib_peak'))} "
+                   f"| {mib(memory.get('rss_file_kib_peak'))} "
+                   f"| {number(step.get('db_bytes_per_event'), 1)} "
+                   f"| {number(step.get('startup_ms'), 1)} |").split(" | ")
+            if not has_memory(targets):
+                cells = [cell for index, cell in enumerate(cells) if index not in MEMORY_COLUMNS]
+            yield " | ".join(cells)
+
+
+def table(title, targets):
+    print(f"\n{title}\n")
+    columns = [column for index, column in enumerate(COLUMNS)
+               if has_memory(targets) or index not in MEMORY_COLUMNS]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows(targets):
+        print(row)
+
+
+def summary_line(summary):
+    parts = [f"sink lossless {number(summary.get('sink_lossless_rate'))}/s"]
+    for name, value in summary.items():
+        if isinstance(value, dict):
+            parts.append(f"{name} lossless {number(value.get('lossless_rate'))}/s = "
+                         f"{value.get('lossless_ratio_vs_sink')} x sink, CPU per stored event "
+                         f"{value.get('cpu_per_event_ratio_vs_sink_median')} x the sink's per "
+                         f"datagram (median over steps)")
+    return "; ".join(parts)
+
+
+def drains(targets):
+    for name, target in targets.items():
+        drain = target.get("drain")
+        if drain and drain.get("sent"):
+            print(f"- drain {name}: {number(drain['sent'])} sent, "
+                  f"{number(drain['kernel_drops'])} kernel drops, {number(drain['stored'])} "
+                  f"stored in {drain['drain_s']} s = {number(drain['drain_rate'])}/s, "
+                  f"{drain['cpu_us_per_event']} us CPU per event")
+
+
+def main(paths):
+    for path in paths:
+        with open(path) as handle:
+            results = json.load(handle)
+        machine = results.get("machine", {})
+        print(f"\n### `{path}`: {results['date']}, git {str(machine.get('git_sha'))[:7]}, "
+              f"load {[round(x, 1) for x in machine.get('loadavg_start', [])]}, "
+              f"{results.get('elapsed_s')} s, `{results.get('command')}`")
+        sweeps = results.get("sweeps") or [{"index": 1, "targets": results["targets"],
+                                             "summary": results.get("summary", {})}]
+        for sweep in sweeps:
+            table(f"Sweep {sweep['index']} of {len(sweeps)}:", sweep["targets"])
+            drains(sweep["targets"])
+            print(f"\nSummary: {summary_line(sweep.get('summary', {}))}.")
+        if results.get("median_steps") and len(sweeps) > 1:
+            table(f"Median per step over {len(sweeps)} sweeps:", results["median_steps"])
+            print(f"\nMedian summary: {summary_line(results['summary'])}.")
+        if results.get("skipped"):
+            print(f"\nSkipped (over budget): {', '.join(results['skipped'])}.")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
