@@ -25,6 +25,8 @@ const BURST_DATAGRAMS: u64 = 20_000;
 const BURST_RCVBUF_BYTES: usize = 64 << 20;
 
 fn shard_driver_gather_pause_batches_a_paced_stream(engine: Engine) {
+    // Timing-sensitive and CPU-heavy: never beside the suite's other floods.
+    let _heavy = crate::support::heavy();
     let harness = start(engine, |_| {});
     let client = udp_client("127.0.0.1:0");
     let message = options("paced");
@@ -88,6 +90,8 @@ fn kernel_drops(port: u16) -> u64 {
 }
 
 fn shard_driver_stop_right_after_a_burst_keeps_every_datagram(engine: Engine) {
+    // Timing-sensitive and CPU-heavy: never beside the suite's other floods.
+    let _heavy = crate::support::heavy();
     let mut harness = start(engine, |c| c.udp_rcvbuf_bytes = BURST_RCVBUF_BYTES);
     let target = harness.udp();
     let client = udp_client("127.0.0.1:0");
@@ -115,6 +119,8 @@ fn shard_driver_stop_right_after_a_burst_keeps_every_datagram(engine: Engine) {
 /// kernel's buffers are full the reply write stalls, and the connection is closed at the write
 /// timeout (the idle timeout's value) and counted as such, not as idle.
 fn shard_driver_unread_replies_cut_at_write_timeout(engine: Engine) {
+    // Timing-sensitive and CPU-heavy: never beside the suite's other floods.
+    let _heavy = crate::support::heavy();
     let harness = start(engine, |c| {
         c.responsive = true;
         c.reply_rate_per_second = limits::REPLY_RATE_PER_SECOND_MAX;
