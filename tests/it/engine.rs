@@ -142,11 +142,21 @@ impl Harness {
             .expect("no event before the deadline")
     }
 
-    /// Asserts no event arrives within `wait`.
-    pub(crate) fn assert_no_event(&self, wait: Duration) {
-        if let Ok(event) = self.events.recv_timeout(wait) {
-            panic!("unexpected event: {}", event.message_text());
-        }
+    /// Proves that nothing sent before is still to become an event, by order rather than by
+    /// waiting: a marker datagram sent now must be the next event. Call it once the earlier
+    /// input was handled (its event arrived, or a counter showed it was handled): an event from
+    /// that input was sent into the channel before the marker was even sent.
+    pub(crate) fn assert_no_event_before_marker(&self) {
+        let marker = options(&format!("marker-{}", Uuid::new_v4()));
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.send_to(marker.as_bytes(), self.udp()).unwrap();
+        let event = self.next_event();
+        assert_eq!(
+            event.message(),
+            marker.as_bytes(),
+            "unexpected event before the marker: {}",
+            event.message_text()
+        );
     }
 
     pub(crate) fn totals(&self) -> SensorTotals {
