@@ -99,6 +99,35 @@ def proc_cpu_precise_s(pid):
     return total_ns / 1e9
 
 
+def thread_cpu_ns(pid):
+    """CPU ns per thread kind of a process: /proc/<pid>/task/*/schedstat summed by the thread's
+    name (`comm`) with a trailing shard number dropped (`sensor-uring-0` -> `sensor-uring`)."""
+    by_name = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return by_name
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as handle:
+                name = handle.read().strip()
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                ns = int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        kind = name.rstrip("0123456789").rstrip("-") or name
+        by_name[kind] = by_name.get(kind, 0) + ns
+    return by_name
+
+
+def thread_cpu_us_per_event(before, after, events):
+    """Microseconds of CPU per event for each thread kind between two `thread_cpu_ns` readings."""
+    if not events:
+        return None
+    return {kind: round((ns - before.get(kind, 0)) / 1000 / events, 3)
+            for kind, ns in sorted(after.items())}
+
+
 def proc_hwm_kib(pid):
     return proc_status_kib(pid).get("VmHWM")
 
@@ -476,6 +505,7 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         committed_before = sensor.metrics().get("writer_events_committed_total", 0)
         cpu_before = proc_cpu_s(sensor.process.pid)
         cpu_precise_before = proc_cpu_precise_s(sensor.process.pid)
+        threads_before = thread_cpu_ns(sensor.process.pid)
         snmp_before = snmp_udp()
         sent = tools.send(sensor.sip_port, **step_counts(rate, seconds))
         stored = sensor.wait_stored(sent["sent"])
@@ -484,6 +514,7 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         # CPU and the committed count at the same moment: CPU per *stored* event.
         cpu_ticks = proc_cpu_s(sensor.process.pid) - cpu_before
         cpu = proc_cpu_precise_s(sensor.process.pid) - cpu_precise_before
+        threads_after = thread_cpu_ns(sensor.process.pid)
         metrics = sensor.metrics()
         hwm = proc_hwm_kib(sensor.process.pid)
         memory = sampler.stop()
@@ -510,6 +541,8 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         "cpu_s_stat": round(cpu_ticks, 2),
         "cpu_s_per_1000": round(1000 * cpu / per_event, 5) if per_event else None,
         "cpu_per": "stored event (writer_events_committed_total at the CPU reading), all threads",
+        "cpu_us_per_event_by_thread": thread_cpu_us_per_event(threads_before, threads_after,
+                                                              per_event),
         "rss_peak_kib": hwm,
         "memory": memory,
         "db_bytes": db_bytes,
