@@ -46,6 +46,7 @@ impl Node {
             enabled: true,
             listen,
             bootstrap: bootstrap.to_owned(),
+            ignore_ip: Default::default(),
         };
         let p2p = p2p::start(
             &p2p_config,
@@ -73,6 +74,7 @@ impl Node {
             enabled: true,
             listen: "127.0.0.1:0".parse().unwrap(),
             bootstrap: bootstrap.to_owned(),
+            ignore_ip: Default::default(),
         };
         let commits = self.writer.as_ref().unwrap().commits();
         let sender = self.sender.clone().unwrap();
@@ -298,6 +300,7 @@ fn p2p_listen_address_in_use_is_an_error() {
         enabled: true,
         listen: taken.local_addr().unwrap(),
         bootstrap: String::new(),
+        ignore_ip: Default::default(),
     };
     let commits = std::sync::Arc::new(sentrypeer::store::CommitWatch::default());
     let started = Instant::now();
