@@ -129,7 +129,7 @@ impl P2pMetrics {
     }
 
     /// The plain counters: Prometheus name, help text, counter.
-    fn counters(&self) -> [(&'static str, &'static str, &Counter); 14] {
+    fn counters(&self) -> [(&'static str, &'static str, &Counter); 13] {
         [
             (
                 "p2p_messages_in_total",
@@ -182,11 +182,6 @@ impl P2pMetrics {
                 &self.duplicates_total,
             ),
             (
-                "p2p_ignored_source_total",
-                "Received entries dropped: their source IP is in --ignore-ip.",
-                &self.ignored_sources_total,
-            ),
-            (
                 "p2p_events_dropped_total",
                 "Valid received entries dropped: writer channel full.",
                 &self.events_dropped_total,
@@ -217,6 +212,12 @@ impl Render for P2pMetrics {
         for (name, help, counter) in self.counters() {
             metrics::write_counter(out, name, help, counter.get());
         }
+        metrics::write_counter(
+            out,
+            "p2p_ignored_source_total",
+            "Received entries dropped: their source IP is in --ignore-ip.",
+            self.ignored_sources_total.get(),
+        );
         metrics::write_header(
             out,
             "p2p_messages_rejected_total",

@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn ignored_sources_counted() {
         let (mut core, _events, metrics) = test_core(false);
-        let nets = ["127.0.0.77", "2001:db8::/32"].map(|text| crate::ignore::parse_cidr(text));
+        let nets = ["127.0.0.77", "2001:db8::/32"].map(crate::ignore::parse_cidr);
         core.settings.ignore_ip = IgnoreList::new(nets.into_iter().flatten());
         for (source, ignored) in [
             ("127.0.0.77", true),
