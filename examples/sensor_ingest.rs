@@ -164,6 +164,7 @@ fn run_sensor(engine: EngineChoice, count: u64) -> Outcome {
         reply_rate_per_second: limits::REPLY_RATE_PER_SECOND,
         reply_burst: limits::REPLY_BURST,
         server_header: "FPBX-16.0.33(18.13.0)".to_owned(),
+        ignore_ip: Default::default(),
     };
     let (sender, receiver) = crossbeam_channel::bounded(limits::EVENT_CHANNEL_CAPACITY);
     let sensor = sentrypeer::sensor::start(&config, uuid::Uuid::new_v4(), sender, false).unwrap();

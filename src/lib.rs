@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod event;
+pub mod ignore;
 pub mod metrics;
 pub mod p2p;
 pub mod sensor;

@@ -157,6 +157,16 @@ pub(crate) struct Cli {
     )]
     pub(crate) sip_listen: Vec<OsString>,
 
+    /// Never report, store or answer a source in this network: CIDR or bare IP (repeatable; env:
+    /// comma-separated)
+    #[arg(
+        long,
+        env = "SENTRYPEER_IGNORE_IP",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub(crate) ignore_ip: Vec<OsString>,
+
     /// HTTP API listen address
     #[arg(long, env = "SENTRYPEER_API_LISTEN_ADDRESS", value_name = "ADDR")]
     pub(crate) api_listen: Option<OsString>,

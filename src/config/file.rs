@@ -30,6 +30,7 @@ pub(crate) struct FileConfig {
     pub(crate) verbose: Option<bool>,
     pub(crate) debug: Option<bool>,
     pub(crate) sip_listen: Option<OneOrMany>,
+    pub(crate) ignore_ip: Option<OneOrMany>,
     pub(crate) api_listen: Option<String>,
     pub(crate) p2p_listen: Option<String>,
     pub(crate) cores: Option<i64>,
@@ -52,7 +53,7 @@ pub(crate) struct FileConfig {
     pub(crate) syslog_socket: Option<String>,
 }
 
-/// `sip_listen = "a"` or `sip_listen = ["a", "b"]`.
+/// `sip_listen = "a"` or `sip_listen = ["a", "b"]` (also `ignore_ip`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum OneOrMany {

@@ -18,7 +18,7 @@
 //! `UDP_RCVBUF_BYTES_MAX`, `TCP_IDLE_TIMEOUT_MAX`, `TCP_CONNECTIONS_PER_SHARD_MAX`,
 //! `REPLY_RATE_PER_SECOND_MAX`, `REPLY_BURST_MAX`, `SERVER_HEADER_BYTES_MAX`,
 //! `WRITER_BATCH_EVENTS_MAX`, `WRITER_BATCH_INTERVAL_MAX`, `RETENTION_DAYS_MAX`,
-//! `WEBHOOK_BATCH_EVENTS_MAX`).
+//! `WEBHOOK_BATCH_EVENTS_MAX`), and the `--ignore-ip` list against `IGNORE_IP_ENTRIES_MAX`.
 
 mod cli;
 pub mod defaults;
@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::FromArgMatches;
+
+use crate::ignore::IgnoreList;
 
 /// A secret string (OAuth2 client secret, API token): never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -88,6 +90,8 @@ pub struct SensorConfig {
     pub reply_rate_per_second: u32,
     pub reply_burst: u32,
     pub server_header: String,
+    /// `--ignore-ip`: sources dropped on the shard, only counted.
+    pub ignore_ip: IgnoreList,
 }
 
 /// The store and its writer.
@@ -138,6 +142,8 @@ pub struct P2pConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
     pub bootstrap: String,
+    /// `--ignore-ip`: received entries naming a source in it are dropped and counted.
+    pub ignore_ip: IgnoreList,
 }
 
 /// A subcommand that reads the store instead of running the sensor.
@@ -194,6 +200,8 @@ pub enum ConfigError {
     NotUnicode { key: &'static str },
     #[error("invalid listen address \"{value}\" for {key}")]
     InvalidAddress { key: &'static str, value: String },
+    #[error("invalid CIDR \"{value}\" for {key}")]
+    InvalidCidr { key: &'static str, value: String },
     #[error("invalid number \"{value}\" for {key}")]
     InvalidNumber { key: &'static str, value: String },
     #[error("{key} {value} is out of range ({min} to {max})")]

@@ -14,11 +14,12 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 
 use super::cli::{Cli, CliCommand, CliExportFormat};
-use super::file::FileConfig;
+use super::file::{FileConfig, OneOrMany};
 use super::{
     ApiConfig, Command, Config, ConfigError, EngineChoice, ExportFormat, OutputConfig, P2pConfig,
     Secret, SensorConfig, StoreConfig, WebhookConfig, defaults, limits,
 };
+use crate::ignore::{IgnoreList, parse_cidr};
 
 /// A lookup of one environment variable.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
@@ -206,6 +207,7 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
         reply_rate_per_second,
         reply_burst,
         server_header: resolve_server_header(sources)?,
+        ignore_ip: resolve_ignore_ip(sources)?,
     })
 }
 
@@ -261,22 +263,43 @@ fn resolve_connections(sources: &Sources<'_>) -> Result<(u64, u64), ConfigError>
     Ok((per_ip, per_core))
 }
 
+impl Sources<'_> {
+    /// The winning values of a repeatable setting (`key` is the clap id and the file key): every
+    /// command-line value, else the environment's comma-separated list, else the file's string or
+    /// array; `None` when no source gives one.
+    fn list(
+        &self,
+        key: &'static str,
+        env_name: &str,
+        cli_values: &[OsString],
+        file_values: Option<&OneOrMany>,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        if self.on_command_line(key) {
+            let values = cli_values.iter().cloned();
+            return values
+                .map(|value| unicode(key, value))
+                .collect::<Result<_, _>>()
+                .map(Some);
+        }
+        if let Some(value) = (self.env)(env_name).filter(|value| !value.is_empty()) {
+            return Ok(Some(
+                unicode(key, value)?.split(',').map(str::to_owned).collect(),
+            ));
+        }
+        Ok(file_values.cloned().map(OneOrMany::into_vec))
+    }
+}
+
 fn resolve_sip_listen(sources: &Sources<'_>) -> Result<Vec<SocketAddr>, ConfigError> {
     let key = "sip_listen";
-    let texts: Vec<String> = if sources.on_command_line(key) {
-        let values = sources.cli.sip_listen.iter().cloned();
-        values
-            .map(|value| unicode(key, value))
-            .collect::<Result<_, _>>()?
-    } else if let Some(value) =
-        (sources.env)("SENTRYPEER_SIP_LISTEN_ADDRESS").filter(|value| !value.is_empty())
-    {
-        unicode(key, value)?.split(',').map(str::to_owned).collect()
-    } else if let Some(values) = sources.file.sip_listen.clone() {
-        values.into_vec()
-    } else {
-        vec![defaults::SIP_LISTEN_ADDRESS.to_owned()]
-    };
+    let texts = sources
+        .list(
+            key,
+            "SENTRYPEER_SIP_LISTEN_ADDRESS",
+            &sources.cli.sip_listen,
+            sources.file.sip_listen.as_ref(),
+        )?
+        .unwrap_or_else(|| vec![defaults::SIP_LISTEN_ADDRESS.to_owned()]);
     if texts.is_empty() {
         return Err(ConfigError::Invalid {
             key,
@@ -293,6 +316,33 @@ fn resolve_sip_listen(sources: &Sources<'_>) -> Result<Vec<SocketAddr>, ConfigEr
         listen.push(address);
     }
     Ok(listen)
+}
+
+/// The `--ignore-ip` networks: none by default, at most `IGNORE_IP_ENTRIES_MAX`.
+fn resolve_ignore_ip(sources: &Sources<'_>) -> Result<IgnoreList, ConfigError> {
+    let key = "ignore_ip";
+    let texts = sources.list(
+        key,
+        "SENTRYPEER_IGNORE_IP",
+        &sources.cli.ignore_ip,
+        sources.file.ignore_ip.as_ref(),
+    )?;
+    let texts = texts.unwrap_or_default();
+    if texts.len() > limits::IGNORE_IP_ENTRIES_MAX {
+        let problem = format!(
+            "{} entries given, at most {} allowed",
+            texts.len(),
+            limits::IGNORE_IP_ENTRIES_MAX
+        );
+        return Err(ConfigError::Invalid { key, problem });
+    }
+    let nets = texts.iter().map(|text| {
+        parse_cidr(text).ok_or_else(|| ConfigError::InvalidCidr {
+            key,
+            value: text.clone(),
+        })
+    });
+    Ok(IgnoreList::new(nets.collect::<Result<Vec<_>, _>>()?))
 }
 
 fn resolve_reply_budget(sources: &Sources<'_>) -> Result<(u32, u32), ConfigError> {
@@ -523,6 +573,7 @@ fn resolve_p2p(sources: &Sources<'_>) -> Result<P2pConfig, ConfigError> {
             defaults::P2P_LISTEN_ADDRESS,
         )?,
         bootstrap: parse_bootstrap(bootstrap.as_deref().unwrap_or(defaults::BOOTSTRAP_NODE))?,
+        ignore_ip: resolve_ignore_ip(sources)?,
     })
 }
 

@@ -358,6 +358,7 @@ cert = "f-cert.pem"
 key = "f-key.pem"
 tls_listen_address = "127.0.0.1:5061"
 sip_listen = ["127.0.0.1:5060", "127.0.0.2:5060"]
+ignore_ip = "192.0.2.1"
 api_listen = "127.0.0.1:8082"
 p2p_listen = "127.0.0.1:4222"
 cores = 1
@@ -388,6 +389,7 @@ webhook_batch = 9
         c.sensor.listen,
         vec![addr("127.0.0.1:5060"), addr("127.0.0.2:5060")]
     );
+    assert_eq!(ignored(&c), ["192.0.2.1/32"]);
     assert_eq!(c.sensor.cores, 1);
     assert_eq!(c.sensor.udp_rcvbuf_bytes, 4_096);
     assert_eq!(c.sensor.tcp_idle_timeout, Duration::from_secs(9));
@@ -445,6 +447,128 @@ fn config_sip_listen_errors() {
     let file = write_file(dir.path(), "c.toml", "sip_listen = []\n");
     let error = load_err(&["-g", path_str(&file)], &[]);
     assert_eq!(error, "invalid sip_listen: no listen address given");
+}
+
+fn ignored(config: &Config) -> Vec<String> {
+    assert_eq!(config.sensor.ignore_ip, config.p2p.ignore_ip);
+    let nets = config.sensor.ignore_ip.nets().iter();
+    nets.map(ToString::to_string).collect()
+}
+
+#[test]
+fn config_ignore_ip_empty_by_default() {
+    let config = load_ok(&[], &[]);
+    assert!(config.sensor.ignore_ip.is_empty());
+    assert!(config.p2p.ignore_ip.is_empty());
+}
+
+#[test]
+fn config_ignore_ip_repeatable_bare_ips_and_ipv6() {
+    let args = [
+        "--ignore-ip",
+        "192.0.2.0/24",
+        "--ignore-ip",
+        "198.51.100.7",
+        "--ignore-ip",
+        "2001:db8::/32,2001:db8:1::9",
+    ];
+    let config = load_ok(&args, &[]);
+    assert_eq!(
+        ignored(&config),
+        [
+            "192.0.2.0/24",
+            "198.51.100.7/32",
+            "2001:db8::/32",
+            "2001:db8:1::9/128"
+        ]
+    );
+    assert!(
+        config
+            .sensor
+            .ignore_ip
+            .contains("192.0.2.200".parse().unwrap())
+    );
+    assert!(
+        !config
+            .sensor
+            .ignore_ip
+            .contains("192.0.3.1".parse().unwrap())
+    );
+}
+
+#[test]
+fn config_ignore_ip_env_comma_list_and_file_string_or_array() {
+    let env = [("SENTRYPEER_IGNORE_IP", "10.0.0.0/8, 127.0.0.77 ,::1")];
+    let config = load_ok(&[], &env);
+    assert_eq!(ignored(&config), ["10.0.0.0/8", "127.0.0.77/32", "::1/128"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = write_file(dir.path(), "one.toml", "ignore_ip = \"10.1.0.0/16\"\n");
+    let config = load_ok(&["-g", path_str(&one)], &[]);
+    assert_eq!(ignored(&config), ["10.1.0.0/16"]);
+    let many = write_file(
+        dir.path(),
+        "many.toml",
+        "ignore_ip = [\"10.2.0.0/16\", \"fd00::/8\"]\n",
+    );
+    let config = load_ok(&["-g", path_str(&many)], &[]);
+    assert_eq!(ignored(&config), ["10.2.0.0/16", "fd00::/8"]);
+    let empty = write_file(dir.path(), "empty.toml", "ignore_ip = []\n");
+    assert!(ignored(&load_ok(&["-g", path_str(&empty)], &[])).is_empty());
+}
+
+#[test]
+fn config_ignore_ip_precedence_cli_over_env_over_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(dir.path(), "c.toml", "ignore_ip = [\"10.3.0.0/16\"]\n");
+    let g = path_str(&file);
+    let env = [("SENTRYPEER_IGNORE_IP", "10.2.0.0/16")];
+    let config = load_ok(&["-g", g, "--ignore-ip", "10.1.0.0/16"], &env);
+    assert_eq!(ignored(&config), ["10.1.0.0/16"]);
+    assert_eq!(ignored(&load_ok(&["-g", g], &env)), ["10.2.0.0/16"]);
+    // An empty environment value is unset: the file's list holds.
+    let empty_env = [("SENTRYPEER_IGNORE_IP", "")];
+    assert_eq!(ignored(&load_ok(&["-g", g], &empty_env)), ["10.3.0.0/16"]);
+}
+
+#[test]
+fn config_ignore_ip_errors_name_the_value() {
+    for bad in ["x", "10.0.0.0/33", "::/129", "10.0.0.1/", "host.example"] {
+        let error = load_err(&["--ignore-ip", bad], &[]);
+        assert_eq!(error, format!("invalid CIDR \"{bad}\" for ignore_ip"));
+    }
+    let error = load_err(&[], &[("SENTRYPEER_IGNORE_IP", "10.0.0.0/8,,")]);
+    assert_eq!(error, "invalid CIDR \"\" for ignore_ip");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(
+        dir.path(),
+        "c.toml",
+        "ignore_ip = [\"10.0.0.0/8\", \"y\"]\n",
+    );
+    let error = load_err(&["-g", path_str(&file)], &[]);
+    assert_eq!(error, "invalid CIDR \"y\" for ignore_ip");
+}
+
+#[test]
+fn config_ignore_ip_bounded() {
+    let at_max: Vec<String> = (0..limits::IGNORE_IP_ENTRIES_MAX)
+        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+        .collect();
+    let env_value = at_max.join(",");
+    let config = load_ok(&[], &[("SENTRYPEER_IGNORE_IP", &env_value)]);
+    assert_eq!(
+        config.sensor.ignore_ip.nets().len(),
+        limits::IGNORE_IP_ENTRIES_MAX
+    );
+    let over = format!("{env_value},192.0.2.1");
+    let error = load_err(&[], &[("SENTRYPEER_IGNORE_IP", &over)]);
+    assert_eq!(
+        error,
+        format!(
+            "invalid ignore_ip: {} entries given, at most {} allowed",
+            limits::IGNORE_IP_ENTRIES_MAX + 1,
+            limits::IGNORE_IP_ENTRIES_MAX
+        )
+    );
 }
 
 #[test]

@@ -111,6 +111,7 @@ pub fn start(
         own_node_id: store.node_id(),
         read_key: cursor,
         debug,
+        ignore_ip: config.ignore_ip.clone(),
     };
     let node_metrics = Arc::clone(&metrics);
     let node_shared = Arc::clone(&shared);

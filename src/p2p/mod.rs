@@ -8,7 +8,8 @@
 //! [`start`] binds the listen address before it returns; the bootstrap peer is dialled in the
 //! background with back-off, so an unreachable one never delays start-up or capture.
 //!
-//! Never: stores or forwards an unvalidated entry; re-publishes a peer's event as ours (only
+//! Never: stores or forwards an unvalidated entry, or an entry whose source IP is in
+//! `--ignore-ip` (dropped and counted); re-publishes a peer's event as ours (only
 //! events whose node id is ours are read for publishing); blocks the writer or a shard.
 //!
 //! Limits: the `P2P_*` constants in [`crate::config::limits`].
@@ -102,6 +103,8 @@ pub struct P2pMetrics {
     pub rate_limited_total: Counter,
     /// Entries skipped because their UUID was received recently.
     pub duplicates_total: Counter,
+    /// Received entries dropped because their source IP is in `--ignore-ip`.
+    pub ignored_sources_total: Counter,
     /// Valid entries dropped because the writer channel was full.
     pub events_dropped_total: Counter,
     /// Local events not shareable (a field the protocol does not allow).
@@ -209,6 +212,12 @@ impl Render for P2pMetrics {
         for (name, help, counter) in self.counters() {
             metrics::write_counter(out, name, help, counter.get());
         }
+        metrics::write_counter(
+            out,
+            "p2p_ignored_source_total",
+            "Received entries dropped: their source IP is in --ignore-ip.",
+            self.ignored_sources_total.get(),
+        );
         metrics::write_header(
             out,
             "p2p_messages_rejected_total",

@@ -44,6 +44,7 @@ use crate::config::limits::{
 };
 use crate::event::Event;
 use crate::event::timestamp::now_ns;
+use crate::ignore::IgnoreList;
 use crate::store::{CommitWatch, Store};
 use crate::token_bucket::{Rate, TokenBucket};
 
@@ -55,6 +56,8 @@ pub(super) struct Settings {
     pub(super) own_node_id: Uuid,
     pub(super) read_key: u64,
     pub(super) debug: bool,
+    /// Received entries naming a source in it are dropped and counted.
+    pub(super) ignore_ip: IgnoreList,
 }
 
 /// Committed events read by the reader: the last key read and the local events among them.
@@ -367,6 +370,7 @@ struct Node {
     topic: IdentTopic,
     own_node_id: Uuid,
     debug: bool,
+    ignore_ip: IgnoreList,
     events: crossbeam_channel::Sender<Event>,
     metrics: Arc<P2pMetrics>,
     shared: Arc<Shared>,
@@ -408,6 +412,7 @@ impl Node {
             topic,
             own_node_id: settings.own_node_id,
             debug: settings.debug,
+            ignore_ip: settings.ignore_ip,
             events,
             metrics,
             shared,
@@ -729,6 +734,10 @@ impl Node {
                 gossipsub.report_message_validation_result(id, &source, MessageAcceptance::Accept);
                 self.metrics.messages_in_total.inc();
                 for valid in entries {
+                    if self.ignore_ip.contains(valid.source_ip) {
+                        self.metrics.ignored_sources_total.inc();
+                        continue;
+                    }
                     self.metrics.entries_in_total.inc();
                     self.metrics.entries_in_events_total.add(valid.count);
                     if !self.recent.insert(valid.uuid) {

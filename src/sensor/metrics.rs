@@ -38,6 +38,9 @@ macro_rules! shard_counters {
 
 shard_counters! {
     datagrams_received: "sip_datagrams_received_total", "", "UDP datagrams received.";
+    /// Datagrams and TCP/TLS connections from an `--ignore-ip` source, dropped unread.
+    ignored_sources: "sip_ignored_source_total", "",
+        "Datagrams and TCP/TLS connections from an --ignore-ip source, dropped on arrival.";
     /// `recvmmsg` calls, whatever they returned (datagrams, would-block or an error).
     udp_receive_calls: "sip_udp_receive_calls_total", "", "UDP receive (recvmmsg) calls.";
     /// `recvmmsg` calls that found the queue empty (would-block).
@@ -169,7 +172,7 @@ mod tests {
             1
         );
         assert_eq!(out.matches("sentrypeer_sip_io_errors_total{").count(), 2);
-        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 23 + 1);
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 24 + 1);
         assert_eq!(align_of::<ShardMetrics>(), 128);
     }
 }

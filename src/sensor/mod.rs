@@ -349,6 +349,7 @@ pub fn start(
         server_header: Arc::from(config.server_header.as_bytes()),
         reply_rate_per_second: config.reply_rate_per_second,
         reply_burst: config.reply_burst,
+        ignore_ip: config.ignore_ip.clone(),
     };
     let stream = StreamSettings {
         idle_timeout: config.tcp_idle_timeout,

@@ -1,9 +1,11 @@
 //! What a shard does with one received message, whichever engine and transport delivered it:
 //! scan it with `sip`, count non-requests, build and `try_send` the [`Event`], and in responsive
-//! mode decide on and build the reply into the shard's own buffer.
+//! mode decide on and build the reply into the shard's own buffer. A datagram from an
+//! `--ignore-ip` source is counted and dropped before any of that.
 //!
 //! Never: blocks (a full channel drops and counts), allocates per reply, replies to ACK, a
-//! response, garbage, a rate-limited source or an unsafe source address.
+//! response, garbage, a rate-limited source or an unsafe source address; scans, stores or
+//! answers anything from an ignored source.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,7 @@ use crate::config::limits::{
     REPLY_LIMITER_SOURCES_MAX,
 };
 use crate::event::{CollectedMethod, Event, EventParts, Transport, timestamp};
+use crate::ignore::IgnoreList;
 use crate::sip;
 
 /// What every shard is given at start.
@@ -36,6 +39,8 @@ pub(crate) struct ShardSettings {
     pub(crate) server_header: Arc<[u8]>,
     pub(crate) reply_rate_per_second: u32,
     pub(crate) reply_burst: u32,
+    /// `--ignore-ip`: sources dropped before anything else, only counted.
+    pub(crate) ignore_ip: IgnoreList,
 }
 
 /// Where a message came from and went to, and when.
@@ -98,6 +103,16 @@ impl ShardCore {
 
     pub(crate) fn metrics(&self) -> &ShardMetrics {
         self.settings.metrics.shard(self.index)
+    }
+
+    /// Whether `source` is in the `--ignore-ip` list; an ignored source is counted here and
+    /// must then be dropped by the caller without any other handling (no event, no reply).
+    pub(crate) fn drop_ignored(&self, source: IpAddr) -> bool {
+        let ignored = self.settings.ignore_ip.contains(source);
+        if ignored {
+            self.metrics().ignored_sources.inc();
+        }
+        ignored
     }
 
     /// Handles one message (a datagram or one framed stream message) received at `timestamp_ns`
@@ -290,6 +305,9 @@ pub(crate) fn handle_datagrams(
             metrics.receive_errors.inc();
             continue;
         };
+        if core.drop_ignored(source.ip()) {
+            continue;
+        }
         if datagram.truncated {
             metrics.messages_oversize.inc();
             continue;
@@ -335,6 +353,7 @@ pub(crate) fn test_core(
         server_header: Arc::from(&b"test"[..]),
         reply_rate_per_second: 100,
         reply_burst: 100,
+        ignore_ip: IgnoreList::default(),
     };
     (ShardCore::new(settings, 0), receiver, metrics)
 }
@@ -358,6 +377,27 @@ mod tests {
         assert_eq!(class, IoErrorClass::Fatal);
         let totals = metrics.totals();
         assert_eq!((totals.io_errors_transient, totals.io_errors_fatal), (3, 1));
+    }
+
+    #[test]
+    fn ignored_sources_counted() {
+        let (mut core, _events, metrics) = test_core(false);
+        let nets = ["127.0.0.77", "2001:db8::/32"].map(crate::ignore::parse_cidr);
+        core.settings.ignore_ip = IgnoreList::new(nets.into_iter().flatten());
+        for (source, ignored) in [
+            ("127.0.0.77", true),
+            ("::ffff:127.0.0.77", true),
+            ("2001:db8::1", true),
+            ("127.0.0.1", false),
+            ("::1", false),
+        ] {
+            assert_eq!(
+                core.drop_ignored(source.parse().unwrap()),
+                ignored,
+                "{source}"
+            );
+        }
+        assert_eq!(metrics.totals().ignored_sources, 3);
     }
 
     #[test]

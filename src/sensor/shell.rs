@@ -9,7 +9,8 @@
 //! its socket, and the main task returns when the last socket task has ended.
 //!
 //! Never: blocks, decides loop policy or timing itself (the drivers do), spawns a connection task
-//! without a permit, allocates per datagram.
+//! without a permit, allocates per datagram, reads from a connection of an `--ignore-ip` source
+//! (closed at accept, only counted).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -264,7 +265,13 @@ async fn run_listener<E: Engine>(listener: E::Listener, listen: Listen, stop: Ta
         };
         let error = match accepted {
             Ok(accepted) => {
-                let permit = listen.connections.table.try_open(accepted.source.ip());
+                let source = accepted.source.ip();
+                if listen.connections.core.borrow().drop_ignored(source) {
+                    // Closed at once, unread, uncounted by the connection caps.
+                    drop(accepted);
+                    continue;
+                }
+                let permit = listen.connections.table.try_open(source);
                 if let Some(permit) = permit {
                     let connections = Rc::clone(&listen.connections);
                     E::spawn(serve_connection::<E>(

@@ -447,6 +447,18 @@ fn cli_bad_number() {
 }
 
 #[test]
+fn cli_bad_ignore_ip() {
+    let finished = run(home().path(), &["--ignore-ip", "10.0.0.0/33"], &[]);
+    assert_startup_error(
+        &finished,
+        "sentrypeer: invalid CIDR \"10.0.0.0/33\" for ignore_ip",
+    );
+    let env = [("SENTRYPEER_IGNORE_IP", "127.0.0.1,x")];
+    let finished = run(home().path(), &[], &env);
+    assert_startup_error(&finished, "sentrypeer: invalid CIDR \"x\" for ignore_ip");
+}
+
+#[test]
 fn cli_sigterm_and_sigint_exit_zero() {
     let home = home();
     for signal in ["TERM", "INT"] {

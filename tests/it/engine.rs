@@ -78,6 +78,7 @@ pub(crate) fn test_config(engine: Engine, dir: &std::path::Path) -> SensorConfig
         reply_rate_per_second: limits::REPLY_RATE_PER_SECOND,
         reply_burst: limits::REPLY_BURST,
         server_header: "FPBX-16.0.33(18.13.0)".to_owned(),
+        ignore_ip: Default::default(),
     }
 }
 

@@ -17,6 +17,9 @@ mod tcp;
 /// The sensor over TLS: events, replies, handshake timeout.
 mod tls;
 
+/// The operator's allowlist (`--ignore-ip`): ignored sources dropped and counted, others served.
+mod ignore;
+
 /// Real SIP tools against the sensor: sipsak and svmap.
 mod clients;
 

@@ -14,6 +14,7 @@ use sentrypeer::config::limits::P2P_MESSAGE_BYTES_MAX;
 use sentrypeer::config::{OutputConfig, P2pConfig};
 use sentrypeer::event::timestamp::{format_timestamp, now_ns};
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
+use sentrypeer::ignore::{IgnoreList, parse_cidr};
 use sentrypeer::p2p::entry::{WireEntry, WireMessage};
 use sentrypeer::p2p::{self, EntryError, P2pHandle, TOPIC};
 use sentrypeer::store::{Store, WriterHandle, spawn_writer};
@@ -32,6 +33,11 @@ struct Node {
 
 impl Node {
     fn start(listen: SocketAddr, bootstrap: &str) -> Self {
+        Self::start_ignoring(listen, bootstrap, IgnoreList::default())
+    }
+
+    /// [`Node::start`] with an `--ignore-ip` list.
+    fn start_ignoring(listen: SocketAddr, bootstrap: &str, ignore_ip: IgnoreList) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::support::store_config(dir.path(), 256);
         let store = Store::open(&config).unwrap();
@@ -46,6 +52,7 @@ impl Node {
             enabled: true,
             listen,
             bootstrap: bootstrap.to_owned(),
+            ignore_ip,
         };
         let p2p = p2p::start(
             &p2p_config,
@@ -73,6 +80,7 @@ impl Node {
             enabled: true,
             listen: "127.0.0.1:0".parse().unwrap(),
             bootstrap: bootstrap.to_owned(),
+            ignore_ip: Default::default(),
         };
         let commits = self.writer.as_ref().unwrap().commits();
         let sender = self.sender.clone().unwrap();
@@ -298,6 +306,7 @@ fn p2p_listen_address_in_use_is_an_error() {
         enabled: true,
         listen: taken.local_addr().unwrap(),
         bootstrap: String::new(),
+        ignore_ip: Default::default(),
     };
     let commits = std::sync::Arc::new(sentrypeer::store::CommitWatch::default());
     let started = Instant::now();
@@ -431,6 +440,47 @@ fn wire_entry(node: Uuid, ip: &str, timestamp_ns: u64) -> WireEntry {
 
 fn wire(entries: Vec<WireEntry>) -> Vec<u8> {
     serde_json::to_vec(&WireMessage { v: 1, entries }).unwrap()
+}
+
+/// Entries naming a source in the receiver's `--ignore-ip` list are dropped and counted; the
+/// other entry of the same message is stored. Absence by order: the kept entry comes after the
+/// ignored ones in the message, so once it is stored they would have been too.
+#[test]
+fn p2p_entries_naming_an_ignored_source_dropped() {
+    let ignore = IgnoreList::new(
+        ["192.0.2.0/24", "2001:db8::/32"]
+            .map(parse_cidr)
+            .into_iter()
+            .flatten(),
+    );
+    let a = Node::start_ignoring("127.0.0.1:0".parse().unwrap(), "", ignore);
+    let metrics = a.p2p().metrics();
+    let hostile_node = Uuid::new_v4();
+    let now = now_ns();
+    let kept = wire_entry(hostile_node, "203.0.113.9", now);
+    let kept_uuid: Uuid = kept.event_uuid.parse().unwrap();
+    let entries = vec![
+        wire_entry(hostile_node, "192.0.2.9", now),
+        wire_entry(hostile_node, "2001:db8::9", now),
+        kept,
+    ];
+    let published = hostile_publish(&a.address(), vec![wire(entries)], &|| {
+        metrics.entries_in_total.get() >= 1
+    });
+    assert_eq!(published, 1);
+    wait_for("the kept entry", Duration::from_secs(10), || {
+        a.count_uuid(kept_uuid) == 1
+    });
+    let sources: Vec<IpAddr> = a.events().iter().map(|e| e.source.ip()).collect();
+    assert_eq!(sources, ["203.0.113.9".parse::<IpAddr>().unwrap()]);
+    assert_eq!(metrics.ignored_sources_total.get(), 2);
+    assert_eq!(metrics.entries_in_total.get(), 1);
+    let mut text = String::new();
+    sentrypeer::metrics::Render::render(&*metrics, &mut text);
+    assert!(
+        text.contains("sentrypeer_p2p_ignored_source_total 2\n"),
+        "{text}"
+    );
 }
 
 #[test]
