@@ -5,6 +5,14 @@
 //! Pure: no I/O, no clock. Never: allocates or locks in [`IgnoreList::contains`] (the shards call
 //! it for every message and every accepted connection).
 
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -73,6 +81,12 @@ impl IgnoreList {
     }
 }
 
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};

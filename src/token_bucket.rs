@@ -8,6 +8,14 @@
 //! Never: reads a clock, allocates, panics or overflows (arithmetic saturates), holds more than
 //! the burst, lets a clock that goes backwards mint tokens.
 
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 /// Millionths of a token per token.
 const MICRO: u64 = 1_000_000;
 
@@ -107,6 +115,12 @@ impl TokenBucket {
     }
 }
 
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

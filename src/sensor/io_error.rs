@@ -11,6 +11,14 @@
 //! Pure: time is passed in. Never: reads a clock, ends a task on a transient error, logs more
 //! than one line per class per interval.
 
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
@@ -44,14 +52,7 @@ pub(crate) enum IoErrorClass {
     Fatal,
 }
 
-impl IoErrorClass {
-    fn index(self) -> usize {
-        match self {
-            Self::Transient => 0,
-            Self::Fatal => 1,
-        }
-    }
-}
+impl IoErrorClass {}
 
 /// The class of `error` met while doing `op`.
 pub(crate) fn classify(op: IoOp, error: &io::Error) -> IoErrorClass {
@@ -96,7 +97,11 @@ impl IoErrorLog {
     /// Records an error of `class` at `now`; true when its line is due (the first of the class,
     /// or `IO_ERROR_LOG_INTERVAL` after the last one logged).
     pub(crate) fn handle_error(&mut self, class: IoErrorClass, now: Instant) -> bool {
-        let logged_at = &mut self.logged_at[class.index()];
+        let [transient, fatal] = &mut self.logged_at;
+        let logged_at = match class {
+            IoErrorClass::Transient => transient,
+            IoErrorClass::Fatal => fatal,
+        };
         let due =
             logged_at.is_none_or(|at| now.saturating_duration_since(at) >= IO_ERROR_LOG_INTERVAL);
         if due {
@@ -106,6 +111,12 @@ impl IoErrorLog {
     }
 }
 
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #[cfg(test)]
 mod tests {
     use super::*;

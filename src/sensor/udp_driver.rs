@@ -16,6 +16,14 @@
 //!
 //! Pure: time is passed in. Never: reads a clock, sleeps, touches a socket.
 
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::time::{Duration, Instant};
 
 use super::io_error::IoErrorClass;
@@ -181,6 +189,12 @@ impl UdpDriver {
     }
 }
 
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #[cfg(test)]
 mod tests {
     use super::*;
