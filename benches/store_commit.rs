@@ -99,6 +99,8 @@ impl Traffic {
             called_number: Some(number.as_bytes()),
             user_agent: Some(agent.as_bytes()),
             message: message.as_bytes(),
+            source_verified: false,
+            auth_username: None,
         })
     }
 }
@@ -159,6 +161,7 @@ const NO_OUTPUTS: OutputConfig = OutputConfig {
     json_log_file: None,
     syslog: false,
     syslog_socket: std::path::PathBuf::new(),
+    verified_only: false,
 };
 
 fn bench_commit(c: &mut Criterion) {

@@ -143,6 +143,8 @@ fn event(index: u64, ips: u64, numbers: u64, timestamp_ns: u64) -> Event {
         called_number: Some(called.as_bytes()),
         user_agent: Some(b"friendly-scanner"),
         message: message.as_bytes(),
+        source_verified: false,
+        auth_username: None,
     })
 }
 
@@ -189,6 +191,7 @@ fn main() -> Result<()> {
         json_log_file: None,
         syslog: false,
         syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+        verified_only: false,
     };
     let writer = spawn_writer(store.clone(), receiver, &outputs, &store_config)?;
     let fill_seconds = fill(&sender, &writer.commits(), &args)?;
@@ -201,6 +204,7 @@ fn main() -> Result<()> {
         enabled: true,
         listen: args.serve,
         token: None,
+        verified_only: false,
     };
     let renders: Vec<Arc<dyn Render>> = vec![writer.metrics()];
     let server = api::start(&config, store, renders)?;

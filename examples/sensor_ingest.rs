@@ -165,6 +165,8 @@ fn run_sensor(engine: EngineChoice, count: u64) -> Outcome {
         reply_burst: limits::REPLY_BURST,
         server_header: "FPBX-16.0.33(18.13.0)".to_owned(),
         ignore_ip: Default::default(),
+        sip_challenge: false,
+        sip_realm: "asterisk".to_owned(),
     };
     let (sender, receiver) = crossbeam_channel::bounded(limits::EVENT_CHANNEL_CAPACITY);
     let sensor = sentrypeer::sensor::start(&config, uuid::Uuid::new_v4(), sender, false).unwrap();

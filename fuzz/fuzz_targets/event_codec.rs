@@ -79,6 +79,8 @@ fn event(u: &mut Unstructured<'_>) -> ArbitraryResult<Event> {
         called_number,
         user_agent,
         message,
+        source_verified: false,
+        auth_username: None,
     }))
 }
 

@@ -144,6 +144,7 @@ pub fn start_with(
         renders: metrics,
         metrics: Arc::clone(&api_metrics),
         token: config.token.clone(),
+        verified_only: config.verified_only,
         error_logged_ns: AtomicU64::new(0),
     });
     let (shutdown, stopping) = watch::channel(false);

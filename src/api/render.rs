@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::config::limits::{API_IPSET_ELEMENTS_MAX, API_LIST_ITEM_BYTES_TYPICAL};
 use crate::event::Event;
 use crate::event::json::write_json;
-use crate::event::timestamp::{TimestampText, timestamp_text};
+use crate::event::timestamp::{TimestampText, format_timestamp, timestamp_text};
 use crate::store::{IpSeen, NumberSeen, PageCursor};
 
 /// The version in the `X-SentryPeer-Version` header and `/health-check`.
@@ -41,6 +41,17 @@ pub fn object(key: &str, value: &str) -> String {
     let mut map = serde_json::Map::with_capacity(1);
     map.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
     serde_json::Value::Object(map).to_string()
+}
+
+/// The `/ip-addresses/{ip}` body of a known IP: the original's `bad_actor_found`, then whether
+/// and since when it is verified (`verified_at` is `null` when it is not).
+pub fn ip_found(seen: &IpSeen) -> String {
+    serde_json::json!({
+        "bad_actor_found": seen.ip.to_string(),
+        "verified": seen.verified_ns.is_some(),
+        "verified_at": seen.verified_ns.map(format_timestamp),
+    })
+    .to_string()
 }
 
 /// The `/health-check` body.
@@ -67,6 +78,7 @@ struct IpItem<'a> {
     ip_address: Text<'a, IpAddr>,
     seen_last: TimestampText,
     seen_count: Text<'a, u64>,
+    verified: bool,
 }
 
 #[derive(Serialize)]
@@ -89,6 +101,7 @@ impl Serialize for IpItems<'_> {
                 ip_address: Text(&item.ip),
                 seen_last: timestamp_text(item.last_seen_ns),
                 seen_count: Text(&item.count),
+                verified: item.verified_ns.is_some(),
             })?;
         }
         seq.end()
@@ -267,6 +280,7 @@ mod tests {
             first_seen_ns: 1,
             last_seen_ns: 1_764_326_400_000_000_123,
             count: 42,
+            verified_ns: None,
         }];
         let body: serde_json::Value = serde_json::from_str(&ip_list_json(7, &items, None)).unwrap();
         assert_eq!(body["ip_addresses_total"], 7);

@@ -91,6 +91,8 @@ pub struct ListQuery {
     /// Continue after this page cursor (the `next` of the previous page).
     pub cursor: Option<PageCursor>,
     pub format: Format,
+    /// `verified=true|false`; unset follows `--verified-only` (IP feeds only).
+    pub verified: Option<bool>,
 }
 
 /// Parameters of `/events`.
@@ -100,6 +102,8 @@ pub struct EventsQuery {
     pub since_ns: Option<u64>,
     /// Events, 1 to [`limits::API_EVENTS_PAGE_ITEMS_MAX`].
     pub limit: usize,
+    /// `verified=true`: only events whose source was verified.
+    pub verified: bool,
 }
 
 /// Routes a request: `path` is the request path (starting with `/`), `query` the text after
@@ -182,6 +186,7 @@ struct Params {
     limit: Option<String>,
     cursor: Option<String>,
     format: Option<String>,
+    verified: Option<String>,
 }
 
 fn params(query: Option<&str>) -> Result<Params, RouteError> {
@@ -198,6 +203,7 @@ fn params(query: Option<&str>) -> Result<Params, RouteError> {
             "limit" => &mut out.limit,
             "cursor" => &mut out.cursor,
             "format" => &mut out.format,
+            "verified" => &mut out.verified,
             _ => continue,
         };
         *slot = Some(value);
@@ -224,6 +230,16 @@ fn rfc3339_clamped(text: &str) -> Option<u64> {
         .ok()?
         .unix_timestamp_nanos();
     Some(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX))
+}
+
+/// `verified`: `true` or `false` (or unset).
+fn verified(text: Option<&str>) -> Result<Option<bool>, RouteError> {
+    match text {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(RouteError::BadRequest("verified is not true or false")),
+    }
 }
 
 fn limit(text: Option<&str>, default: usize, max: usize) -> Result<usize, RouteError> {
@@ -267,6 +283,7 @@ fn list_query(query: Option<&str>, ip_formats: bool) -> Result<ListQuery, RouteE
         )?,
         cursor,
         format,
+        verified: verified(params.verified.as_deref())?,
     })
 }
 
@@ -279,6 +296,7 @@ fn events_query(query: Option<&str>) -> Result<EventsQuery, RouteError> {
             limits::API_EVENTS_PAGE_ITEMS_DEFAULT,
             limits::API_EVENTS_PAGE_ITEMS_MAX,
         )?,
+        verified: verified(params.verified.as_deref())? == Some(true),
     })
 }
 
@@ -295,6 +313,7 @@ mod tests {
             limit: limits::API_PAGE_ITEMS_MAX,
             cursor: None,
             format,
+            verified: None,
         }
     }
 

@@ -42,6 +42,8 @@ pub(crate) struct State {
     pub(crate) renders: Vec<Arc<dyn Render>>,
     pub(crate) metrics: Arc<ApiMetrics>,
     pub(crate) token: Option<Secret>,
+    /// `--verified-only`: the IP feeds list verified sources unless `?verified=false`.
+    pub(crate) verified_only: bool,
     /// When a store error was last printed (ns), for rate limiting.
     pub(crate) error_logged_ns: AtomicU64,
 }
@@ -104,7 +106,7 @@ async fn serve(state: &Arc<State>, found: Route) -> Result<Response<Body>, Store
         Route::IpAddress(ip) => ip_address(&state.store, ip)?,
         Route::Number(number) => phone_number(&state.store, &number)?,
         Route::IpAddresses(query) => {
-            blocking(state, move |s| ip_addresses(&s.store, &query)).await?
+            blocking(state, move |s| ip_addresses(&s.store, &query, s.verified_only)).await?
         }
         Route::Numbers(query) => blocking(state, move |s| numbers(&s.store, &query)).await?,
         Route::Events(query) => blocking(state, move |s| events(&s.store, query)).await?,
@@ -138,10 +140,7 @@ async fn blocking(
 fn ip_address(store: &Store, ip: IpAddr) -> Result<Response<Body>, StoreError> {
     let seen = store.read()?.source_ip(ip)?;
     Ok(match seen {
-        Some(_) => json(
-            StatusCode::OK,
-            render::object("bad_actor_found", &ip.to_string()),
-        ),
+        Some(seen) => json(StatusCode::OK, render::ip_found(&seen)),
         None => message(StatusCode::NOT_FOUND, "No bad actor found"),
     })
 }
@@ -154,10 +153,25 @@ fn phone_number(store: &Store, number: &str) -> Result<Response<Body>, StoreErro
     })
 }
 
-fn ip_addresses(store: &Store, query: &ListQuery) -> Result<Response<Body>, StoreError> {
+fn ip_addresses(
+    store: &Store,
+    query: &ListQuery,
+    verified_only: bool,
+) -> Result<Response<Body>, StoreError> {
     let reader = store.read()?;
-    let total = reader.totals()?.source_ips;
-    let page = reader.source_ips(query.since_ns, query.limit, query.cursor.as_ref())?;
+    let verified = query.verified.unwrap_or(verified_only);
+    let totals = reader.totals()?;
+    let total = if verified {
+        totals.verified_ips
+    } else {
+        totals.source_ips
+    };
+    let page = reader.source_ips(
+        query.since_ns,
+        verified,
+        query.limit,
+        query.cursor.as_ref(),
+    )?;
     drop(reader);
     let ips = || page.items.iter().map(|item| item.ip);
     let mut response = match query.format {
@@ -205,7 +219,7 @@ fn numbers(store: &Store, query: &ListQuery) -> Result<Response<Body>, StoreErro
 fn events(store: &Store, query: EventsQuery) -> Result<Response<Body>, StoreError> {
     let reader = store.read()?;
     let total = reader.totals()?.events;
-    let events = reader.recent_events(query.since_ns, query.limit)?;
+    let events = reader.recent_events(query.since_ns, query.verified, query.limit)?;
     drop(reader);
     Ok(json(StatusCode::OK, render::events_json(total, &events)))
 }

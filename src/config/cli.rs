@@ -215,6 +215,18 @@ pub(crate) struct Cli {
     #[arg(long, env = "SENTRYPEER_SERVER_HEADER", value_name = "TEXT")]
     pub(crate) server_header: Option<OsString>,
 
+    /// Challenge REGISTER/INVITE with a stateless 401 Digest nonce; implies -r
+    #[arg(long, env = "SENTRYPEER_SIP_CHALLENGE", value_parser = FalseyValueParser::new())]
+    pub(crate) sip_challenge: bool,
+
+    /// Realm of the --sip-challenge Digest challenge [default: asterisk]
+    #[arg(long, env = "SENTRYPEER_SIP_REALM", value_name = "REALM")]
+    pub(crate) sip_realm: Option<OsString>,
+
+    /// Syslog line, /ip-addresses feeds and P2P sharing carry verified sources only
+    #[arg(long, env = "SENTRYPEER_VERIFIED_ONLY", value_parser = FalseyValueParser::new())]
+    pub(crate) verified_only: bool,
+
     /// Most events per database write transaction
     #[arg(long, env = "SENTRYPEER_WRITER_BATCH", value_name = "N")]
     pub(crate) writer_batch: Option<OsString>,

@@ -45,5 +45,9 @@ pub const OAUTH2_AUDIENCE: &str = "https://sentrypeer.com/api";
 /// `--server-header`: the `Server` header of replies (the original's value).
 pub const SERVER_HEADER: &str = "FPBX-16.0.33(18.13.0)";
 
+/// Realm of the `--sip-challenge` Digest challenge: Asterisk's default, as the Server header
+/// imitates an Asterisk-based PBX.
+pub const SIP_REALM: &str = "asterisk";
+
 /// The config file read when none is named, relative to `$HOME`, and only if it exists.
 pub const CONFIG_FILE_IN_HOME: &str = ".config/sentrypeer/default-config.toml";

@@ -77,6 +77,9 @@ pub const REPLY_BURST_MAX: u32 = 100_000;
 /// Longest `Server` header of replies (`--server-header`), printable ASCII only.
 pub const SERVER_HEADER_BYTES_MAX: usize = 128;
 
+/// Longest `--sip-realm`: a realm is a host or organisation name; 128 bytes keeps the 401 small.
+pub const SIP_REALM_BYTES_MAX: usize = 128;
+
 /// Most `--ignore-ip` CIDRs. Every request's source is checked against each of them in turn on
 /// the shard (a few nanoseconds each), so the list must stay short: an operator's trunk providers,
 /// upstream routers and resolvers are tens of networks, and 1024 bounds the check at about a

@@ -92,6 +92,10 @@ pub struct SensorConfig {
     pub server_header: String,
     /// `--ignore-ip`: sources dropped on the shard, only counted.
     pub ignore_ip: IgnoreList,
+    /// `--sip-challenge`: REGISTER/INVITE get a 401 Digest challenge (implies `responsive`).
+    pub sip_challenge: bool,
+    /// `--sip-realm`: the challenge's realm.
+    pub sip_realm: String,
 }
 
 /// The store and its writer.
@@ -114,6 +118,8 @@ pub struct OutputConfig {
     pub syslog: bool,
     /// Where syslog lines go (hidden `--syslog-socket`, for tests): `/dev/log` by default.
     pub syslog_socket: PathBuf,
+    /// `--verified-only`: the syslog line only for events from verified sources.
+    pub verified_only: bool,
 }
 
 /// The HTTP API.
@@ -122,6 +128,8 @@ pub struct ApiConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
     pub token: Option<Secret>,
+    /// `--verified-only`: `/ip-addresses` feeds list verified sources unless `?verified=false`.
+    pub verified_only: bool,
 }
 
 /// The webhook (`-w`).
@@ -144,6 +152,8 @@ pub struct P2pConfig {
     pub bootstrap: String,
     /// `--ignore-ip`: received entries naming a source in it are dropped and counted.
     pub ignore_ip: IgnoreList,
+    /// `--verified-only`: only events from verified sources are shared.
+    pub verified_only: bool,
 }
 
 /// A subcommand that reads the store instead of running the sensor.

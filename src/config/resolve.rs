@@ -62,6 +62,11 @@ impl Sources<'_> {
             || file_value == Some(true)
     }
 
+    /// `--verified-only`, read where each part needs it.
+    fn verified_only(&self) -> bool {
+        self.flag("verified_only", self.cli.verified_only, self.file.verified_only)
+    }
+
     /// The winning raw value of a valued setting, if any source gives one.
     fn raw(
         &self,
@@ -165,6 +170,7 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
     let cores_max = limits::SENSOR_CORES_MAX as u64;
     let cores = sources.number("cores", cli.cores.as_ref(), file.cores, (1, cores_max))?;
     let (per_ip, per_core) = resolve_connections(sources)?;
+    let sip_challenge = sources.flag("sip_challenge", cli.sip_challenge, file.sip_challenge);
     let (reply_rate_per_second, reply_burst) = resolve_reply_budget(sources)?;
     Ok(SensorConfig {
         enabled: !sources.flag("sip_disable", cli.sip_disable, file.sip_disable),
@@ -184,7 +190,8 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
             file.key.as_ref(),
             defaults::TLS_KEY_FILE,
         ),
-        responsive: sources.flag("sip_responsive", cli.sip_responsive, file.sip_responsive),
+        responsive: sip_challenge
+            || sources.flag("sip_responsive", cli.sip_responsive, file.sip_responsive),
         cores: cores.map_or(
             sources.cores_online.clamp(1, limits::SENSOR_CORES_MAX),
             as_usize,
@@ -208,6 +215,8 @@ fn resolve_sensor(sources: &Sources<'_>) -> Result<SensorConfig, ConfigError> {
         reply_burst,
         server_header: resolve_server_header(sources)?,
         ignore_ip: resolve_ignore_ip(sources)?,
+        sip_challenge,
+        sip_realm: resolve_sip_realm(sources)?,
     })
 }
 
@@ -365,6 +374,34 @@ fn resolve_reply_budget(sources: &Sources<'_>) -> Result<(u32, u32), ConfigError
     Ok((as_u32(rate), as_u32(burst)))
 }
 
+/// The `--sip-challenge` realm: printable ASCII without `"` or `\\`, so it can be quoted as is.
+fn resolve_sip_realm(sources: &Sources<'_>) -> Result<String, ConfigError> {
+    let key = "sip_realm";
+    let text = sources.text(
+        key,
+        "SENTRYPEER_SIP_REALM",
+        sources.cli.sip_realm.as_ref(),
+        sources.file.sip_realm.as_ref(),
+    )?;
+    let text = text.unwrap_or_else(|| defaults::SIP_REALM.to_owned());
+    let problem = if text.trim().is_empty() {
+        Some("must not be empty".to_owned())
+    } else if text.len() > limits::SIP_REALM_BYTES_MAX {
+        Some(format!("longer than {} bytes", limits::SIP_REALM_BYTES_MAX))
+    } else if !text
+        .bytes()
+        .all(|byte| (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\')
+    {
+        Some("only printable ASCII without '\"' or '\\' is allowed".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ConfigError::Invalid { key, problem }),
+        None => Ok(text),
+    }
+}
+
 fn resolve_server_header(sources: &Sources<'_>) -> Result<String, ConfigError> {
     let key = "server_header";
     let text = sources.text(
@@ -455,6 +492,7 @@ fn resolve_output(sources: &Sources<'_>) -> Result<OutputConfig, ConfigError> {
             file.syslog_socket.as_ref(),
             defaults::SYSLOG_SOCKET,
         ),
+        verified_only: sources.verified_only(),
     })
 }
 
@@ -486,6 +524,7 @@ fn resolve_api(sources: &Sources<'_>) -> Result<ApiConfig, ConfigError> {
             defaults::API_LISTEN_ADDRESS,
         )?,
         token: token.map(Secret::new),
+        verified_only: sources.verified_only(),
     })
 }
 
@@ -574,6 +613,7 @@ fn resolve_p2p(sources: &Sources<'_>) -> Result<P2pConfig, ConfigError> {
         )?,
         bootstrap: parse_bootstrap(bootstrap.as_deref().unwrap_or(defaults::BOOTSTRAP_NODE))?,
         ignore_ip: resolve_ignore_ip(sources)?,
+        verified_only: sources.verified_only(),
     })
 }
 

@@ -86,6 +86,7 @@ fn config_defaults() {
             json_log_file: None,
             syslog: false,
             syslog_socket: PathBuf::from("/dev/log"),
+            verified_only: false,
         }
     );
     assert!(!config.api.enabled);

@@ -18,7 +18,8 @@ use super::timestamp::{TimestampText, timestamp_text};
 /// The application name written into every event.
 pub const APP_NAME: &str = "sentrypeer";
 
-/// The borrowed JSON-log object; field order is the order of compat.md §3.
+/// The borrowed JSON-log object; field order is the order of compat.md §3, then the keys added
+/// in §8 (`source_verified`, `auth_username`).
 #[derive(Serialize)]
 struct JsonEvent<'a> {
     app_name: &'static str,
@@ -36,6 +37,8 @@ struct JsonEvent<'a> {
     sip_message: Cow<'a, str>,
     source_port: u16,
     destination_port: u16,
+    source_verified: bool,
+    auth_username: Cow<'a, str>,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -56,6 +59,8 @@ impl<'a> JsonEvent<'a> {
             sip_message: event.message_text(),
             source_port: event.source.port(),
             destination_port: event.destination.port(),
+            source_verified: event.source_verified,
+            auth_username: event.auth_username_text(),
         }
     }
 }
@@ -96,6 +101,8 @@ mod tests {
             called_number: Some(b"00\\44\x00\xff"),
             user_agent: Some(b"ua\r\n\t\x1b"),
             message: b"INVITE \xc3\x28 \"quoted\" \\ \x00 end",
+            source_verified: false,
+            auth_username: None,
         })
     }
 
@@ -106,7 +113,7 @@ mod tests {
         assert!(!text.contains('\n'));
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let object = value.as_object().unwrap();
-        assert_eq!(object.len(), 15);
+        assert_eq!(object.len(), 17);
         assert_eq!(object["app_name"], "sentrypeer");
         assert_eq!(object["event_timestamp"], "1970-01-01 00:00:00.000000005");
         assert_eq!(object["event_uuid"], "00000000-0000-0000-0000-000000000abc");
@@ -123,6 +130,15 @@ mod tests {
         );
         assert_eq!(object["source_port"], 5070);
         assert_eq!(object["destination_port"], 5061);
+        assert_eq!(object["source_verified"], false);
+        assert_eq!(object["auth_username"], "NOT_FOUND");
+        let mut parts = event.parts();
+        parts.source_verified = true;
+        parts.auth_username = Some(b"1\"00\x01\xff");
+        let text = to_json(&Event::new(&parts));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["source_verified"], true);
+        assert_eq!(value["auth_username"], "1\"00\u{1}\u{fffd}");
     }
 
     #[test]

@@ -104,6 +104,11 @@ pub struct EventParts<'a> {
     pub user_agent: Option<&'a [u8]>,
     /// The message as received; truncated to `EVENT_MESSAGE_BYTES_MAX`.
     pub message: &'a [u8],
+    /// The source proved it receives what is sent to it (see [`Event::source_verified`]).
+    pub source_verified: bool,
+    /// The `username` of the first `Authorization`/`Proxy-Authorization` header; `None` records
+    /// [`NOT_FOUND`].
+    pub auth_username: Option<&'a [u8]>,
 }
 
 /// One SIP request seen by the sensor (or received from a peer).
@@ -116,12 +121,17 @@ pub struct Event {
     pub collected_method: CollectedMethod,
     pub source: SocketAddr,
     pub destination: SocketAddr,
-    /// message | method | called number | user agent.
+    /// The source IP was verified when the event was stored: this request proved a two-way
+    /// exchange (TCP/TLS handshake, a valid To-tag or nonce of ours), or an earlier one from the
+    /// same IP did. The shard sets it for a proof; the writer sets it for an IP verified before.
+    pub source_verified: bool,
+    /// message | method | called number | user agent | auth username.
     buffer: Box<[u8]>,
     message: Span,
     method: Span,
     called_number: Option<Span>,
     user_agent: Option<Span>,
+    auth_username: Option<Span>,
 }
 
 impl Event {
@@ -135,10 +145,12 @@ impl Event {
         let method = parts.method.get(..field_cap).unwrap_or(parts.method);
         let called = parts.called_number.map(|v| v.get(..field_cap).unwrap_or(v));
         let agent = parts.user_agent.map(|v| v.get(..field_cap).unwrap_or(v));
+        let auth = parts.auth_username.map(|v| v.get(..field_cap).unwrap_or(v));
         let total = message.len()
             + method.len()
             + called.map_or(0, <[u8]>::len)
-            + agent.map_or(0, <[u8]>::len);
+            + agent.map_or(0, <[u8]>::len)
+            + auth.map_or(0, <[u8]>::len);
         let mut buffer = Vec::with_capacity(total);
         let mut push = |bytes: &[u8]| {
             // Lengths are bounded by the caps above, so they fit in u32.
@@ -153,6 +165,7 @@ impl Event {
         let method = push(method);
         let called_number = called.map(&mut push);
         let user_agent = agent.map(&mut push);
+        let auth_username = auth.map(&mut push);
         Self {
             timestamp_ns: parts.timestamp_ns,
             uuid: parts.uuid,
@@ -161,11 +174,13 @@ impl Event {
             collected_method: parts.collected_method,
             source: parts.source,
             destination: parts.destination,
+            source_verified: parts.source_verified,
             buffer: buffer.into_boxed_slice(),
             message,
             method,
             called_number,
             user_agent,
+            auth_username,
         }
     }
 
@@ -193,6 +208,16 @@ impl Event {
     /// The trimmed user agent, `None` when not found.
     pub fn user_agent(&self) -> Option<&[u8]> {
         self.user_agent.map(|s| self.slice(s))
+    }
+
+    /// The user name the request tried, `None` when it sent no credentials.
+    pub fn auth_username(&self) -> Option<&[u8]> {
+        self.auth_username.map(|s| self.slice(s))
+    }
+
+    /// The user name as text, or [`NOT_FOUND`].
+    pub fn auth_username_text(&self) -> Cow<'_, str> {
+        self.auth_username().map_or(Cow::Borrowed(NOT_FOUND), text)
     }
 
     /// The method as text (invalid UTF-8 replaced).
@@ -229,6 +254,8 @@ impl Event {
             called_number: self.called_number(),
             user_agent: self.user_agent(),
             message: self.message(),
+            source_verified: self.source_verified,
+            auth_username: self.auth_username(),
         }
     }
 }
@@ -271,6 +298,8 @@ mod tests {
             called_number: Some(b"100"),
             user_agent: None,
             message: b"OPTIONS sip:100@x SIP/2.0\r\n\r\n",
+            source_verified: false,
+            auth_username: None,
         })
     }
 

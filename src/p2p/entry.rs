@@ -58,6 +58,9 @@ pub struct WireEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip_message: Option<String>,
     pub count: u64,
+    /// The originating node verified the source (absent from older nodes: false).
+    #[serde(default)]
+    pub source_verified: bool,
 }
 
 /// Why a message was rejected (the first problem found).
@@ -159,6 +162,8 @@ pub struct ValidEntry {
     pub user_agent: Option<String>,
     pub message: Option<String>,
     pub count: u64,
+    /// As the originating node claims; see `docs/p2p.md` for what that is worth.
+    pub source_verified: bool,
 }
 
 impl ValidEntry {
@@ -176,6 +181,8 @@ impl ValidEntry {
             called_number: self.called_number.as_deref().map(str::as_bytes),
             user_agent: self.user_agent.as_deref().map(str::as_bytes),
             message: self.message.as_deref().map_or(&[][..], str::as_bytes),
+            source_verified: self.source_verified,
+            auth_username: None,
         })
     }
 }
@@ -244,6 +251,7 @@ pub fn validate_entry(
         user_agent: optional(&entry.sip_user_agent),
         message: entry.sip_message.clone(),
         count: entry.count,
+        source_verified: entry.source_verified,
     })
 }
 
@@ -350,6 +358,7 @@ mod tests {
             sip_user_agent: NOT_FOUND.into(),
             sip_message: Some("OPTIONS sip:100@x SIP/2.0\r\n\r\n".into()),
             count: 3,
+            source_verified: true,
         }
     }
 

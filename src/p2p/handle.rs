@@ -112,6 +112,7 @@ pub fn start(
         read_key: cursor,
         debug,
         ignore_ip: config.ignore_ip.clone(),
+        verified_only: config.verified_only,
     };
     let node_metrics = Arc::clone(&metrics);
     let node_shared = Arc::clone(&shared);

@@ -105,6 +105,8 @@ pub struct P2pMetrics {
     pub duplicates_total: Counter,
     /// Received entries dropped because their source IP is in `--ignore-ip`.
     pub ignored_sources_total: Counter,
+    /// Local events not shared under `--verified-only`: their source was not verified.
+    pub unverified_not_shared_total: Counter,
     /// Valid entries dropped because the writer channel was full.
     pub events_dropped_total: Counter,
     /// Local events not shareable (a field the protocol does not allow).
@@ -217,6 +219,12 @@ impl Render for P2pMetrics {
             "p2p_ignored_source_total",
             "Received entries dropped: their source IP is in --ignore-ip.",
             self.ignored_sources_total.get(),
+        );
+        metrics::write_counter(
+            out,
+            "p2p_unverified_not_shared_total",
+            "Local events not shared under --verified-only: their source was not verified.",
+            self.unverified_not_shared_total.get(),
         );
         metrics::write_header(
             out,

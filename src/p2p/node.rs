@@ -58,6 +58,8 @@ pub(super) struct Settings {
     pub(super) debug: bool,
     /// Received entries naming a source in it are dropped and counted.
     pub(super) ignore_ip: IgnoreList,
+    /// `--verified-only`: only events from verified sources are published.
+    pub(super) verified_only: bool,
 }
 
 /// Committed events read by the reader: the last key read and the local events among them.
@@ -371,6 +373,7 @@ struct Node {
     own_node_id: Uuid,
     debug: bool,
     ignore_ip: IgnoreList,
+    verified_only: bool,
     events: crossbeam_channel::Sender<Event>,
     metrics: Arc<P2pMetrics>,
     shared: Arc<Shared>,
@@ -413,6 +416,7 @@ impl Node {
             own_node_id: settings.own_node_id,
             debug: settings.debug,
             ignore_ip: settings.ignore_ip,
+            verified_only: settings.verified_only,
             events,
             metrics,
             shared,
@@ -465,6 +469,10 @@ impl Node {
         let now = now_ns();
         let skipped = self.outbox.skipped();
         for (key, event) in &batch.events {
+            if self.verified_only && !event.source_verified {
+                self.metrics.unverified_not_shared_total.inc();
+                continue;
+            }
             self.outbox.handle_event(*key, event, now);
         }
         self.outbox.handle_skip(batch.last_key);

@@ -230,6 +230,7 @@ fn wire_entry(event: &Event) -> WireEntry {
         sip_user_agent: capped(event.user_agent()),
         sip_message: (!message.is_empty()).then_some(message),
         count: 1,
+        source_verified: event.source_verified,
     }
 }
 
@@ -257,6 +258,8 @@ mod tests {
             called_number: Some(number.as_bytes()),
             user_agent: Some(b"friendly-scanner"),
             message: b"INVITE sip:100@x SIP/2.0\r\n\r\n",
+            source_verified: false,
+            auth_username: None,
         })
     }
 

@@ -165,6 +165,8 @@ impl ShardCore {
             called_number: request.called_number(&mut self.scratch_called),
             user_agent: request.user_agent_value(&mut self.scratch_agent),
             message,
+            source_verified: false,
+            auth_username: None,
         });
         let metrics = self.settings.metrics.shard(self.index);
         metrics.events.inc();

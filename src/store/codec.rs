@@ -2,18 +2,22 @@
 //! number, user agent and message either raw or compressed with zstd (optionally with a
 //! dictionary trained from the first messages, see [`Packer`]).
 //!
-//! Layout (version 1), all integers big-endian or LEB128 varints:
+//! Layout (version 2), all integers big-endian or LEB128 varints:
 //! ```text
-//! version u8 | flags u8 | tail coding u8 | timestamp_ns u64 | uuid [16] | node_id [16] (absent
+//! version u8 | flags u8 | tail coding u8 (+ bit 7: source verified, bit 6: auth username)
+//! | timestamp_ns u64 | uuid [16] | node_id [16] (absent
 //! when the local-node flag says it is the store's own node id)
 //! | source ip [4|16] port u16 | destination ip [4|16] port u16
-//! | varint method_len | varint called_len | varint agent_len | varint message_len
-//! | (tail coding 2: varint dictionary id) | tail
+//! | varint method_len | varint called_len | varint agent_len | (bit 6: varint auth_len)
+//! | varint message_len | (tail coding 2: varint dictionary id) | tail
 //! ```
-//! The tail is `method | called number | user agent | message`, raw (coding 0) or one magicless
+//! The tail is `method | called number | user agent | auth username | message`, raw (coding 0)
+//! or one magicless
 //! zstd frame without content size, checksum or dictionary id (codings 1, 2; 2 names the
 //! dictionary). Record bytes are what keeps the database under 300 bytes per event: see
-//! `docs/benchmarks.md`.
+//! `docs/benchmarks.md`. Version 1 records (no verified flag, no auth username) still decode.
+//! The verified bit sits at a fixed offset so the writer can set it on an encoded record
+//! ([`mark_verified`]).
 //!
 //! Never: panics on corrupt or truncated bytes, allocates more than the lengths allowed by
 //! [`crate::config::limits`], does I/O.
@@ -37,7 +41,10 @@ use crate::config::limits::{
 use crate::event::{CollectedMethod, Event, EventParts, Transport};
 
 /// The current encoding version (first byte of every value).
-pub const CODEC_VERSION: u8 = 1;
+pub const CODEC_VERSION: u8 = 2;
+
+/// The first version, still read: no source-verified bit, no auth username.
+const CODEC_VERSION_1: u8 = 1;
 
 const FLAG_TRANSPORT_MASK: u8 = 0b11;
 const FLAG_RESPONSIVE: u8 = 1 << 2;
@@ -46,6 +53,13 @@ const FLAG_DESTINATION_V6: u8 = 1 << 4;
 const FLAG_CALLED: u8 = 1 << 5;
 const FLAG_AGENT: u8 = 1 << 6;
 const FLAG_LOCAL_NODE: u8 = 1 << 7;
+
+/// The coding byte's low bits name the tail coding; its high bits are flags (version 2).
+const CODING_MASK: u8 = 0b0000_1111;
+const CODING_SOURCE_VERIFIED: u8 = 1 << 7;
+const CODING_AUTH: u8 = 1 << 6;
+/// Where the coding byte (and so the verified bit) is in every record.
+const CODING_OFFSET: usize = 2;
 
 const TAIL_RAW: u8 = 0;
 const TAIL_ZSTD: u8 = 1;
@@ -89,6 +103,8 @@ pub struct Header {
     pub dictionary_id: Option<u32>,
     /// The event was collected by the store's own node (its node id is not in the record).
     pub local_node: bool,
+    /// The event's source was verified (version 2 records).
+    pub source_verified: bool,
 }
 
 /// What a record may refer to instead of containing it.
@@ -117,6 +133,21 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
     decode_with(bytes, &Context::default(), &mut Unpacker::new())
 }
 
+/// Sets the source-verified flag of an encoded record in place (false when `record` is not a
+/// version-2 record).
+pub fn mark_verified(record: &mut [u8]) -> bool {
+    if record.first() != Some(&CODEC_VERSION) {
+        return false;
+    }
+    match record.get_mut(CODING_OFFSET) {
+        Some(coding) => {
+            *coding |= CODING_SOURCE_VERIFIED;
+            true
+        }
+        None => false,
+    }
+}
+
 /// Reads only the fixed header.
 pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
     let mut reader = Reader { bytes };
@@ -126,6 +157,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
         uuid: head.uuid,
         dictionary_id: head.dictionary_id,
         local_node: head.flags & FLAG_LOCAL_NODE != 0,
+        source_verified: head.source_verified,
     })
 }
 
@@ -304,6 +336,7 @@ fn tail_len(event: &Event) -> usize {
     event.method().len()
         + event.called_number().map_or(0, <[u8]>::len)
         + event.user_agent().map_or(0, <[u8]>::len)
+        + event.auth_username().map_or(0, <[u8]>::len)
         + event.message().len()
 }
 
@@ -339,6 +372,13 @@ fn write_head(
     if local {
         flags |= FLAG_LOCAL_NODE;
     }
+    let mut coding = coding;
+    if event.source_verified {
+        coding |= CODING_SOURCE_VERIFIED;
+    }
+    if event.auth_username().is_some() {
+        coding |= CODING_AUTH;
+    }
     out.extend_from_slice(&[CODEC_VERSION, flags, coding]);
     out.extend_from_slice(&event.timestamp_ns.to_be_bytes());
     out.extend_from_slice(event.uuid.as_bytes());
@@ -350,6 +390,9 @@ fn write_head(
     write_varint(event.method().len() as u64, out);
     write_varint(event.called_number().map_or(0, <[u8]>::len) as u64, out);
     write_varint(event.user_agent().map_or(0, <[u8]>::len) as u64, out);
+    if let Some(auth) = event.auth_username() {
+        write_varint(auth.len() as u64, out);
+    }
     write_varint(event.message().len() as u64, out);
     if let Some(id) = dictionary_id {
         write_varint(u64::from(id), out);
@@ -360,6 +403,7 @@ fn write_tail(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(event.method());
     out.extend_from_slice(event.called_number().unwrap_or_default());
     out.extend_from_slice(event.user_agent().unwrap_or_default());
+    out.extend_from_slice(event.auth_username().unwrap_or_default());
     out.extend_from_slice(event.message());
 }
 
@@ -385,14 +429,17 @@ fn write_varint(mut value: u64, out: &mut Vec<u8>) {
 
 struct Head {
     flags: u8,
+    /// The tail coding, without the flag bits.
     coding: u8,
+    source_verified: bool,
+    auth: bool,
     timestamp_ns: u64,
     uuid: Uuid,
     node_id: Uuid,
     source: SocketAddr,
     destination: SocketAddr,
-    /// method, called number, user agent, message.
-    lengths: [usize; 4],
+    /// method, called number, user agent, auth username, message.
+    lengths: [usize; 5],
     dictionary_id: Option<u32>,
 }
 
@@ -452,14 +499,23 @@ impl<'a> Reader<'a> {
 
 fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
     let version = reader.byte()?;
-    if version != CODEC_VERSION {
+    if version != CODEC_VERSION && version != CODEC_VERSION_1 {
         return Err(CodecError::Version(version));
     }
     let flags = reader.byte()?;
     if flags & FLAG_TRANSPORT_MASK == 3 {
         return Err(CodecError::Invalid("flags"));
     }
-    let coding = reader.byte()?;
+    let coding_byte = reader.byte()?;
+    let (coding, source_verified, auth) = if version == CODEC_VERSION_1 {
+        (coding_byte, false, false)
+    } else {
+        (
+            coding_byte & CODING_MASK,
+            coding_byte & CODING_SOURCE_VERIFIED != 0,
+            coding_byte & CODING_AUTH != 0,
+        )
+    };
     let timestamp_ns = u64::from_be_bytes(reader.array::<8>()?);
     let uuid = Uuid::from_bytes(reader.array::<16>()?);
     let node_id = if flags & FLAG_LOCAL_NODE != 0 {
@@ -473,6 +529,11 @@ fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
         reader.length(EVENT_FIELD_BYTES_MAX)?,
         reader.length(EVENT_FIELD_BYTES_MAX)?,
         reader.length(EVENT_FIELD_BYTES_MAX)?,
+        if auth {
+            reader.length(EVENT_FIELD_BYTES_MAX)?
+        } else {
+            0
+        },
         reader.length(EVENT_MESSAGE_BYTES_MAX)?,
     ];
     let dictionary_id = match coding {
@@ -486,6 +547,8 @@ fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
     Ok(Head {
         flags,
         coding,
+        source_verified,
+        auth,
         timestamp_ns,
         uuid,
         node_id,
@@ -498,10 +561,11 @@ fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
 
 fn build_event(head: &Head, tail: &[u8]) -> Result<Event, CodecError> {
     let mut reader = Reader { bytes: tail };
-    let [method_len, called_len, agent_len, message_len] = head.lengths;
+    let [method_len, called_len, agent_len, auth_len, message_len] = head.lengths;
     let method = reader.take(method_len)?;
     let called = reader.take(called_len)?;
     let agent = reader.take(agent_len)?;
+    let auth = reader.take(auth_len)?;
     let message = reader.take(message_len)?;
     if head.flags & FLAG_CALLED == 0 && !called.is_empty() {
         return Err(CodecError::Invalid("called number"));
@@ -531,6 +595,8 @@ fn build_event(head: &Head, tail: &[u8]) -> Result<Event, CodecError> {
         called_number: (head.flags & FLAG_CALLED != 0).then_some(called),
         user_agent: (head.flags & FLAG_AGENT != 0).then_some(agent),
         message,
+        source_verified: head.source_verified,
+        auth_username: head.auth.then_some(auth),
     }))
 }
 
@@ -575,6 +641,8 @@ mod tests {
             called_number: index.is_multiple_of(2).then_some(&b"0044123"[..]),
             user_agent: (!index.is_multiple_of(3)).then_some(&b"friendly-scanner"[..]),
             message,
+            source_verified: index.is_multiple_of(4),
+            auth_username: index.is_multiple_of(5).then_some(&b"100"[..]),
         })
     }
 
@@ -693,6 +761,30 @@ mod tests {
     }
 
     #[test]
+    fn codec_reads_version_1_and_marks_verified() {
+        // Without the version-2 fields, a version-1 record differs only in its first byte.
+        let e = event(1, &message(1), false);
+        assert!(!e.source_verified && e.auth_username().is_none());
+        let mut record = Vec::new();
+        encode(&e, &mut record);
+        record[0] = CODEC_VERSION_1;
+        assert_eq!(decode(&record).unwrap(), e);
+        assert!(!mark_verified(&mut record), "version 1 has no verified bit");
+        record[0] = CODEC_VERSION;
+        let mut packed = Vec::new();
+        Packer::new().unwrap().encode(&e, &mut packed).unwrap();
+        for bytes in [&mut record, &mut packed] {
+            assert!(mark_verified(bytes));
+            let verified = decode(bytes).unwrap();
+            assert!(verified.source_verified);
+            let mut unmarked = verified;
+            unmarked.source_verified = false;
+            assert_eq!(unmarked, e);
+        }
+        assert!(!mark_verified(&mut []));
+    }
+
+    #[test]
     fn codec_truncated_is_error() {
         let e = event(3, &message(3), true);
         let mut raw = Vec::new();
@@ -730,7 +822,7 @@ mod tests {
                 let _ = decode_header(&corrupt);
             }
         }
-        assert_eq!(decode(&[2]), Err(CodecError::Version(2)));
+        assert_eq!(decode(&[3]), Err(CodecError::Version(3)));
         assert_eq!(decode(&[]), Err(CodecError::Truncated));
         let mut huge = vec![CODEC_VERSION, 0, 0];
         huge.extend_from_slice(&[0; 8 + 32 + 12]);

@@ -15,7 +15,7 @@ use crate::event::json::write_json;
 use crate::event::timestamp::format_timestamp;
 
 /// The CSV columns: the JSON-log keys (without the constant app name and version).
-const CSV_HEADER: [&str; 13] = [
+const CSV_HEADER: [&str; 15] = [
     "event_timestamp",
     "event_uuid",
     "created_by_node_id",
@@ -29,6 +29,8 @@ const CSV_HEADER: [&str; 13] = [
     "sip_method",
     "sip_user_agent",
     "sip_message",
+    "source_verified",
+    "auth_username",
 ];
 
 fn open_existing(config: &StoreConfig) -> Result<Store, StoreError> {
@@ -39,8 +41,8 @@ fn open_existing(config: &StoreConfig) -> Result<Store, StoreError> {
     Store::open_with(config, options)
 }
 
-/// Prints `events`, `source_ips`, `called_numbers`, `first_event`, `last_event`, `store_bytes`
-/// and `node_id`, one `key: value` line each.
+/// Prints `events`, `source_ips`, `called_numbers`, `first_event`, `last_event`, `store_bytes`,
+/// `node_id` and `verified_ips`, one `key: value` line each.
 pub fn stats(config: &StoreConfig, out: &mut dyn Write) -> Result<(), StoreError> {
     let store = open_existing(config)?;
     let reader = store.read()?;
@@ -69,6 +71,7 @@ pub fn stats(config: &StoreConfig, out: &mut dyn Write) -> Result<(), StoreError
     )?;
     writeln!(out, "store_bytes: {store_bytes}")?;
     writeln!(out, "node_id: {}", store.node_id().hyphenated())?;
+    writeln!(out, "verified_ips: {}", totals.verified_ips)?;
     Ok(())
 }
 
@@ -147,7 +150,7 @@ fn export_text(store: &Store, format: ExportFormat, out: &mut dyn Write) -> Resu
 }
 
 /// One CSV row in [`CSV_HEADER`] order.
-fn row(event: &crate::event::Event) -> [String; 13] {
+fn row(event: &crate::event::Event) -> [String; 15] {
     [
         format_timestamp(event.timestamp_ns),
         event.uuid.hyphenated().to_string(),
@@ -162,6 +165,8 @@ fn row(event: &crate::event::Event) -> [String; 13] {
         event.method_text().into_owned(),
         event.user_agent_text().into_owned(),
         event.message_text().into_owned(),
+        event.source_verified.to_string(),
+        event.auth_username_text().into_owned(),
     ]
 }
 

@@ -47,6 +47,21 @@ impl Batch {
         self.records.get(start..end).unwrap_or_default()
     }
 
+    /// Sets event `index`'s source-verified flag, in the event and in its encoded record.
+    pub(super) fn mark_verified(&mut self, index: usize) {
+        let start = index
+            .checked_sub(1)
+            .and_then(|i| self.ends.get(i).copied())
+            .unwrap_or(0);
+        let end = self.ends.get(index).copied().unwrap_or(start);
+        if let Some(record) = self.records.get_mut(start..end) {
+            codec::mark_verified(record);
+        }
+        if let Some(event) = self.events.get_mut(index) {
+            event.source_verified = true;
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.events.len()
     }

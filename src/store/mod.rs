@@ -65,6 +65,10 @@ const META_NODE_ID: &[u8] = b"node_id";
 const META_NEXT_EVENT_KEY: &[u8] = b"next_event_key";
 const META_DICTIONARY: &[u8] = b"zstd_dictionary";
 const META_CURSOR_PREFIX: &str = "cursor/";
+/// The node's 32-byte secret for source proofs (`sip::proof`), made with the store.
+const META_PROOF_SECRET: &[u8] = b"proof_secret";
+/// How many source IPs are verified (a big-endian u64; absent means 0).
+const META_VERIFIED_IPS: &[u8] = b"verified_ips";
 
 /// The id written into records compressed with the (one) trained dictionary.
 const DICTIONARY_ID: u32 = 1;
@@ -199,6 +203,8 @@ pub struct IpSeen {
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     pub count: u64,
+    /// When the IP first proved a two-way exchange (`None`: never).
+    pub verified_ns: Option<u64>,
 }
 
 /// One called number's aggregate (the number as text, invalid UTF-8 replaced).
@@ -251,6 +257,8 @@ pub struct Totals {
     pub source_ips: u64,
     /// Distinct called numbers, `NOT_FOUND` excluded.
     pub called_numbers: u64,
+    /// Source IPs that proved a two-way exchange.
+    pub verified_ips: u64,
 }
 
 /// What a batch commit did with each event.
@@ -419,7 +427,7 @@ impl Store {
     /// Commits `events` in one write transaction; `stored` gets one entry per event.
     pub(super) fn commit_batch(
         &self,
-        batch: &encoder::Batch,
+        batch: &mut encoder::Batch,
         stored: &mut Vec<Stored>,
     ) -> Result<(), heed::Error> {
         stored.clear();
@@ -431,21 +439,16 @@ impl Store {
         // foldhash: SipHash was 2% of the sensor's CPU in a flood; a batch bounds each map.
         let mut ips: HashMap<IpKey, Aggregate, RandomState> = HashMap::default();
         let mut numbers: HashMap<&[u8], Aggregate, RandomState> = HashMap::default();
-        for (index, event) in batch.events.iter().enumerate() {
+        for event in &batch.events {
             // Our own events carry fresh v4 UUIDs: only other nodes' events can repeat.
             let foreign = event.node_id != self.inner.node_id;
             if foreign && tables.uuids.get(&txn, event.uuid.as_bytes())?.is_some() {
                 stored.push(Stored::Duplicate);
                 continue;
             }
-            let key = next_key.to_be_bytes();
-            tables
-                .events
-                .put_with_flags(&mut txn, PutFlags::APPEND, &key, batch.record(index))?;
-            if foreign {
-                tables.uuids.put(&mut txn, event.uuid.as_bytes(), &key)?;
-            }
-            let sighting = Aggregate::once(event.timestamp_ns);
+            // Only our own proofs verify an IP here; a peer's flag stays on its event.
+            let proof = !foreign && event.source_verified;
+            let sighting = Aggregate::once(event.timestamp_ns, proof);
             ips.entry(ip_key(display_ip(event.source)))
                 .and_modify(|seen| *seen = seen.merge(sighting))
                 .or_insert(sighting);
@@ -455,21 +458,10 @@ impl Store {
                     .and_modify(|seen| *seen = seen.merge(sighting))
                     .or_insert(sighting);
             }
-            stored.push(Stored::Key(next_key));
-            next_key += 1;
+            stored.push(Stored::Key(0));
         }
+        let verified_since = bump_ips(tables, &mut txn, ips)?;
         // In key order, so that the B-tree pages are visited once each, front to back.
-        let mut ips: Vec<_> = ips.into_iter().collect();
-        ips.sort_unstable_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
-        for (ip, seen) in ips {
-            bump(
-                tables.ips,
-                tables.ips_by_last,
-                &mut txn,
-                ip.as_slice(),
-                seen,
-            )?;
-        }
         let mut numbers: Vec<_> = numbers.into_iter().collect();
         numbers.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (number, seen) in numbers {
@@ -481,10 +473,40 @@ impl Store {
                 seen,
             )?;
         }
+        for (index, outcome) in stored.iter_mut().enumerate() {
+            if *outcome == Stored::Duplicate {
+                continue;
+            }
+            if !verified_since.is_empty() {
+                mark_if_verified(batch, index, self.inner.node_id, &verified_since);
+            }
+            let key = next_key.to_be_bytes();
+            tables
+                .events
+                .put_with_flags(&mut txn, PutFlags::APPEND, &key, batch.record(index))?;
+            if batch.events.get(index).is_some_and(|e| e.node_id != self.inner.node_id) {
+                let uuid = batch.events.get(index).map(|e| e.uuid).unwrap_or_default();
+                tables.uuids.put(&mut txn, uuid.as_bytes(), &key)?;
+            }
+            *outcome = Stored::Key(next_key);
+            next_key += 1;
+        }
         tables
             .meta
             .put(&mut txn, META_NEXT_EVENT_KEY, &next_key.to_be_bytes())?;
         txn.commit()
+    }
+
+    /// The store's 32-byte secret for source proofs (made with the store).
+    pub fn proof_secret(&self) -> Result<[u8; 32], StoreError> {
+        let txn = self.inner.env.read_txn()?;
+        let value = self.inner.tables.meta.get(&txn, META_PROOF_SECRET)?;
+        value
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or_else(|| StoreError::Damaged {
+                path: self.inner.path.clone(),
+                what: "no proof secret",
+            })
     }
 
     /// Removes up to `count_max` of the oldest raw events whose timestamp is before
@@ -533,10 +555,11 @@ pub struct Reader<'s> {
 
 impl Reader<'_> {
     /// Source IPs, newest `last_seen` first, at most `limit`, only those seen at or after
-    /// `since_ns`, starting after `cursor`.
+    /// `since_ns` (and verified, with `verified_only`), starting after `cursor`.
     pub fn source_ips(
         &self,
         since_ns: Option<u64>,
+        verified_only: bool,
         limit: usize,
         cursor: Option<&PageCursor>,
     ) -> Result<Page<IpSeen>, StoreError> {
@@ -548,12 +571,10 @@ impl Reader<'_> {
             limit,
             cursor,
             |key, agg| {
-                Some(IpSeen {
-                    ip: ip_from_key(key)?,
-                    first_seen_ns: agg.first,
-                    last_seen_ns: agg.last,
-                    count: agg.count,
-                })
+                if verified_only && agg.verified == 0 {
+                    return None;
+                }
+                Some(ip_seen(ip_from_key(key)?, agg))
             },
         )
     }
@@ -591,12 +612,9 @@ impl Reader<'_> {
             .tables
             .ips
             .get(&self.txn, ip_key(ip).as_slice())?;
-        Ok(value.and_then(Aggregate::decode).map(|agg| IpSeen {
-            ip,
-            first_seen_ns: agg.first,
-            last_seen_ns: agg.last,
-            count: agg.count,
-        }))
+        Ok(value
+            .and_then(Aggregate::decode)
+            .map(|agg| ip_seen(ip, agg)))
     }
 
     /// One called number.
@@ -613,11 +631,13 @@ impl Reader<'_> {
         }))
     }
 
-    /// The newest events first (by key, i.e. arrival order), at most `limit`; with `since_ns`
-    /// the walk stops at the first event older than it.
+    /// The newest events first (by key, i.e. arrival order), at most `limit`, only those whose
+    /// source was verified with `verified_only`; with `since_ns` the walk stops at the first
+    /// event older than it.
     pub fn recent_events(
         &self,
         since_ns: Option<u64>,
+        verified_only: bool,
         limit: usize,
     ) -> Result<Vec<(u64, Event)>, StoreError> {
         let mut out = Vec::new();
@@ -626,6 +646,17 @@ impl Reader<'_> {
                 break;
             }
             let (key, value) = entry?;
+            // The flag is in the fixed header: unverified events are skipped undecoded.
+            if let Some(header) = verified_only
+                .then(|| codec::decode_header(value).ok())
+                .flatten()
+                .filter(|header| !header.source_verified)
+            {
+                if since_ns.is_some_and(|since| header.timestamp_ns < since) {
+                    break;
+                }
+                continue;
+            }
             let Some((key, event)) = self.decode_entry(key, value) else {
                 continue;
             };
@@ -682,6 +713,7 @@ impl Reader<'_> {
             events: tables.events.len(&self.txn)?,
             source_ips: tables.ips.len(&self.txn)?,
             called_numbers: tables.numbers.len(&self.txn)?,
+            verified_ips: read_u64(tables.meta.get(&self.txn, META_VERIFIED_IPS)?).unwrap_or(0),
         })
     }
 
@@ -771,61 +803,88 @@ impl Reader<'_> {
     }
 }
 
-/// First seen, last seen, count: 24 bytes big-endian.
+fn ip_seen(ip: IpAddr, agg: Aggregate) -> IpSeen {
+    IpSeen {
+        ip,
+        first_seen_ns: agg.first,
+        last_seen_ns: agg.last,
+        count: agg.count,
+        verified_ns: (agg.verified != 0).then_some(agg.verified),
+    }
+}
+
+/// First seen, last seen, count: 24 bytes big-endian; then, for a verified source IP, when it
+/// was first verified (8 more bytes; absent means never, so older stores read unchanged).
 #[derive(Debug, Clone, Copy)]
 struct Aggregate {
     first: u64,
     last: u64,
     count: u64,
+    /// First verified at (UTC ns); 0: never.
+    verified: u64,
 }
 
 impl Aggregate {
-    /// One sighting at `timestamp_ns`.
-    fn once(timestamp_ns: u64) -> Self {
+    /// One sighting at `timestamp_ns`, a proof of the source when `proof`.
+    fn once(timestamp_ns: u64, proof: bool) -> Self {
         Self {
             first: timestamp_ns,
             last: timestamp_ns,
             count: 1,
+            verified: if proof { timestamp_ns.max(1) } else { 0 },
         }
     }
 
     /// Both sets of sightings together.
     fn merge(self, other: Self) -> Self {
+        let verified = match (self.verified, other.verified) {
+            (0, other) => other,
+            (this, 0) => this,
+            (this, other) => this.min(other),
+        };
         Self {
             first: self.first.min(other.first),
             last: self.last.max(other.last),
             count: self.count.saturating_add(other.count),
+            verified,
         }
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
         let (first, rest) = bytes.split_first_chunk::<8>()?;
         let (last, rest) = rest.split_first_chunk::<8>()?;
-        let (count, _) = rest.split_first_chunk::<8>()?;
+        let (count, rest) = rest.split_first_chunk::<8>()?;
+        let verified = rest.split_first_chunk::<8>().map_or(0, |(v, _)| u64::from_be_bytes(*v));
         Some(Self {
             first: u64::from_be_bytes(*first),
             last: u64::from_be_bytes(*last),
             count: u64::from_be_bytes(*count),
+            verified,
         })
     }
 
-    fn encode(&self) -> [u8; 24] {
-        let mut out = [0; 24];
+    /// The value bytes: 24, or 32 with a verified time.
+    fn encode(&self, out: &mut [u8; 32]) -> usize {
         out[..8].copy_from_slice(&self.first.to_be_bytes());
         out[8..16].copy_from_slice(&self.last.to_be_bytes());
-        out[16..].copy_from_slice(&self.count.to_be_bytes());
-        out
+        out[16..24].copy_from_slice(&self.count.to_be_bytes());
+        if self.verified == 0 {
+            return 24;
+        }
+        out[24..].copy_from_slice(&self.verified.to_be_bytes());
+        32
     }
 }
 
 /// Adds a batch's sightings of `key` to its aggregate, moving its newest-first index entry.
+/// Returns the aggregate before and after.
 fn bump(
     aggregates: Table,
     by_last: Table,
     txn: &mut heed::RwTxn<'_>,
     key: &[u8],
     seen: Aggregate,
-) -> Result<(), heed::Error> {
+) -> Result<(Option<Aggregate>, Aggregate), heed::Error> {
     let old = aggregates.get(txn, key)?.and_then(Aggregate::decode);
     let new = old.map_or(seen, |old| old.merge(seen));
     let mut index_key = Vec::with_capacity(8 + key.len());
@@ -840,7 +899,57 @@ fn bump(
         index_key.extend_from_slice(key);
         by_last.put(txn, &index_key, &[])?;
     }
-    aggregates.put(txn, key, &new.encode())
+    let mut value = [0; 32];
+    let value_bytes = new.encode(&mut value);
+    aggregates.put(txn, key, value.get(..value_bytes).unwrap_or_default())?;
+    Ok((old, new))
+}
+
+/// Adds a batch's IP sightings in key order (B-tree pages visited once, front to back), counts
+/// newly verified IPs, and returns when each verified IP of the batch was first verified.
+fn bump_ips(
+    tables: &Tables,
+    txn: &mut heed::RwTxn<'_>,
+    ips: HashMap<IpKey, Aggregate, RandomState>,
+) -> Result<HashMap<IpKey, u64, RandomState>, heed::Error> {
+    let mut ips: Vec<_> = ips.into_iter().collect();
+    ips.sort_unstable_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
+    let mut verified_since: HashMap<IpKey, u64, RandomState> = HashMap::default();
+    let mut newly_verified = 0u64;
+    for (ip, seen) in ips {
+        let (old, new) = bump(tables.ips, tables.ips_by_last, txn, ip.as_slice(), seen)?;
+        if new.verified != 0 {
+            verified_since.insert(ip, new.verified);
+            if old.is_none_or(|old| old.verified == 0) {
+                newly_verified += 1;
+            }
+        }
+    }
+    if newly_verified > 0 {
+        let count = read_u64(tables.meta.get(txn, META_VERIFIED_IPS)?).unwrap_or(0);
+        let count = count.saturating_add(newly_verified);
+        tables.meta.put(txn, META_VERIFIED_IPS, &count.to_be_bytes())?;
+    }
+    Ok(verified_since)
+}
+
+/// Marks our own event `index` verified when its IP was verified at or before it arrived.
+fn mark_if_verified(
+    batch: &mut encoder::Batch,
+    index: usize,
+    local_node: Uuid,
+    verified_since: &HashMap<IpKey, u64, RandomState>,
+) {
+    let Some(event) = batch.events.get(index) else {
+        return;
+    };
+    if event.source_verified || event.node_id != local_node {
+        return;
+    }
+    let since = verified_since.get(&ip_key(display_ip(event.source)));
+    if since.is_some_and(|since| *since <= event.timestamp_ns) {
+        batch.mark_verified(index);
+    }
 }
 
 /// IPv4 as 4 bytes, IPv6 as 16.
@@ -1040,6 +1149,11 @@ fn create_tables(env: &Env<WithoutTls>) -> Result<Tables, StoreError> {
         }
         if meta.get(txn, META_NODE_ID)?.is_none() {
             meta.put(txn, META_NODE_ID, Uuid::new_v4().as_bytes())?;
+        }
+        if meta.get(txn, META_PROOF_SECRET)?.is_none() {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|_| heed::Error::Mdb(heed::MdbError::Panic))?;
+            meta.put(txn, META_PROOF_SECRET, &secret)?;
         }
         let list = [
             events,

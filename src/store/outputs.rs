@@ -62,6 +62,8 @@ impl OutputLink {
 pub(super) struct OutputSettings {
     pub(super) json_path: Option<PathBuf>,
     pub(super) syslog_socket: Option<PathBuf>,
+    /// `--verified-only`: syslog lines only for events whose source was verified.
+    pub(super) syslog_verified_only: bool,
     pub(super) reopen: Arc<AtomicBool>,
     pub(super) metrics: Arc<WriterMetrics>,
     pub(super) error_lines: Option<Sender<String>>,
@@ -76,6 +78,7 @@ pub(super) fn spawn_outputs(settings: OutputSettings) -> Result<Option<OutputLin
     let (empties_tx, empties) = crossbeam_channel::bounded(WRITER_OUTPUT_BATCHES_MAX + 1);
     let mut outputs = Outputs {
         syslog: settings.syslog_socket.as_deref().map(Syslog::new),
+        syslog_verified_only: settings.syslog_verified_only,
         json_path: settings.json_path,
         json: None,
         json_trim: LogCacheTrim::default(),
@@ -101,6 +104,7 @@ struct Outputs {
     json: Option<BufWriter<File>>,
     json_trim: LogCacheTrim,
     syslog: Option<Syslog>,
+    syslog_verified_only: bool,
     reopen: Arc<AtomicBool>,
     metrics: Arc<WriterMetrics>,
     reports: Reports,
@@ -206,6 +210,10 @@ impl Outputs {
         }
         let now = syslog::now();
         for event in events {
+            if self.syslog_verified_only && !event.source_verified {
+                self.metrics.syslog_unverified_skipped_total.inc();
+                continue;
+            }
             if let Err(error) = syslog.send(event, now) {
                 self.metrics.syslog_errors_total.inc();
                 let path = syslog.path().display().to_string();

@@ -124,6 +124,10 @@ pub struct WriterMetrics {
     pub events_pruned_total: Counter,
     pub json_log_errors_total: Counter,
     pub syslog_errors_total: Counter,
+    /// Syslog lines not sent under `--verified-only`: the event's source was not verified.
+    pub syslog_unverified_skipped_total: Counter,
+    /// Committed events whose source was verified.
+    pub events_verified_total: Counter,
     batch_events: Mutex<Histogram<u64>>,
     commit_microseconds: Mutex<Histogram<u64>>,
 }
@@ -141,6 +145,8 @@ impl Default for WriterMetrics {
             events_pruned_total: Counter::default(),
             json_log_errors_total: Counter::default(),
             syslog_errors_total: Counter::default(),
+            syslog_unverified_skipped_total: Counter::default(),
+            events_verified_total: Counter::default(),
             batch_events: histogram(),
             commit_microseconds: histogram(),
         }
@@ -229,6 +235,18 @@ impl Render for WriterMetrics {
             "Syslog connect or send errors.",
             syslog,
         );
+        counter(
+            out,
+            "writer_syslog_unverified_skipped_total",
+            "Syslog lines not sent under --verified-only: the source was not verified.",
+            self.syslog_unverified_skipped_total.get(),
+        );
+        counter(
+            out,
+            "writer_events_verified_total",
+            "Committed events whose source IP was verified.",
+            self.events_verified_total.get(),
+        );
         let batch = self.batch_events();
         metrics::write_summary(
             out,
@@ -315,6 +333,7 @@ pub fn spawn_writer_with(
     let output_link = spawn_outputs(OutputSettings {
         json_path: outputs.json_log_file.clone(),
         syslog_socket: outputs.syslog.then(|| options.syslog_socket.clone()),
+        syslog_verified_only: outputs.verified_only,
         reopen: Arc::clone(&reopen),
         metrics: Arc::clone(&metrics),
         error_lines: options.error_lines.clone(),
@@ -405,7 +424,7 @@ impl Writer {
                 // The encoder ended: the event channel closed and everything in it was passed on.
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            self.commit(&batch, &mut stored, &encoder);
+            self.commit(&mut batch, &mut stored, &encoder);
             let events = std::mem::take(&mut batch.events);
             batch.events = self.emit(events, &stored);
             encoder.recycle(batch);
@@ -420,7 +439,7 @@ impl Writer {
     /// Commits the batch, growing the map or retrying until it is stored. Once the event channel
     /// has closed (shutdown), gives up after [`WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX`] failures so that
     /// the process can exit; `stored` is then empty and nothing is emitted.
-    fn commit(&mut self, batch: &Batch, stored: &mut Vec<Stored>, encoder: &EncoderLink) {
+    fn commit(&mut self, batch: &mut Batch, stored: &mut Vec<Stored>, encoder: &EncoderLink) {
         let mut backoff = WRITER_COMMIT_RETRY_BACKOFF_MIN;
         let mut failures = 0;
         loop {
@@ -502,6 +521,8 @@ impl Writer {
             let mut outcomes = stored.iter();
             batch.retain(|_| matches!(outcomes.next(), Some(Stored::Key(_))));
         }
+        let verified = batch.iter().filter(|event| event.source_verified).count();
+        self.metrics.events_verified_total.add(verified as u64);
         if self.wants_samples() && self.samples.len() < STORE_DICTIONARY_SAMPLES {
             for event in &batch {
                 let mut sample = codec::dictionary_sample(event);
@@ -625,6 +646,8 @@ mod tests {
             called_number: Some(number.as_bytes()),
             user_agent: Some(b"friendly-scanner"),
             message: message.as_bytes(),
+            source_verified: false,
+            auth_username: None,
         })
     }
 
@@ -644,6 +667,7 @@ mod tests {
             json_log_file: None,
             syslog: false,
             syslog_socket: PathBuf::from("/nonexistent"),
+            verified_only: false,
         };
         let store = Store::open(&config).unwrap();
         let (sender, receiver) = crossbeam_channel::bounded(4_096);

@@ -52,6 +52,7 @@ impl Fixture {
             json_log_file: None,
             syslog: false,
             syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+            verified_only: false,
         };
         let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
         let commits = writer.commits();
@@ -59,6 +60,7 @@ impl Fixture {
             enabled: true,
             listen: "127.0.0.1:0".parse().unwrap(),
             token: token.map(|t| Secret::new(t.to_owned())),
+            verified_only: false,
         };
         let counter = TestCounter(Counter::default());
         counter.0.add(3);
@@ -222,6 +224,8 @@ fn event_with_message(
         called_number: number.map(str::as_bytes),
         user_agent: Some(b"friendly-scanner"),
         message,
+        source_verified: false,
+        auth_username: None,
     })
 }
 
@@ -966,6 +970,7 @@ fn api_bind_error_is_one_line() {
         enabled: true,
         listen: fixture.addr(),
         token: None,
+        verified_only: false,
     };
     let error = api::start(&config, store, Vec::new()).unwrap_err();
     let text = error.to_string();

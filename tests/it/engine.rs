@@ -79,6 +79,8 @@ pub(crate) fn test_config(engine: Engine, dir: &std::path::Path) -> SensorConfig
         reply_burst: limits::REPLY_BURST,
         server_header: "FPBX-16.0.33(18.13.0)".to_owned(),
         ignore_ip: Default::default(),
+        sip_challenge: false,
+        sip_realm: "asterisk".to_owned(),
     }
 }
 

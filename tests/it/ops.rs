@@ -65,6 +65,7 @@ fn syslog_outputs(on: bool) -> OutputConfig {
         json_log_file: None,
         syslog: on,
         syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+        verified_only: false,
     }
 }
 
@@ -86,6 +87,8 @@ fn event(source: &str, user_agent: Option<&str>, index: u32) -> Event {
         called_number: Some(b"100"),
         user_agent: user_agent.map(str::as_bytes),
         message: message.as_bytes(),
+        source_verified: false,
+        auth_username: None,
     })
 }
 
@@ -933,14 +936,16 @@ fn ops_docs_json_log_table_matches_json_log() {
     let line = sentrypeer::event::json::to_json(&event("[2001:db8::7]:5062", Some("x"), 1));
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(line.trim_end()).unwrap();
-    assert_eq!(rows.len(), 15, "{rows:?}");
-    assert_eq!(object.len(), 15, "{line}");
+    assert_eq!(rows.len(), 17, "{rows:?}");
+    assert_eq!(object.len(), 17, "{line}");
     for (key, kind) in &rows {
         let value = object
             .get(key)
             .unwrap_or_else(|| panic!("{key} is not a JSON log key: {line}"));
         let documented_number = kind.starts_with("number");
+        let documented_boolean = kind.starts_with("boolean");
         assert_eq!(value.is_number(), documented_number, "{key}: {kind}");
-        assert!(value.is_number() || value.is_string(), "{key}");
+        assert_eq!(value.is_boolean(), documented_boolean, "{key}: {kind}");
+        assert!(value.is_number() || value.is_string() || value.is_boolean(), "{key}");
     }
 }

@@ -46,6 +46,7 @@ impl Node {
             json_log_file: None,
             syslog: false,
             syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+            verified_only: false,
         };
         let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
         let p2p_config = P2pConfig {
@@ -53,6 +54,7 @@ impl Node {
             listen,
             bootstrap: bootstrap.to_owned(),
             ignore_ip,
+            verified_only: false,
         };
         let p2p = p2p::start(
             &p2p_config,
@@ -81,6 +83,7 @@ impl Node {
             listen: "127.0.0.1:0".parse().unwrap(),
             bootstrap: bootstrap.to_owned(),
             ignore_ip: Default::default(),
+            verified_only: false,
         };
         let commits = self.writer.as_ref().unwrap().commits();
         let sender = self.sender.clone().unwrap();
@@ -160,6 +163,8 @@ fn local_event(node: Uuid, ip: IpAddr, number: &str) -> Event {
         called_number: Some(number.as_bytes()),
         user_agent: Some(b"friendly-scanner"),
         message: message.as_bytes(),
+        source_verified: false,
+        auth_username: None,
     })
 }
 
@@ -307,6 +312,7 @@ fn p2p_listen_address_in_use_is_an_error() {
         listen: taken.local_addr().unwrap(),
         bootstrap: String::new(),
         ignore_ip: Default::default(),
+        verified_only: false,
     };
     let commits = std::sync::Arc::new(sentrypeer::store::CommitWatch::default());
     let started = Instant::now();
@@ -435,6 +441,7 @@ fn wire_entry(node: Uuid, ip: &str, timestamp_ns: u64) -> WireEntry {
         sip_user_agent: "hostile".into(),
         sip_message: None,
         count: 1,
+        source_verified: false,
     }
 }
 

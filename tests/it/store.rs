@@ -27,6 +27,7 @@ fn outputs(json: Option<&Path>) -> OutputConfig {
         json_log_file: json.map(Path::to_path_buf),
         syslog: false,
         syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+        verified_only: false,
     }
 }
 
@@ -60,6 +61,8 @@ fn event_at(index: u32, timestamp_ns: u64) -> Event {
         called_number: (!index.is_multiple_of(6)).then_some(called.as_bytes()),
         user_agent: (!index.is_multiple_of(7)).then_some(agent.as_bytes()),
         message: message.as_bytes(),
+        source_verified: false,
+        auth_username: None,
     })
 }
 
@@ -192,7 +195,7 @@ fn assert_aggregates_match_recount(store: &Store, events: &[Event]) {
     let mut cursor = None;
     let mut listed = Vec::new();
     loop {
-        let page = reader.source_ips(None, 3, cursor.as_ref()).unwrap();
+        let page = reader.source_ips(None, false, 3, cursor.as_ref()).unwrap();
         listed.extend(page.items);
         match page.next {
             Some(next) => cursor = Some(next),
@@ -210,10 +213,10 @@ fn assert_aggregates_match_recount(store: &Store, events: &[Event]) {
     assert!(numbers_page.next.is_none());
     // `since` keeps only the recently seen.
     let newest = listed[0].last_seen_ns;
-    let recent = reader.source_ips(Some(newest), 100, None).unwrap();
+    let recent = reader.source_ips(Some(newest), false, 100, None).unwrap();
     assert!(!recent.items.is_empty());
     assert!(recent.items.iter().all(|seen| seen.last_seen_ns >= newest));
-    let recent_events = reader.recent_events(None, 10).unwrap();
+    let recent_events = reader.recent_events(None, false, 10).unwrap();
     assert_eq!(recent_events.len(), 10.min(events.len()));
     assert_eq!(recent_events[0].1, events[events.len() - 1]);
 }
@@ -295,9 +298,9 @@ fn store_full_map_grows() {
         while !commits.is_finished() {
             let reader = reader_store.read().unwrap();
             let totals = reader.totals().unwrap();
-            let page = reader.source_ips(None, 10, None).unwrap();
+            let page = reader.source_ips(None, false, 10, None).unwrap();
             assert!(page.items.len() as u64 <= totals.source_ips);
-            let _ = reader.recent_events(None, 5).unwrap();
+            let _ = reader.recent_events(None, false, 5).unwrap();
             drop(reader);
             reader_store.set_cursor("test", totals.events).unwrap();
             reads += 1;
@@ -406,7 +409,7 @@ fn store_retention_prunes_old_events_and_keeps_aggregates() {
     let all = [old.clone(), fresh].concat();
     let reader = store.read().unwrap();
     let total: u64 = reader
-        .source_ips(None, usize::MAX, None)
+        .source_ips(None, false, usize::MAX, None)
         .unwrap()
         .items
         .iter()
@@ -439,6 +442,7 @@ fn store_export_and_stats() {
     assert!(lines[4].starts_with("last_event: 2023-11-14 22:13:20.299"));
     assert!(lines[5].starts_with("store_bytes: "));
     assert_eq!(lines[6], format!("node_id: {}", store.node_id()));
+    assert_eq!(lines[7], "verified_ips: 0");
 
     let mut jsonl = Vec::new();
     commands::export(&config, ExportFormat::Jsonl, None, &mut jsonl).unwrap();
@@ -503,6 +507,7 @@ fn store_syslog_line_exact() {
         json_log_file: None,
         syslog: true,
         syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+        verified_only: false,
     };
     let writer = spawn_writer_with(store, receiver, &output, &config, options).unwrap();
     let scanner = Event::new(&EventParts {
@@ -559,6 +564,7 @@ fn store_syslog_missing_socket_reports_once_and_stores() {
         json_log_file: None,
         syslog: true,
         syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+        verified_only: false,
     };
     let writer = spawn_writer_with(store.clone(), receiver, &output, &config, options).unwrap();
     let commits = writer.commits();

@@ -335,6 +335,8 @@ fn event_at(index: u32, timestamp_ns: u64) -> Event {
         called_number: Some(format!("0044{index}").as_bytes()),
         user_agent: Some(b"\"quoted\\agent\""),
         message: message.as_bytes(),
+        source_verified: false,
+        auth_username: None,
     })
 }
 
@@ -368,6 +370,7 @@ impl Rig {
             json_log_file: None,
             syslog: false,
             syslog_socket: sentrypeer::config::defaults::SYSLOG_SOCKET.into(),
+            verified_only: false,
         };
         let writer =
             spawn_writer_with(store.clone(), receiver, &outputs, &config, options).unwrap();
