@@ -283,7 +283,12 @@ fn list_query(query: Option<&str>, ip_formats: bool) -> Result<ListQuery, RouteE
         )?,
         cursor,
         format,
-        verified: verified(params.verified.as_deref())?,
+        verified: match verified(params.verified.as_deref())? {
+            Some(_) if !ip_formats => {
+                return Err(RouteError::BadRequest("verified applies to source IPs only"));
+            }
+            verified => verified,
+        },
     })
 }
 
@@ -477,6 +482,27 @@ mod tests {
     }
 
     #[test]
+    fn route_verified_parameter() {
+        for (query, expected) in [
+            (None, None),
+            (Some("verified=true"), Some(true)),
+            (Some("verified=false&format=nftables"), Some(false)),
+        ] {
+            let Ok(Route::IpAddresses(list)) = route("/ip-addresses", query) else {
+                panic!("{query:?}");
+            };
+            assert_eq!(list.verified, expected, "{query:?}");
+        }
+        for (query, expected) in [(None, false), (Some("verified=true"), true)] {
+            let Ok(Route::Events(events)) = route("/events", query) else {
+                panic!("{query:?}");
+            };
+            assert_eq!(events.verified, expected, "{query:?}");
+        }
+        assert!(route("/numbers", Some("verified=true")).is_err());
+    }
+
+    #[test]
     fn route_bad_parameters() {
         for (path, query) in [
             ("/numbers", "format=nftables"),
@@ -487,6 +513,9 @@ mod tests {
             ("/ip-addresses", "cursor=0g"),
             ("/ip-addresses", "cursor="),
             ("/ip-addresses", "limit=%FF"),
+            ("/ip-addresses", "verified=yes"),
+            ("/ip-addresses", "verified="),
+            ("/events", "verified=TRUE"),
             ("/events", "since="),
         ] {
             assert!(

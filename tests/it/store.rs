@@ -666,3 +666,66 @@ fn store_commit_watch_and_dictionary() {
     let bytes_per_event = std::fs::metadata(&config.db_file).unwrap().len() / 2_400;
     assert!(bytes_per_event < 1_000, "{bytes_per_event} bytes per event");
 }
+
+/// A local proof verifies its IP from its own timestamp on: later events of that IP are stored
+/// and logged verified, earlier ones and other IPs are not; a peer's claim verifies nothing here.
+#[test]
+fn store_verified_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = store_config(dir.path());
+    let json = dir.path().join("sentrypeer_json.log");
+    let store = Store::open(&config).unwrap();
+    let base = 1_700_000_000_000_000_000u64;
+    let at = |ip: &str, offset: u64, proof: bool, node: Uuid| {
+        let event = event_at(1, base + offset);
+        let mut parts = event.parts();
+        parts.source = format!("{ip}:5060").parse().unwrap();
+        parts.node_id = node;
+        parts.source_verified = proof;
+        parts.auth_username = proof.then_some(&b"100"[..]);
+        Event::new(&parts)
+    };
+    let local = store.node_id();
+    let peer = Uuid::from_u128(9);
+    let first = vec![
+        at("10.9.0.1", 5, false, local),
+        at("10.9.0.1", 10, true, local),
+        at("10.9.0.1", 20, false, local),
+        at("10.9.0.2", 30, false, local),
+        at("10.9.0.3", 40, true, peer),
+    ];
+    write_all(&store, &config, Some(&json), &first);
+    // A later batch: the IP stays verified.
+    write_all(&store, &config, Some(&json), &[at("10.9.0.1", 50, false, local)]);
+    let verified: Vec<bool> = all_events(&store)
+        .iter()
+        .map(|(_, e)| e.source_verified)
+        .collect();
+    assert_eq!(verified, [false, true, true, false, true, true]);
+    let log = std::fs::read_to_string(&json).unwrap();
+    let logged: Vec<(bool, String)> = log
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let name = value["auth_username"].as_str().unwrap().to_owned();
+            (value["source_verified"].as_bool().unwrap(), name)
+        })
+        .collect();
+    let logged_verified: Vec<bool> = logged.iter().map(|(v, _)| *v).collect();
+    assert_eq!(logged_verified, verified);
+    assert_eq!(logged[1].1, "100");
+    assert_eq!(logged[0].1, "NOT_FOUND");
+    let reader = store.read().unwrap();
+    assert_eq!(reader.totals().unwrap().verified_ips, 1);
+    let one = reader.source_ip("10.9.0.1".parse().unwrap()).unwrap().unwrap();
+    assert_eq!(one.verified_ns, Some(base + 10));
+    let peer_ip = reader.source_ip("10.9.0.3".parse().unwrap()).unwrap().unwrap();
+    assert_eq!(peer_ip.verified_ns, None, "a peer's flag does not verify an IP here");
+    let page = reader.source_ips(None, true, 100, None).unwrap();
+    let ips: Vec<String> = page.items.iter().map(|s| s.ip.to_string()).collect();
+    assert_eq!(ips, ["10.9.0.1"]);
+    assert_eq!(reader.source_ips(None, false, 100, None).unwrap().items.len(), 3);
+    let recent = reader.recent_events(None, true, 100).unwrap();
+    let offsets: Vec<u64> = recent.iter().map(|(_, e)| e.timestamp_ns - base).collect();
+    assert_eq!(offsets, [50, 40, 20, 10]);
+}
