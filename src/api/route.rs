@@ -285,7 +285,9 @@ fn list_query(query: Option<&str>, ip_formats: bool) -> Result<ListQuery, RouteE
         format,
         verified: match verified(params.verified.as_deref())? {
             Some(_) if !ip_formats => {
-                return Err(RouteError::BadRequest("verified applies to source IPs only"));
+                return Err(RouteError::BadRequest(
+                    "verified applies to source IPs only",
+                ));
             }
             verified => verified,
         },

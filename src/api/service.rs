@@ -106,7 +106,10 @@ async fn serve(state: &Arc<State>, found: Route) -> Result<Response<Body>, Store
         Route::IpAddress(ip) => ip_address(&state.store, ip)?,
         Route::Number(number) => phone_number(&state.store, &number)?,
         Route::IpAddresses(query) => {
-            blocking(state, move |s| ip_addresses(&s.store, &query, s.verified_only)).await?
+            blocking(state, move |s| {
+                ip_addresses(&s.store, &query, s.verified_only)
+            })
+            .await?
         }
         Route::Numbers(query) => blocking(state, move |s| numbers(&s.store, &query)).await?,
         Route::Events(query) => blocking(state, move |s| events(&s.store, query)).await?,
@@ -116,6 +119,15 @@ async fn serve(state: &Arc<State>, found: Route) -> Result<Response<Body>, Store
                 part.render(&mut out);
             }
             state.metrics.render(&mut out);
+            if let Ok(totals) = state.store.read().and_then(|reader| reader.totals()) {
+                let help = "Source IPs in the store that proved a two-way exchange.";
+                crate::metrics::write_gauge(
+                    &mut out,
+                    "store_verified_ips",
+                    help,
+                    totals.verified_ips,
+                );
+            }
             with_type(StatusCode::OK, PROMETHEUS, out)
         }
     })
@@ -166,12 +178,7 @@ fn ip_addresses(
     } else {
         totals.source_ips
     };
-    let page = reader.source_ips(
-        query.since_ns,
-        verified,
-        query.limit,
-        query.cursor.as_ref(),
-    )?;
+    let page = reader.source_ips(query.since_ns, verified, query.limit, query.cursor.as_ref())?;
     drop(reader);
     let ips = || page.items.iter().map(|item| item.ip);
     let mut response = match query.format {

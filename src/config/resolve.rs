@@ -64,7 +64,11 @@ impl Sources<'_> {
 
     /// `--verified-only`, read where each part needs it.
     fn verified_only(&self) -> bool {
-        self.flag("verified_only", self.cli.verified_only, self.file.verified_only)
+        self.flag(
+            "verified_only",
+            self.cli.verified_only,
+            self.file.verified_only,
+        )
     }
 
     /// The winning raw value of a valued setting, if any source gives one.

@@ -83,6 +83,18 @@ shard_counters! {
         "Socket receive, send and accept errors, by class (fatal: that socket is no longer served).";
     /// Socket errors after which the socket is no longer served.
     io_errors_fatal: "sip_io_errors_total", "class=\"fatal\"", "";
+    /// `--sip-challenge`: 401 Digest challenges sent.
+    challenges_sent: "sip_challenges_sent_total", "", "401 Digest challenges sent (--sip-challenge).";
+    /// Requests that proved their source: a TCP/TLS handshake, or a fresh To-tag or nonce of ours.
+    proofs_handshake: "sip_source_proofs_total", "kind=\"handshake\"",
+        "Requests that proved their source IP, by kind of proof.";
+    proofs_tag: "sip_source_proofs_total", "kind=\"tag\"", "";
+    proofs_nonce: "sip_source_proofs_total", "kind=\"nonce\"", "";
+    /// A To-tag or nonce that is ours but too old.
+    proofs_rejected_stale: "sip_source_proofs_rejected_total", "reason=\"stale\"",
+        "To-tags and nonces presented that prove nothing, by reason.";
+    /// A To-tag or nonce not made by this node for this IP (forged, other node, other IP).
+    proofs_rejected_foreign: "sip_source_proofs_rejected_total", "reason=\"foreign\"", "";
 }
 
 /// All shards' counters.

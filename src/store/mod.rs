@@ -484,7 +484,11 @@ impl Store {
             tables
                 .events
                 .put_with_flags(&mut txn, PutFlags::APPEND, &key, batch.record(index))?;
-            if batch.events.get(index).is_some_and(|e| e.node_id != self.inner.node_id) {
+            if batch
+                .events
+                .get(index)
+                .is_some_and(|e| e.node_id != self.inner.node_id)
+            {
                 let uuid = batch.events.get(index).map(|e| e.uuid).unwrap_or_default();
                 tables.uuids.put(&mut txn, uuid.as_bytes(), &key)?;
             }
@@ -854,7 +858,9 @@ impl Aggregate {
         let (first, rest) = bytes.split_first_chunk::<8>()?;
         let (last, rest) = rest.split_first_chunk::<8>()?;
         let (count, rest) = rest.split_first_chunk::<8>()?;
-        let verified = rest.split_first_chunk::<8>().map_or(0, |(v, _)| u64::from_be_bytes(*v));
+        let verified = rest
+            .split_first_chunk::<8>()
+            .map_or(0, |(v, _)| u64::from_be_bytes(*v));
         Some(Self {
             first: u64::from_be_bytes(*first),
             last: u64::from_be_bytes(*last),
@@ -928,7 +934,9 @@ fn bump_ips(
     if newly_verified > 0 {
         let count = read_u64(tables.meta.get(txn, META_VERIFIED_IPS)?).unwrap_or(0);
         let count = count.saturating_add(newly_verified);
-        tables.meta.put(txn, META_VERIFIED_IPS, &count.to_be_bytes())?;
+        tables
+            .meta
+            .put(txn, META_VERIFIED_IPS, &count.to_be_bytes())?;
     }
     Ok(verified_since)
 }

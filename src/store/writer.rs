@@ -179,74 +179,61 @@ impl WriterMetrics {
 
 impl Render for WriterMetrics {
     fn render(&self, out: &mut String) {
-        use metrics::write_counter as counter;
-        counter(
-            out,
-            "writer_batches_total",
-            "Write transactions committed.",
-            self.batches_total.get(),
-        );
-        let committed = self.events_committed_total.get();
-        counter(
-            out,
-            "writer_events_committed_total",
-            "Events stored.",
-            committed,
-        );
-        let duplicates = self.events_duplicate_total.get();
-        counter(
-            out,
-            "writer_events_duplicate_total",
-            "Events skipped: UUID already stored.",
-            duplicates,
-        );
-        let errors = self.commit_errors_total.get();
-        counter(
-            out,
-            "writer_commit_errors_total",
-            "Failed commits (retried).",
-            errors,
-        );
-        let resizes = self.map_resizes_total.get();
-        counter(
-            out,
-            "writer_map_resizes_total",
-            "LMDB map size doublings.",
-            resizes,
-        );
-        let pruned = self.events_pruned_total.get();
-        counter(
-            out,
-            "writer_events_pruned_total",
-            "Events removed by retention.",
-            pruned,
-        );
-        let json = self.json_log_errors_total.get();
-        counter(
-            out,
-            "writer_json_log_errors_total",
-            "JSON log open or write errors.",
-            json,
-        );
-        let syslog = self.syslog_errors_total.get();
-        counter(
-            out,
-            "writer_syslog_errors_total",
-            "Syslog connect or send errors.",
-            syslog,
-        );
-        counter(
-            out,
-            "writer_syslog_unverified_skipped_total",
-            "Syslog lines not sent under --verified-only: the source was not verified.",
-            self.syslog_unverified_skipped_total.get(),
-        );
-        counter(
-            out,
-            "writer_events_verified_total",
-            "Committed events whose source IP was verified.",
-            self.events_verified_total.get(),
-        );
+        let counters = [
+            (
+                "writer_batches_total",
+                "Write transactions committed.",
+                &self.batches_total,
+            ),
+            (
+                "writer_events_committed_total",
+                "Events stored.",
+                &self.events_committed_total,
+            ),
+            (
+                "writer_events_duplicate_total",
+                "Events skipped: UUID already stored.",
+                &self.events_duplicate_total,
+            ),
+            (
+                "writer_commit_errors_total",
+                "Failed commits (retried).",
+                &self.commit_errors_total,
+            ),
+            (
+                "writer_map_resizes_total",
+                "LMDB map size doublings.",
+                &self.map_resizes_total,
+            ),
+            (
+                "writer_events_pruned_total",
+                "Events removed by retention.",
+                &self.events_pruned_total,
+            ),
+            (
+                "writer_json_log_errors_total",
+                "JSON log open or write errors.",
+                &self.json_log_errors_total,
+            ),
+            (
+                "writer_syslog_errors_total",
+                "Syslog connect or send errors.",
+                &self.syslog_errors_total,
+            ),
+            (
+                "writer_syslog_unverified_skipped_total",
+                "Syslog lines not sent under --verified-only: the source was not verified.",
+                &self.syslog_unverified_skipped_total,
+            ),
+            (
+                "writer_events_verified_total",
+                "Committed events whose source IP was verified.",
+                &self.events_verified_total,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            metrics::write_counter(out, name, help, counter.get());
+        }
         let batch = self.batch_events();
         metrics::write_summary(
             out,

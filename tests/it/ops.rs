@@ -946,6 +946,9 @@ fn ops_docs_json_log_table_matches_json_log() {
         let documented_boolean = kind.starts_with("boolean");
         assert_eq!(value.is_number(), documented_number, "{key}: {kind}");
         assert_eq!(value.is_boolean(), documented_boolean, "{key}: {kind}");
-        assert!(value.is_number() || value.is_string() || value.is_boolean(), "{key}");
+        assert!(
+            value.is_number() || value.is_string() || value.is_boolean(),
+            "{key}"
+        );
     }
 }

@@ -696,13 +696,52 @@ fn store_verified_sources() {
     ];
     write_all(&store, &config, Some(&json), &first);
     // A later batch: the IP stays verified.
-    write_all(&store, &config, Some(&json), &[at("10.9.0.1", 50, false, local)]);
+    write_all(
+        &store,
+        &config,
+        Some(&json),
+        &[at("10.9.0.1", 50, false, local)],
+    );
     let verified: Vec<bool> = all_events(&store)
         .iter()
         .map(|(_, e)| e.source_verified)
         .collect();
     assert_eq!(verified, [false, true, true, false, true, true]);
-    let log = std::fs::read_to_string(&json).unwrap();
+    assert_logged_verified(&json, &verified);
+    let reader = store.read().unwrap();
+    assert_eq!(reader.totals().unwrap().verified_ips, 1);
+    let one = reader
+        .source_ip("10.9.0.1".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.verified_ns, Some(base + 10));
+    let peer_ip = reader
+        .source_ip("10.9.0.3".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        peer_ip.verified_ns, None,
+        "a peer's flag does not verify an IP here"
+    );
+    let page = reader.source_ips(None, true, 100, None).unwrap();
+    let ips: Vec<String> = page.items.iter().map(|s| s.ip.to_string()).collect();
+    assert_eq!(ips, ["10.9.0.1"]);
+    assert_eq!(
+        reader
+            .source_ips(None, false, 100, None)
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    let recent = reader.recent_events(None, true, 100).unwrap();
+    let offsets: Vec<u64> = recent.iter().map(|(_, e)| e.timestamp_ns - base).collect();
+    assert_eq!(offsets, [50, 40, 20, 10]);
+}
+
+/// The JSON log's `source_verified` values are `verified`; the proof's user name is logged.
+fn assert_logged_verified(json: &Path, verified: &[bool]) {
+    let log = std::fs::read_to_string(json).unwrap();
     let logged: Vec<(bool, String)> = log
         .lines()
         .map(|line| {
@@ -715,17 +754,4 @@ fn store_verified_sources() {
     assert_eq!(logged_verified, verified);
     assert_eq!(logged[1].1, "100");
     assert_eq!(logged[0].1, "NOT_FOUND");
-    let reader = store.read().unwrap();
-    assert_eq!(reader.totals().unwrap().verified_ips, 1);
-    let one = reader.source_ip("10.9.0.1".parse().unwrap()).unwrap().unwrap();
-    assert_eq!(one.verified_ns, Some(base + 10));
-    let peer_ip = reader.source_ip("10.9.0.3".parse().unwrap()).unwrap().unwrap();
-    assert_eq!(peer_ip.verified_ns, None, "a peer's flag does not verify an IP here");
-    let page = reader.source_ips(None, true, 100, None).unwrap();
-    let ips: Vec<String> = page.items.iter().map(|s| s.ip.to_string()).collect();
-    assert_eq!(ips, ["10.9.0.1"]);
-    assert_eq!(reader.source_ips(None, false, 100, None).unwrap().items.len(), 3);
-    let recent = reader.recent_events(None, true, 100).unwrap();
-    let offsets: Vec<u64> = recent.iter().map(|(_, e)| e.timestamp_ns - base).collect();
-    assert_eq!(offsets, [50, 40, 20, 10]);
 }

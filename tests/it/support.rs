@@ -6,6 +6,8 @@
 //! Never: a fixed sleep as a wait (every wait polls a condition against a deadline), traffic to a
 //! non-loopback address.
 
+/// Forged UDP sources through a raw socket.
+pub(crate) mod forge;
 /// What a test needs from its machine, and the one policy when it is missing.
 pub(crate) mod require;
 
