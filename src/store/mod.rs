@@ -458,7 +458,13 @@ impl Store {
                     .and_modify(|seen| *seen = seen.merge(sighting))
                     .or_insert(sighting);
             }
-            stored.push(Stored::Key(0));
+            if foreign {
+                tables
+                    .uuids
+                    .put(&mut txn, event.uuid.as_bytes(), &next_key.to_be_bytes())?;
+            }
+            stored.push(Stored::Key(next_key));
+            next_key += 1;
         }
         let verified_since = bump_ips(tables, &mut txn, ips)?;
         // In key order, so that the B-tree pages are visited once each, front to back.
@@ -473,27 +479,20 @@ impl Store {
                 seen,
             )?;
         }
-        for (index, outcome) in stored.iter_mut().enumerate() {
-            if *outcome == Stored::Duplicate {
+        // Records last: the writer marks an event of an IP verified before it arrived.
+        for (index, outcome) in stored.iter().enumerate() {
+            let Stored::Key(key) = *outcome else {
                 continue;
-            }
+            };
             if !verified_since.is_empty() {
                 mark_if_verified(batch, index, self.inner.node_id, &verified_since);
             }
-            let key = next_key.to_be_bytes();
-            tables
-                .events
-                .put_with_flags(&mut txn, PutFlags::APPEND, &key, batch.record(index))?;
-            if batch
-                .events
-                .get(index)
-                .is_some_and(|e| e.node_id != self.inner.node_id)
-            {
-                let uuid = batch.events.get(index).map(|e| e.uuid).unwrap_or_default();
-                tables.uuids.put(&mut txn, uuid.as_bytes(), &key)?;
-            }
-            *outcome = Stored::Key(next_key);
-            next_key += 1;
+            tables.events.put_with_flags(
+                &mut txn,
+                PutFlags::APPEND,
+                &key.to_be_bytes(),
+                batch.record(index),
+            )?;
         }
         tables
             .meta

@@ -305,7 +305,8 @@ fn check_compat_lists(fixture: &Fixture) {
     assert_eq!(list[2]["seen_count"], "2");
     assert_eq!(list[2]["seen_last"], format_timestamp(BASE_NS + 1_000));
     assert_eq!(list[0]["seen_count"], "1");
-    assert_eq!(list[0].as_object().unwrap().len(), 3);
+    assert_eq!(list[0].as_object().unwrap().len(), 4);
+    assert_eq!(list[0]["verified"], false);
 
     let numbers = fixture.get("/numbers");
     numbers.check(200, "application/json");
@@ -328,12 +329,16 @@ fn check_compat_lists(fixture: &Fixture) {
 
 /// One IP address or number looked up: found, not found, invalid.
 fn check_compat_lookups(fixture: &Fixture) {
-    fixture
-        .get("/ip-addresses/10.0.0.1")
-        .check_json(200, serde_json::json!({"bad_actor_found": "10.0.0.1"}));
+    fixture.get("/ip-addresses/10.0.0.1").check_json(
+        200,
+        serde_json::json!({"bad_actor_found": "10.0.0.1", "verified": false, "verified_at": null}),
+    );
     fixture
         .get("/ip-addresses/2001:db8::7")
-        .check_json(200, serde_json::json!({"bad_actor_found": "2001:db8::7"}));
+        .check_json(
+            200,
+            serde_json::json!({"bad_actor_found": "2001:db8::7", "verified": false, "verified_at": null}),
+        );
     fixture
         .get("/ip-addresses/10.9.9.9")
         .check_json(404, serde_json::json!({"message": "No bad actor found"}));
@@ -994,7 +999,11 @@ fn api_curl_smoke() {
     assert!(text.contains("access-control-allow-origin: *"));
     assert!(text.contains("x-powered-by: sentrypeer"));
     assert!(text.contains(&format!("x-sentrypeer-version: {VERSION}")));
-    assert!(text.ends_with("{\"bad_actor_found\":\"10.0.0.1\"}"));
+    assert!(
+        text.ends_with(
+            "{\"bad_actor_found\":\"10.0.0.1\",\"verified\":false,\"verified_at\":null}"
+        )
+    );
     let head = Command::new("curl")
         .args(["-sS", "-I", "--max-time", "10", "--noproxy", "*"])
         .arg(format!("{}/numbers", fixture.base))
