@@ -21,7 +21,9 @@
     clippy::indexing_slicing
 )]
 
+pub mod auth;
 pub mod framer;
+pub mod proof;
 pub mod reply;
 pub mod scanner;
 

@@ -53,8 +53,12 @@ pub struct Request<'a> {
     /// The first User-Agent value, raw (may be blank or folded).
     pub user_agent: Option<&'a [u8]>,
     pub content_length: Option<u32>,
+    /// The first Authorization or Proxy-Authorization value, raw (see [`crate::sip::auth`]).
+    pub authorization: Option<&'a [u8]>,
     /// Bytes of the start line and headers, including the blank line.
     pub header_bytes: usize,
+    /// Bytes of the whole scanned message (a reply is at most twice this).
+    pub message_bytes: usize,
 }
 
 /// The headers the scanner records.
@@ -67,6 +71,8 @@ pub(crate) enum Known {
     Via,
     UserAgent,
     ContentLength,
+    /// `Authorization` or `Proxy-Authorization` (no compact form).
+    Authorization,
 }
 
 /// Scans one message (a datagram or one framed stream message).
@@ -90,7 +96,9 @@ pub fn scan(message: &[u8]) -> Result<Request<'_>, NotRequest> {
         via_count: 0,
         user_agent: None,
         content_length: None,
+        authorization: None,
         header_bytes: message.len(),
+        message_bytes: message.len(),
     };
     let mut lines = HeaderLines::new(message, headers_index);
     let mut header_count = 0;
@@ -124,6 +132,9 @@ fn record_header<'a>(request: &mut Request<'a>, header: Header<'a>) {
         }
         Known::UserAgent => {
             request.user_agent.get_or_insert(value);
+        }
+        Known::Authorization => {
+            request.authorization.get_or_insert(value);
         }
         Known::Via => {
             if let Some(slot) = request.vias.get_mut(request.via_count) {
@@ -329,6 +340,15 @@ fn match_name(line: &[u8], tail: &[u8]) -> Option<(Known, usize)> {
         b'u' => FOLDED_USER_AGENT
             .matches(word())
             .then_some((Known::UserAgent, FOLDED_USER_AGENT.len)),
+        b'a' => FOLDED_AUTHORIZATION
+            .matches(word())
+            .then_some((Known::Authorization, FOLDED_AUTHORIZATION.len)),
+        // 19 bytes: the first 15 as one word, then the rest.
+        b'p' => (FOLDED_PROXY_AUTHORIZA.matches(word())
+            && line
+                .get(FOLDED_PROXY_AUTHORIZA.len..PROXY_AUTHORIZATION_LEN)
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(b"tion")))
+        .then_some((Known::Authorization, PROXY_AUTHORIZATION_LEN)),
         b'c' => {
             let (known, folded) = match line.get(1)? | 0x20 {
                 b's' => (Known::CSeq, FOLDED_CSEQ),
@@ -401,6 +421,9 @@ const FOLDED_CSEQ: Folded = folded(b"cseq");
 const FOLDED_CALL_ID: Folded = folded(b"call-id");
 const FOLDED_USER_AGENT: Folded = folded(b"user-agent");
 const FOLDED_CONTENT_LENGTH: Folded = folded(b"content-length");
+const FOLDED_AUTHORIZATION: Folded = folded(b"authorization");
+const FOLDED_PROXY_AUTHORIZA: Folded = folded(b"proxy-authoriza");
+const PROXY_AUTHORIZATION_LEN: usize = b"proxy-authorization".len();
 
 /// Iterates the logical header lines from `index` to the blank line (or the end of the input).
 #[derive(Debug, Clone)]
@@ -543,6 +566,12 @@ impl<'a> Request<'a> {
         None
     }
 
+    /// The value of the To header's `tag` parameter (not a URI parameter inside `<...>`), trimmed;
+    /// `None` if there is no To, no tag or a blank one.
+    pub fn to_tag(&self) -> Option<&'a [u8]> {
+        tag_param(self.to?).filter(|tag| !tag.is_empty())
+    }
+
     /// The first User-Agent value, unfolded and trimmed; `None` if absent or blank.
     pub fn user_agent_value<'b>(&self, scratch: &'b mut Vec<u8>) -> Option<&'b [u8]> {
         scratch.clear();
@@ -553,6 +582,28 @@ impl<'a> Request<'a> {
             Some(scratch.as_slice())
         }
     }
+}
+
+/// The value of the `tag` header parameter of a To (or From) value, trimmed (empty for a bare
+/// `;tag`): after the `>` of a name-addr, or after the URI of a bare addr-spec; a `tag` inside
+/// `<...>` is a URI parameter and does not count.
+pub(crate) fn tag_param(to: &[u8]) -> Option<&[u8]> {
+    let params = match angle_index(to) {
+        Some(open_index) => {
+            let rest = to.get(open_index..).unwrap_or_default();
+            memchr(b'>', rest).and_then(|close_index| rest.get(close_index + 1..))
+        }
+        None => memchr(b';', to).and_then(|semicolon_index| to.get(semicolon_index..)),
+    };
+    params?.split(|&byte| byte == b';').find_map(|param| {
+        let (name, value) = match memchr(b'=', param) {
+            Some(equals_index) => (param.get(..equals_index)?, param.get(equals_index + 1..)?),
+            None => (param, &[][..]),
+        };
+        name.trim_ascii()
+            .eq_ignore_ascii_case(b"tag")
+            .then(|| trim(value))
+    })
 }
 
 /// Writes the percent-decoded user part of a To value or URI into `out` (which is empty);
