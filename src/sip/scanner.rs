@@ -758,6 +758,8 @@ pub(crate) mod tests {
         corpus!("valid/invite_60k.sip"),
         corpus!("valid/leading_crlf.sip"),
         corpus!("valid/lowercase_version.sip"),
+        corpus!("valid/sipsak_register_auth.sip"),
+        corpus!("valid/svcrack_register_auth.sip"),
         corpus!("malformed/empty.sip"),
         corpus!("malformed/keepalive_crlf.sip"),
         corpus!("malformed/response_200.sip"),
@@ -850,6 +852,8 @@ pub(crate) mod tests {
     // - headers end at end of input without a blank line: malformed/no_blank_line
     // - SIP_HEADERS_COUNT_MAX: attack/header_flood (To and User-Agent after the limit unseen)
     // - 60 KiB INVITE not truncated: valid/invite_60k
+    // - Authorization (first line, before Via) recorded: valid/sipsak_register_auth;
+    //   after the others: valid/svcrack_register_auth (both real retries after a 401)
     #[rustfmt::skip]
     fn expected(path: &str) -> Result<Expected, NotRequest> {
         match path {
@@ -876,6 +880,8 @@ pub(crate) mod tests {
             "valid/invite_60k.sip" => request(b"INVITE", Some(b"0046812345678"), Some(b"big-sender"), 1, Some(60_666)),
             "valid/leading_crlf.sip" => request(b"OPTIONS", Some(b"1400"), None, 1, Some(0)),
             "valid/lowercase_version.sip" => request(b"OPTIONS", Some(b"1501"), None, 1, Some(0)),
+            "valid/sipsak_register_auth.sip" => request(b"REGISTER", Some(b"100"), Some(b"sipsak 0.9.8.1"), 1, Some(0)),
+            "valid/svcrack_register_auth.sip" => request(b"REGISTER", Some(b"100"), Some(b"friendly-scanner"), 1, Some(0)),
             "malformed/empty.sip" => Err(NotRequest::Empty),
             "malformed/keepalive_crlf.sip" => Err(NotRequest::KeepAlive),
             "malformed/response_200.sip" => Err(NotRequest::Response),
@@ -909,6 +915,8 @@ pub(crate) mod tests {
             request.call_id,
             request.cseq,
             request.user_agent,
+            request.authorization,
+            request.to_tag(),
         ];
         let slices = [request.method, request.request_uri]
             .into_iter()
@@ -917,6 +925,7 @@ pub(crate) mod tests {
             assert!(inside(message, slice), "slice {slice:?} outside the input");
         }
         assert!(request.header_bytes <= message.len());
+        assert_eq!(request.message_bytes, message.len());
         assert!(request.via_count <= SIP_VIA_COUNT_MAX);
     }
 
@@ -983,6 +992,47 @@ pub(crate) mod tests {
             flood.vias()[15],
             b"SIP/2.0/UDP 198.51.100.15:5060;branch=z9hG4bK15"
         );
+    }
+
+    #[test]
+    fn scanner_authorization_first_of_either_name() {
+        let request = scan(corpus_file("valid/sipsak_register_auth.sip")).unwrap();
+        let value = request.authorization.unwrap();
+        assert!(value.starts_with(b"Digest username=\"100\", uri="));
+        assert!(value.ends_with(b"response=\"6dda1d135285e4e384e0e97a362289ec\""));
+        assert_eq!(scan(corpus_file("valid/sipvicious_register.sip")).unwrap().authorization, None);
+        let both = b"INVITE sip:1@h SIP/2.0\r\nproxy-authorization :  Digest a=1\r\n\
+Authorization: Digest b=2\r\n\r\n";
+        assert_eq!(scan(both).unwrap().authorization, Some(&b"Digest a=1"[..]));
+        let folded = b"INVITE sip:1@h SIP/2.0\r\nAuthorization: Digest\r\n username=\"7\"\r\n\r\n";
+        assert_eq!(
+            scan(folded).unwrap().authorization,
+            Some(&b"Digest\r\n username=\"7\""[..])
+        );
+    }
+
+    #[rustfmt::skip]
+    const TO_TAG_CASES: &[(&[u8], Option<&[u8]>)] = &[
+        (b"<sip:a@b>;tag=1", Some(b"1")), (b"<sip:a@b> ; TAG = ab12 ;x=y", Some(b"ab12")),
+        (b"<sip:a@b;tag=1>", None), (b"<sip:a@b;tag=1>;tag=2", Some(b"2")),
+        (b"sip:a@b;tag=3", Some(b"3")), (b"sip:a@b", None), (b"\"x;tag=1\" <sip:a@b>", None),
+        (b"<sip:a@b>;tagx=1", None), (b"<sip:a@b", None), (b"<sip:a@b>;tag", None),
+        (b"<sip:a@b>;tag=", None), (b"<sip:a@b>;tag=\r\n 5", Some(b"5")),
+        (b"<sip:a@b>;tag=6;tag=7", Some(b"6")), (b"<sip:a@b>;x=tag=8", None),
+    ];
+
+    #[test]
+    fn scanner_to_tag_forms() {
+        for &(to, want) in TO_TAG_CASES {
+            let request = Request {
+                to: Some(to),
+                ..scan(b"ACK sip:h SIP/2.0").unwrap()
+            };
+            assert_eq!(request.to_tag(), want, "{}", to.escape_ascii());
+        }
+        assert_eq!(scan(b"ACK sip:h SIP/2.0").unwrap().to_tag(), None);
+        let ack = b"ACK sip:1@h SIP/2.0\r\nTo: \"1\" <sip:1@h>;tag=0123abcd\r\n\r\n";
+        assert_eq!(scan(ack).unwrap().to_tag(), Some(&b"0123abcd"[..]));
     }
 
     #[test]
@@ -1109,6 +1159,12 @@ pub(crate) mod tests {
         (b"Content-Lengthy: x", None), (b"Content-Type: x", None), (b"Contact: x", None),
         (b"m: x", None), (b"User-Agent: x", Some(Known::UserAgent)), (b"User-Agent2: x", None),
         (b"To", None), (b"t", None), (b"", None), (b"\x14o: x", None), (b"4o: x", None),
+        (b"Authorization: x", Some(Known::Authorization)), (b"AUTHORIZATION\t: x", Some(Known::Authorization)),
+        (b"Proxy-Authorization: x", Some(Known::Authorization)), (b"pROXY-aUTHORIZATION:x", Some(Known::Authorization)),
+        (b"Proxy-Authorizatio: x", None), (b"Proxy-Authorizationx: x", None), (b"Proxy-Authorizatiom: x", None),
+        (b"Proxy_Authorization: x", None), (b"Authorizatio: x", None), (b"Authorization2: x", None),
+        (b"a: x", None), (b"p: x", None), (b"Proxy-Authenticate: x", None), (b"Proxy-Require: x", None),
+        (b"Proxy-Authoriza", None), (b"Proxy-Authorization", None),
     ];
 
     #[test]
@@ -1211,6 +1267,7 @@ pub(crate) mod tests {
             pub(super) vias: Vec<Vec<u8>>,
             pub(super) user_agent: Option<Vec<u8>>,
             pub(super) content_length: Option<u32>,
+            pub(super) authorization: Option<Vec<u8>>,
             pub(super) header_bytes: usize,
         }
 
@@ -1304,6 +1361,7 @@ pub(crate) mod tests {
                 vias: Vec::new(),
                 user_agent: None,
                 content_length: None,
+                authorization: None,
                 header_bytes: message.len(),
             })
         }
@@ -1357,6 +1415,7 @@ pub(crate) mod tests {
                 b"call-id" | b"i" => &mut fields.call_id,
                 b"cseq" => &mut fields.cseq,
                 b"user-agent" => &mut fields.user_agent,
+                b"authorization" | b"proxy-authorization" => &mut fields.authorization,
                 b"via" | b"v" => {
                     if fields.vias.len() < SIP_VIA_COUNT_MAX {
                         fields.vias.push(value);
@@ -1498,6 +1557,7 @@ pub(crate) mod tests {
             vias: request.vias().iter().map(|via| via.to_vec()).collect(),
             user_agent: request.user_agent.map(<[u8]>::to_vec),
             content_length: request.content_length,
+            authorization: request.authorization.map(<[u8]>::to_vec),
             header_bytes: request.header_bytes,
         }
     }
@@ -1555,6 +1615,12 @@ pub(crate) mod tests {
             Just("Contact"),
             Just("X-Other"),
             Just("Max-Forwards"),
+            Just("Authorization"),
+            Just("proxy-authorization"),
+            Just("Proxy-Authorization"),
+            Just("Proxy-Authorizatio"),
+            Just("Authorizations"),
+            Just("Proxy-Authenticate"),
             Just(""),
         ]
         .prop_map(str::to_owned)
@@ -1584,6 +1650,8 @@ pub(crate) mod tests {
             uri(),
             "[0-9]{0,11}",
             "[ -~]{0,24}",
+            ("[a-z0-9]{0,6}", "[a-z0-9]{0,8}")
+                .prop_map(|(user, nonce)| format!("Digest username=\"{user}\", nonce={nonce}")),
         ]
     }
 
