@@ -2,12 +2,12 @@
 //! RFC 2617 3.2.2): `Digest username="100", realm="asterisk", nonce="...", uri="sip:...",
 //! response="..."`, borrowed from the value.
 //!
-//! Liberal: the scheme and parameter names in any case; values quoted or tokens; SP, HTAB and
-//! folds (CR/LF) around names, `=` and commas; a missing comma between parameters; an unquoted
-//! value runs to whitespace or a comma (so `uri=sip:1@h` is kept); the first of a duplicated parameter wins; a
-//! parameter that does not parse is skipped up to the next comma outside quotes. A quoted value is
-//! returned as the raw bytes between its quotes: `\"` escapes are not undone (so `"a\"b"` gives
-//! `a\"b`), and a value without its closing quote is dropped.
+//! Liberal: the scheme and parameter names in any case; values quoted or not; SP, HTAB and folds
+//! (CR/LF) around names, `=` and commas; a missing comma between parameters. An unquoted value
+//! runs to whitespace or a comma (so `uri=sip:1@h` is kept); the first of a duplicated parameter
+//! wins; a parameter that does not parse is skipped up to the next comma outside quotes. A quoted
+//! value is returned as the raw bytes between its quotes: `\"` escapes are not undone (so
+//! `"a\"b"` gives `a\"b`), and a value without its closing quote is dropped.
 //!
 //! Never: allocates, panics on any input, returns a slice outside the input, errs (a garbled value
 //! gives fields that are `None`).
@@ -225,8 +225,11 @@ mod tests {
         assert_eq!(no_auth.auth_username(), None);
     }
 
+    /// (value, digest, username)
+    type UsernameCase = (&'static [u8], bool, Option<&'static [u8]>);
+
     #[rustfmt::skip]
-    const USERNAME_CASES: &[(&[u8], bool, Option<&[u8]>)] = &[
+    const USERNAME_CASES: &[UsernameCase] = &[
         (b"Digest username=\"100\"", true, Some(b"100")),
         (b"digest USERNAME = \"100\" , realm=\"r\"", true, Some(b"100")),
         (b"DIGEST\r\n\tusername=100,nonce=x", true, Some(b"100")),
@@ -279,7 +282,15 @@ mod tests {
     }
 
     const NAMES: [&str; 10] = [
-        "username", "realm", "nonce", "uri", "response", "algorithm", "qop", "cnonce", "nc",
+        "username",
+        "realm",
+        "nonce",
+        "uri",
+        "response",
+        "algorithm",
+        "qop",
+        "cnonce",
+        "nc",
         "opaque",
     ];
 
@@ -297,7 +308,13 @@ mod tests {
     }
 
     fn spaces() -> impl Strategy<Value = &'static str> {
-        prop_oneof![Just(""), Just(" "), Just("\t "), Just("\r\n "), Just("\r\n\t")]
+        prop_oneof![
+            Just(""),
+            Just(" "),
+            Just("\t "),
+            Just("\r\n "),
+            Just("\r\n\t")
+        ]
     }
 
     prop_compose! {

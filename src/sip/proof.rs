@@ -35,6 +35,8 @@ const FRESH_BUCKETS: u64 = PROOF_TOKEN_FRESH_S / PROOF_BUCKET_S;
 const SKEW_BUCKETS: u64 = PROOF_FUTURE_SKEW_S / PROOF_BUCKET_S;
 const DAY_LABEL: &[u8] = b"sentrypeer proof day";
 const HEX: &[u8; 16] = b"0123456789abcdef";
+// Short enough for a To-tag or nonce that draws no attention.
+const _: () = assert!(TOKEN_BYTES <= 32);
 
 /// The per-node master secret the daily MAC keys are derived from.
 #[derive(Clone)]
@@ -115,7 +117,13 @@ impl ProofKey {
     }
 
     /// Whether `token` is a fresh token of ours of `kind` for `ip` at `now_s` (UTC seconds).
-    pub fn check_token(&self, kind: TokenKind, ip: IpAddr, token: &[u8], now_s: u64) -> TokenVerdict {
+    pub fn check_token(
+        &self,
+        kind: TokenKind,
+        ip: IpAddr,
+        token: &[u8],
+        now_s: u64,
+    ) -> TokenVerdict {
         let Some((bucket_low, mac)) = parse_token(token) else {
             return TokenVerdict::Foreign;
         };
@@ -242,8 +250,8 @@ mod tests {
 
     fn any_ip() -> impl Strategy<Value = IpAddr> {
         prop_oneof![
-            any::<[u8; 4]>().prop_map(|octets| IpAddr::from(octets)),
-            any::<[u8; 16]>().prop_map(|octets| IpAddr::from(octets)),
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(IpAddr::from),
         ]
     }
 
@@ -252,9 +260,14 @@ mod tests {
         let token = key(1).make_token(TokenKind::Tag, IpAddr::from([192, 0, 2, 1]), NOW_S);
         let text = token.as_bytes();
         assert_eq!(text.len(), TOKEN_BYTES);
-        assert!(TOKEN_BYTES <= 32);
-        assert!(text.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
-        assert_eq!(&text[..8], format!("{:08x}", NOW_S / PROOF_BUCKET_S).as_bytes());
+        assert!(
+            text.iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        );
+        assert_eq!(
+            &text[..8],
+            format!("{:08x}", NOW_S / PROOF_BUCKET_S).as_bytes()
+        );
         assert_eq!(format!("{token:?}").len(), TOKEN_BYTES + 7);
         assert_eq!(format!("{:?}", key(1)), "ProofKey(..)");
     }

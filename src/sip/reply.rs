@@ -363,7 +363,12 @@ Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
         assert_eq!(reply.len, REPLY_BYTES_MAX);
         let over_limit = message_with_from_bytes(room + 1);
         assert_eq!(
-            build_reply(&unbounded(scan(&over_limit).unwrap()), SERVER, b"as7f3c", &mut out),
+            build_reply(
+                &unbounded(scan(&over_limit).unwrap()),
+                SERVER,
+                b"as7f3c",
+                &mut out
+            ),
             None
         );
         assert!(out.is_empty());
@@ -405,16 +410,25 @@ Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
     fn reply_challenge_to_sipvicious_register() {
         let out = response_for(corpus_file("valid/sipvicious_register.sip"), CHALLENGE).unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
-        assert!(text.starts_with("SIP/2.0 401 Unauthorized\r\nVia: "), "{text}");
+        assert!(
+            text.starts_with("SIP/2.0 401 Unauthorized\r\nVia: "),
+            "{text}"
+        );
         assert!(text.contains("\r\nCSeq: 1 REGISTER\r\n"), "{text}");
-        assert!(text.contains("\r\nServer: FPBX-16.0.33(18.13.0)\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nServer: FPBX-16.0.33(18.13.0)\r\n"),
+            "{text}"
+        );
         assert!(text.ends_with(
             "\r\nWWW-Authenticate: Digest realm=\"asterisk\", \
              nonce=\"01c8f2a0d41b9e5a7c3f0e9d2b16\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n"
         ));
         assert!(!text.contains("Allow: "));
         assert_eq!(scan(&out), Err(NotRequest::Response));
-        let forbidden = response_for(corpus_file("valid/sipvicious_register.sip"), Status::Forbidden);
+        let forbidden = response_for(
+            corpus_file("valid/sipvicious_register.sip"),
+            Status::Forbidden,
+        );
         let text = String::from_utf8(forbidden.unwrap()).unwrap();
         assert!(text.starts_with("SIP/2.0 403 Forbidden\r\nVia: "), "{text}");
         assert!(text.contains(";tag=as7f3c\r\n"), "{text}");
@@ -430,7 +444,9 @@ Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
         let out = response_for(corpus_file("valid/sipvicious_register.sip"), status).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.contains("\r\nWWW-Authenticate: Digest realm=\"abcX: y\", nonce=\"n\", algorithm=MD5\r\n"),
+            text.contains(
+                "\r\nWWW-Authenticate: Digest realm=\"abcX: y\", nonce=\"n\", algorithm=MD5\r\n"
+            ),
             "{text}"
         );
     }
@@ -441,9 +457,18 @@ Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
             let request = scan(corpus_file("valid/sipvicious_options.sip")).unwrap();
             let mut out = Vec::new();
             let full = build_response(&unbounded(request), status, SERVER, b"t", &mut out).unwrap();
-            let at = Request { message_bytes: full.len.div_ceil(2), ..request };
-            assert_eq!(build_response(&at, status, SERVER, b"t", &mut out), Some(full));
-            let under = Request { message_bytes: (full.len - 1) / 2, ..request };
+            let at = Request {
+                message_bytes: full.len.div_ceil(2),
+                ..request
+            };
+            assert_eq!(
+                build_response(&at, status, SERVER, b"t", &mut out),
+                Some(full)
+            );
+            let under = Request {
+                message_bytes: (full.len - 1) / 2,
+                ..request
+            };
             assert_eq!(build_response(&under, status, SERVER, b"t", &mut out), None);
             assert!(out.is_empty());
         }

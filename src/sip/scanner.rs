@@ -1000,7 +1000,12 @@ pub(crate) mod tests {
         let value = request.authorization.unwrap();
         assert!(value.starts_with(b"Digest username=\"100\", uri="));
         assert!(value.ends_with(b"response=\"6dda1d135285e4e384e0e97a362289ec\""));
-        assert_eq!(scan(corpus_file("valid/sipvicious_register.sip")).unwrap().authorization, None);
+        assert_eq!(
+            scan(corpus_file("valid/sipvicious_register.sip"))
+                .unwrap()
+                .authorization,
+            None
+        );
         let both = b"INVITE sip:1@h SIP/2.0\r\nproxy-authorization :  Digest a=1\r\n\
 Authorization: Digest b=2\r\n\r\n";
         assert_eq!(scan(both).unwrap().authorization, Some(&b"Digest a=1"[..]));
