@@ -13,8 +13,9 @@
 //! skipped (RFC 3261 7.5); header names are case-insensitive with compact forms; lines end in CRLF
 //! or a bare LF; a line starting with SP/HTAB continues the previous header; the headers end at the
 //! first blank line or at the end of the input; at most `SIP_HEADERS_COUNT_MAX` header lines are
-//! looked at. The first To/From/Call-ID/CSeq/User-Agent/Content-Length wins; every Via line is kept
-//! (up to `SIP_VIA_COUNT_MAX`).
+//! looked at. The first To/From/Call-ID/CSeq/User-Agent/Content-Length wins, and the first
+//! Authorization or Proxy-Authorization (no compact form); every Via line is kept (up to
+//! `SIP_VIA_COUNT_MAX`). [`Request::to_tag`] reads the To header's `tag` parameter.
 //!
 //! Never: allocates (the scratch buffers are the caller's), panics on any input, returns a slice
 //! outside the input, looks at more than `SIP_HEADERS_COUNT_MAX` header lines.
