@@ -481,16 +481,12 @@ pub const PROOF_TOKEN_FRESH_S: u64 = 3_600;
 
 /// How far in the future a token's bucket may lie, in seconds: tokens are made and checked on the
 /// same node with one clock, so only a bucket boundary crossed between shards (or a small clock
-/// step) needs room; more would let a leaked day key mint tokens that stay fresh longer.
+/// step back) needs room; a token from further ahead is not one of ours.
 pub const PROOF_FUTURE_SKEW_S: u64 = 120;
 
 /// MAC bytes a proof token carries (hex: twice as many characters): 80 bits, far beyond what a
 /// spoofer guessing over UDP can try, while the whole token stays 28 characters.
 pub const PROOF_MAC_BYTES: usize = 10;
-
-/// Longest Digest realm (`--sip-realm`) a challenge carries; `"`, `\` and control bytes are
-/// never written into a reply even if configured.
-pub const SIP_REALM_BYTES_MAX: usize = 64;
 
 const _: () = assert!(86_400 % PROOF_BUCKET_S == 0);
 const _: () = assert!(PROOF_TOKEN_FRESH_S >= PROOF_BUCKET_S);
