@@ -3,9 +3,9 @@
 //! Input: the last byte picks the `Server` value and the To tag (typical, empty, the longest
 //! allowed, or holding CR/LF); all bytes are the request.
 //!
-//! Invariants: `None` for `ACK` and when Via, From, To, Call-ID or CSeq is missing or blank (then
-//! the buffer is empty); otherwise the reply is at most `REPLY_BYTES_MAX` bytes, is
-//! `out[..len]`, starts with `SIP/2.0 200 OK\r\n`, ends with the only blank line, holds CR and LF
+//! Invariants: `None` for `ACK`, when Via, From, To, Call-ID or CSeq is missing or blank, or when
+//! the reply would be over twice the request (then the buffer is empty); otherwise the reply is at most `REPLY_BYTES_MAX` bytes and twice the
+//! request's, is `out[..len]`, starts with `SIP/2.0 200 OK\r\n`, ends with the only blank line, holds CR and LF
 //! only as CRLF line ends, has exactly one line per header written (no value can add a header),
 //! and scans as `NotRequest::Response`.
 #![no_main]
@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
 
     assert_eq!(reply.len, out.len());
     assert!(reply.len <= REPLY_BYTES_MAX, "reply over REPLY_BYTES_MAX");
+    assert!(reply.len <= 2 * data.len(), "reply over twice the request");
     assert!(out.capacity() == REPLY_BYTES_MAX, "the reply buffer grew");
     assert!(out.starts_with(b"SIP/2.0 200 OK\r\n"));
     assert!(out.ends_with(b"\r\n\r\n"));

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the hand-made seed inputs under fuzz/seeds/<target>/ (run from anywhere).
 
-The SIP targets (sip_scanner, sip_reply) also get every tests/corpus/**/*.sip file at run time
+The SIP targets (sip_scanner, sip_reply, sip_auth) also get every tests/corpus/**/*.sip file at run time
 (see .ci/fuzz); the seeds here cover the input layouts those files do not: the framer's two
 prefix bytes, P2P JSON messages, API request targets and binary event records.
 """
@@ -46,6 +46,24 @@ base = corpus("valid/sipvicious_options.sip")
 for pick in range(12):
     write("sip_reply", f"options_pick{pick}", base + bytes([pick]))
 write("sip_reply", "via_flood", corpus("attack/via_flood.sip"))
+
+# sip_auth: credentials and To-tags in the shapes real clients and hostile ones send; the first
+# 8 bytes set the clock, the last byte picks the realm.
+AUTH_VALUES = [
+    b'Digest username="100",realm="asterisk",nonce="0123abcd",uri="sip:h",response="5d54"',
+    b'digest USERNAME = "a\\"b" ,\r\n realm=r, nonce=00000000aaaaaaaaaaaaaaaaaaaa',
+    b'Digest username="unterminated, realm="r"',
+    b'Basic dXNlcjpwYXNz',
+]
+for n, value in enumerate(AUTH_VALUES):
+    for name in (b"Authorization", b"Proxy-Authorization"):
+        message = (
+            b"INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@h>;tag=1\r\nTo: <sip:1@h>;tag=01c8f2a0d41b9e5a7c3f0e9d2b16\r\n"
+            b"Call-ID: c\r\nCSeq: 2 INVITE\r\n" + name + b": " + value + b"\r\n\r\n"
+        )
+        write("sip_auth", f"{name.decode().lower()}{n}", message + bytes([n]))
+write("sip_auth", "ack_to_tag", b"ACK sip:1@h SIP/2.0\r\nTo: <sip:1@h;tag=u> ; TAG = 0abc\r\n\r\n")
 
 # p2p_entry: JSON messages (NOW = 2025-11-28 10:40:00 UTC in the target).
 OWN = str(uuid.UUID(int=0x01923E4A7B1C7D2E8F3A00000000AAAA))

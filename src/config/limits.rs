@@ -468,3 +468,29 @@ pub const IO_ERROR_RETRY_PAUSE: Duration = Duration::from_millis(10);
 /// tasks, so a connection that always has bytes ready cannot starve them; the same count as a
 /// UDP socket's `SHARD_BATCH_BEFORE_YIELD`.
 pub const STREAM_READS_BEFORE_YIELD: usize = SHARD_BATCH_BEFORE_YIELD;
+
+// SIP source proof (issue 18): the keyed To-tags and Digest nonces of `sip::proof`, the
+// challenge reply of `sip::reply`.
+
+/// Width of a proof token's time bucket, in seconds: the token names its bucket, so freshness is
+/// known to the minute. Divides a day, so each bucket belongs to one daily key.
+pub const PROOF_BUCKET_S: u64 = 60;
+
+/// How long a To-tag or nonce of ours stays valid, in seconds (counted in whole buckets from the
+/// bucket it was made in): a To-tag must outlive the call it names, up to its BYE (a scanner's
+/// test call rarely lasts minutes, an hour covers long ones), and a Digest client answers a
+/// challenge within seconds. Older tokens of ours are `Stale`, not proof.
+pub const PROOF_TOKEN_FRESH_S: u64 = 3_600;
+
+/// How far in the future a token's bucket may lie, in seconds: tokens are made and checked on the
+/// same node with one clock, so only a bucket boundary crossed between shards (or a small clock
+/// step back) needs room; a token from further ahead is not one of ours.
+pub const PROOF_FUTURE_SKEW_S: u64 = 120;
+
+/// MAC bytes a proof token carries (hex: twice as many characters): 80 bits, far beyond what a
+/// spoofer guessing over UDP can try, while the whole token stays 28 characters.
+pub const PROOF_MAC_BYTES: usize = 10;
+
+const _: () = assert!(86_400 % PROOF_BUCKET_S == 0);
+const _: () = assert!(PROOF_TOKEN_FRESH_S >= PROOF_BUCKET_S);
+const _: () = assert!(PROOF_MAC_BYTES >= 8 && PROOF_MAC_BYTES <= 32);

@@ -1,15 +1,18 @@
-//! The responsive-mode reply: a well-formed `SIP/2.0 200 OK` that echoes the request's Via (all),
-//! From, To (with a tag added if it has none), Call-ID and CSeq (compat.md §2).
+//! The responsive-mode replies (compat.md §2): `200 OK`, and for `--sip-challenge` a
+//! `401 Unauthorized` Digest challenge or a `403 Forbidden`. Each echoes the request's Via (all),
+//! From, To (with a tag added if it has none), Call-ID and CSeq, and names the `Server`.
 //!
-//! [`build_reply`] writes into a caller-owned buffer and returns a `#[must_use]` [`Reply`]; the
-//! caller sends `out[..reply.len]`. Echoed values are unfolded (every line break becomes a space),
-//! so a hostile value cannot add a header or end the reply early.
+//! [`build_response`] (and [`build_reply`], its 200 OK) writes into a caller-owned buffer and
+//! returns a `#[must_use]` [`Reply`]; the caller sends `out[..reply.len]`. Echoed values are
+//! unfolded (every line break becomes a space), so a hostile value cannot add a header or end the
+//! reply early; the realm and nonce are written without `"`, `\` and control bytes.
 //!
 //! Never: allocates once `out` has `REPLY_BYTES_MAX` capacity, writes more than
-//! [`REPLY_BYTES_MAX`] bytes, answers `ACK`, panics on any input.
+//! [`REPLY_BYTES_MAX`] bytes or more than twice the request's bytes (no reflection
+//! amplification), answers `ACK`, panics on any input.
 
 use crate::config::limits::REPLY_BYTES_MAX;
-use crate::sip::scanner::{Request, angle_index, unfold_into, unfolded_len};
+use crate::sip::scanner::{Request, tag_param, unfold_into, unfolded_len};
 
 /// The methods the reply claims to allow (those of the Asterisk build the default `Server`
 /// imitates).
@@ -23,11 +26,44 @@ pub struct Reply {
     pub len: usize,
 }
 
-/// Writes the 200 OK for `request` into `out` (cleared first). `None` for `ACK`, when Via, From,
-/// To, Call-ID or CSeq is missing or blank, or when the reply would exceed `REPLY_BYTES_MAX`
-/// (then `out` is left empty).
+/// The status of a response, with what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<'s> {
+    /// `200 OK`, with `Allow`.
+    Ok,
+    /// `401 Unauthorized` with `WWW-Authenticate: Digest realm="<realm>", nonce="<nonce>",
+    /// algorithm=MD5` (`"`, `\` and control bytes of either are left out).
+    Unauthorized { realm: &'s [u8], nonce: &'s [u8] },
+    /// `403 Forbidden`.
+    Forbidden,
+}
+
+impl Status<'_> {
+    fn status_line(self) -> &'static [u8] {
+        match self {
+            Self::Ok => b"SIP/2.0 200 OK\r\n",
+            Self::Unauthorized { .. } => b"SIP/2.0 401 Unauthorized\r\n",
+            Self::Forbidden => b"SIP/2.0 403 Forbidden\r\n",
+        }
+    }
+}
+
+/// Writes the 200 OK for `request` into `out`: [`build_response`] with [`Status::Ok`].
 pub fn build_reply(
     request: &Request<'_>,
+    server: &[u8],
+    to_tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Reply> {
+    build_response(request, Status::Ok, server, to_tag, out)
+}
+
+/// Writes the `status` response to `request` into `out` (cleared first). `None` for `ACK`, when
+/// Via, From, To, Call-ID or CSeq is missing or blank, or when the response would exceed
+/// `REPLY_BYTES_MAX` or twice `request.message_bytes` (then `out` is left empty).
+pub fn build_response(
+    request: &Request<'_>,
+    status: Status<'_>,
     server: &[u8],
     to_tag: &[u8],
     out: &mut Vec<u8>,
@@ -43,13 +79,18 @@ pub fn build_reply(
     if request.vias().is_empty() {
         return None;
     }
-    let mut writer = Writer { out, fits: true };
-    writer.bytes(b"SIP/2.0 200 OK\r\n");
+    let max_bytes = REPLY_BYTES_MAX.min(request.message_bytes.saturating_mul(2));
+    let mut writer = Writer {
+        out,
+        fits: true,
+        max_bytes,
+    };
+    writer.bytes(status.status_line());
     for via in request.vias() {
         writer.header(b"Via: ", via, &[]);
     }
     writer.header(b"From: ", from, &[]);
-    if has_tag_param(to) || to_tag.is_empty() {
+    if tag_param(to).is_some() || to_tag.is_empty() {
         writer.header(b"To: ", to, &[]);
     } else {
         writer.header(b"To: ", to, &[b";tag=", to_tag]);
@@ -57,13 +98,17 @@ pub fn build_reply(
     writer.header(b"Call-ID: ", call_id, &[]);
     writer.header(b"CSeq: ", cseq, &[]);
     writer.header(b"Server: ", server, &[]);
-    writer.header(b"Allow: ", ALLOW, &[]);
+    match status {
+        Status::Ok => writer.header(b"Allow: ", ALLOW, &[]),
+        Status::Unauthorized { realm, nonce } => writer.challenge(realm, nonce),
+        Status::Forbidden => {}
+    }
     writer.bytes(b"Content-Length: 0\r\n\r\n");
     if !writer.fits {
         out.clear();
         return None;
     }
-    debug_assert!(out.len() <= REPLY_BYTES_MAX);
+    debug_assert!(out.len() <= max_bytes);
     debug_assert!(out.ends_with(b"\r\n\r\n"));
     Some(Reply { len: out.len() })
 }
@@ -72,16 +117,22 @@ fn present(value: Option<&[u8]>) -> Option<&[u8]> {
     value.filter(|value| !value.is_empty())
 }
 
-/// Appends to the reply while it fits in `REPLY_BYTES_MAX`; once something does not fit, writes
+/// A byte that may stand inside a quoted string we write: printable, not `"` or `\`.
+fn quotable(byte: u8) -> bool {
+    (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\'
+}
+
+/// Appends to the reply while it fits in `max_bytes`; once something does not fit, writes
 /// nothing more.
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
     fits: bool,
+    max_bytes: usize,
 }
 
 impl Writer<'_> {
     fn reserve(&mut self, bytes: usize) -> bool {
-        self.fits = self.fits && self.out.len().saturating_add(bytes) <= REPLY_BYTES_MAX;
+        self.fits = self.fits && self.out.len().saturating_add(bytes) <= self.max_bytes;
         self.fits
     }
 
@@ -95,7 +146,7 @@ impl Writer<'_> {
     fn header(&mut self, name: &[u8], value: &[u8], suffix: &[&[u8]]) {
         let suffix_bytes: usize = suffix.iter().map(|part| part.len()).sum();
         let mut value_bytes = value.len().saturating_add(suffix_bytes);
-        if self.out.len().saturating_add(name.len() + value_bytes + 2) > REPLY_BYTES_MAX {
+        if self.out.len().saturating_add(name.len() + value_bytes + 2) > self.max_bytes {
             // Unfolding only shrinks: count exactly before giving up.
             value_bytes =
                 unfolded_len(value) + suffix.iter().map(|part| unfolded_len(part)).sum::<usize>();
@@ -110,25 +161,24 @@ impl Writer<'_> {
         }
         self.out.extend_from_slice(b"\r\n");
     }
-}
 
-/// True if the To value carries a `tag` header parameter (after the `>` of a name-addr, or after
-/// the URI of a bare addr-spec); a `tag` inside `<...>` is a URI parameter and does not count.
-fn has_tag_param(to: &[u8]) -> bool {
-    let params = match angle_index(to) {
-        Some(open_index) => {
-            let rest = to.get(open_index..).unwrap_or_default();
-            memchr::memchr(b'>', rest).and_then(|close_index| rest.get(close_index + 1..))
+    /// The `WWW-Authenticate` Digest challenge line.
+    fn challenge(&mut self, realm: &[u8], nonce: &[u8]) {
+        self.bytes(b"WWW-Authenticate: Digest realm=\"");
+        self.quoted(realm);
+        self.bytes(b"\", nonce=\"");
+        self.quoted(nonce);
+        self.bytes(b"\", algorithm=MD5\r\n");
+    }
+
+    /// The [`quotable`] bytes of `value`.
+    fn quoted(&mut self, value: &[u8]) {
+        let kept = value.iter().filter(|&&byte| quotable(byte)).count();
+        if self.reserve(kept) {
+            self.out
+                .extend(value.iter().copied().filter(|&byte| quotable(byte)));
         }
-        None => memchr::memchr(b';', to).and_then(|semicolon_index| to.get(semicolon_index..)),
-    };
-    params
-        .unwrap_or_default()
-        .split(|&byte| byte == b';')
-        .any(|param| {
-            let name = param.split(|&byte| byte == b'=').next().unwrap_or_default();
-            name.trim_ascii().eq_ignore_ascii_case(b"tag")
-        })
+    }
 }
 
 #[cfg(test)]
@@ -147,9 +197,18 @@ mod tests {
 
     const SERVER: &[u8] = b"FPBX-16.0.33(18.13.0)";
 
+    /// `request` as if it were long enough for any reply (the 2x rule has its own tests).
+    fn unbounded(request: Request<'_>) -> Request<'_> {
+        Request {
+            message_bytes: REPLY_BYTES_MAX,
+            ..request
+        }
+    }
+
     fn reply_for(message: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        let reply = build_reply(&scan(message).unwrap(), SERVER, b"as7f3c", &mut out)?;
+        let request = unbounded(scan(message).unwrap());
+        let reply = build_reply(&request, SERVER, b"as7f3c", &mut out)?;
         assert_eq!(reply.len, out.len());
         Some(out)
     }
@@ -218,7 +277,7 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn reply_tag_detection() {
         for &(to, want) in TAG_CASES {
-            assert_eq!(has_tag_param(to), want, "{}", to.escape_ascii());
+            assert_eq!(tag_param(to).is_some(), want, "{}", to.escape_ascii());
         }
     }
 
@@ -299,11 +358,17 @@ Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
         let mut out = Vec::with_capacity(REPLY_BYTES_MAX);
         let pointer = out.as_ptr();
         let at_limit = message_with_from_bytes(room);
-        let reply = build_reply(&scan(&at_limit).unwrap(), SERVER, b"as7f3c", &mut out).unwrap();
+        let request = unbounded(scan(&at_limit).unwrap());
+        let reply = build_reply(&request, SERVER, b"as7f3c", &mut out).unwrap();
         assert_eq!(reply.len, REPLY_BYTES_MAX);
         let over_limit = message_with_from_bytes(room + 1);
         assert_eq!(
-            build_reply(&scan(&over_limit).unwrap(), SERVER, b"as7f3c", &mut out),
+            build_reply(
+                &unbounded(scan(&over_limit).unwrap()),
+                SERVER,
+                b"as7f3c",
+                &mut out
+            ),
             None
         );
         assert!(out.is_empty());
@@ -327,7 +392,135 @@ Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
         }
     }
 
+    const REALM: &[u8] = b"asterisk";
+    const NONCE: &[u8] = b"01c8f2a0d41b9e5a7c3f0e9d2b16";
+    const CHALLENGE: Status<'static> = Status::Unauthorized {
+        realm: REALM,
+        nonce: NONCE,
+    };
+
+    fn response_for(message: &[u8], status: Status<'_>) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let reply = build_response(&scan(message).unwrap(), status, SERVER, b"as7f3c", &mut out)?;
+        assert_eq!(reply.len, out.len());
+        Some(out)
+    }
+
+    #[test]
+    fn reply_challenge_to_sipvicious_register() {
+        let out = response_for(corpus_file("valid/sipvicious_register.sip"), CHALLENGE).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.starts_with("SIP/2.0 401 Unauthorized\r\nVia: "),
+            "{text}"
+        );
+        assert!(text.contains("\r\nCSeq: 1 REGISTER\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nServer: FPBX-16.0.33(18.13.0)\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with(
+            "\r\nWWW-Authenticate: Digest realm=\"asterisk\", \
+             nonce=\"01c8f2a0d41b9e5a7c3f0e9d2b16\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!text.contains("Allow: "));
+        assert_eq!(scan(&out), Err(NotRequest::Response));
+        let forbidden = response_for(
+            corpus_file("valid/sipvicious_register.sip"),
+            Status::Forbidden,
+        );
+        let text = String::from_utf8(forbidden.unwrap()).unwrap();
+        assert!(text.starts_with("SIP/2.0 403 Forbidden\r\nVia: "), "{text}");
+        assert!(text.contains(";tag=as7f3c\r\n"), "{text}");
+        assert!(text.ends_with("\r\nServer: FPBX-16.0.33(18.13.0)\r\nContent-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn reply_challenge_strips_realm_and_nonce() {
+        let status = Status::Unauthorized {
+            realm: b"a\"b\\c\r\nX: y\x00\x7f\xff",
+            nonce: b"n\"\r\n",
+        };
+        let out = response_for(corpus_file("valid/sipvicious_register.sip"), status).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "\r\nWWW-Authenticate: Digest realm=\"abcX: y\", nonce=\"n\", algorithm=MD5\r\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reply_never_over_twice_the_request() {
+        for status in [Status::Ok, CHALLENGE, Status::Forbidden] {
+            let request = scan(corpus_file("valid/sipvicious_options.sip")).unwrap();
+            let mut out = Vec::new();
+            let full = build_response(&unbounded(request), status, SERVER, b"t", &mut out).unwrap();
+            let at = Request {
+                message_bytes: full.len.div_ceil(2),
+                ..request
+            };
+            assert_eq!(
+                build_response(&at, status, SERVER, b"t", &mut out),
+                Some(full)
+            );
+            let under = Request {
+                message_bytes: (full.len - 1) / 2,
+                ..request
+            };
+            assert_eq!(build_response(&under, status, SERVER, b"t", &mut out), None);
+            assert!(out.is_empty());
+        }
+        // A minimal request is not worth a 200 OK (its Allow line alone is 120 bytes).
+        let small = b"OPTIONS sip:a@b SIP/2.0\r\nVia: v\r\nFrom: f\r\nTo: t\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        assert_eq!(response_for(small, Status::Ok), None);
+        assert!(response_for(small, Status::Forbidden).is_some());
+    }
+
+    /// The corpus requests that get no reply only because of the 2x rule (with a proof token as
+    /// the To-tag): none.
+    #[test]
+    fn reply_corpus_requests_over_twice() {
+        let mut out = Vec::new();
+        let mut refused = Vec::new();
+        let tag = [b'0'; crate::sip::proof::TOKEN_BYTES];
+        for &(path, bytes) in CORPUS {
+            let Ok(request) = scan(bytes) else { continue };
+            for status in [Status::Ok, CHALLENGE, Status::Forbidden] {
+                let full = build_response(&unbounded(request), status, SERVER, &tag, &mut out);
+                let real = build_response(&request, status, SERVER, &tag, &mut out);
+                if full.is_some() && real.is_none() {
+                    refused.push((path, status.status_line()));
+                }
+            }
+        }
+        assert_eq!(refused, [], "{refused:?}");
+    }
+
     proptest! {
+        #[test]
+        fn reply_any_status_within_twice_the_request(
+            message in proptest::collection::vec(any::<u8>(), 0..300),
+            realm in proptest::collection::vec(any::<u8>(), 0..80),
+            pick in 0usize..3,
+        ) {
+            let mut full = b"INVITE sip:1@h SIP/2.0\r\nVia: v\r\nFrom: f\r\nTo: t\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n".to_vec();
+            full.extend_from_slice(&message);
+            let statuses = [Status::Ok, Status::Unauthorized { realm: &realm, nonce: NONCE }, Status::Forbidden];
+            let mut out = Vec::new();
+            if let Ok(request) = scan(&full)
+                && let Some(reply) = build_response(&request, statuses[pick], SERVER, b"t", &mut out)
+            {
+                prop_assert!(reply.len <= 2 * full.len());
+                prop_assert!(reply.len <= REPLY_BYTES_MAX);
+                prop_assert!(out.ends_with(b"\r\n\r\n"));
+                prop_assert_eq!(out.windows(4).filter(|w| w == b"\r\n\r\n").count(), 1);
+            } else {
+                prop_assert!(out.is_empty());
+            }
+        }
+
         #[test]
         fn reply_well_formed_for_any_values(
             values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 5),
@@ -343,7 +536,7 @@ Call-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
             }
             let mut out = Vec::new();
             if let Ok(request) = scan(&message)
-                && let Some(reply) = build_reply(&request, &server, b"t", &mut out)
+                && let Some(reply) = build_reply(&unbounded(request), &server, b"t", &mut out)
             {
                 prop_assert!(reply.len <= REPLY_BYTES_MAX);
                 prop_assert_eq!(out.windows(4).filter(|w| w == b"\r\n\r\n").count(), 1);

@@ -13,8 +13,9 @@
 //! skipped (RFC 3261 7.5); header names are case-insensitive with compact forms; lines end in CRLF
 //! or a bare LF; a line starting with SP/HTAB continues the previous header; the headers end at the
 //! first blank line or at the end of the input; at most `SIP_HEADERS_COUNT_MAX` header lines are
-//! looked at. The first To/From/Call-ID/CSeq/User-Agent/Content-Length wins; every Via line is kept
-//! (up to `SIP_VIA_COUNT_MAX`).
+//! looked at. The first To/From/Call-ID/CSeq/User-Agent/Content-Length wins, and the first
+//! Authorization or Proxy-Authorization (no compact form); every Via line is kept (up to
+//! `SIP_VIA_COUNT_MAX`). [`Request::to_tag`] reads the To header's `tag` parameter.
 //!
 //! Never: allocates (the scratch buffers are the caller's), panics on any input, returns a slice
 //! outside the input, looks at more than `SIP_HEADERS_COUNT_MAX` header lines.
@@ -53,8 +54,12 @@ pub struct Request<'a> {
     /// The first User-Agent value, raw (may be blank or folded).
     pub user_agent: Option<&'a [u8]>,
     pub content_length: Option<u32>,
+    /// The first Authorization or Proxy-Authorization value, raw (see [`crate::sip::auth`]).
+    pub authorization: Option<&'a [u8]>,
     /// Bytes of the start line and headers, including the blank line.
     pub header_bytes: usize,
+    /// Bytes of the whole scanned message (a reply is at most twice this).
+    pub message_bytes: usize,
 }
 
 /// The headers the scanner records.
@@ -67,6 +72,8 @@ pub(crate) enum Known {
     Via,
     UserAgent,
     ContentLength,
+    /// `Authorization` or `Proxy-Authorization` (no compact form).
+    Authorization,
 }
 
 /// Scans one message (a datagram or one framed stream message).
@@ -90,7 +97,9 @@ pub fn scan(message: &[u8]) -> Result<Request<'_>, NotRequest> {
         via_count: 0,
         user_agent: None,
         content_length: None,
+        authorization: None,
         header_bytes: message.len(),
+        message_bytes: message.len(),
     };
     let mut lines = HeaderLines::new(message, headers_index);
     let mut header_count = 0;
@@ -124,6 +133,9 @@ fn record_header<'a>(request: &mut Request<'a>, header: Header<'a>) {
         }
         Known::UserAgent => {
             request.user_agent.get_or_insert(value);
+        }
+        Known::Authorization => {
+            request.authorization.get_or_insert(value);
         }
         Known::Via => {
             if let Some(slot) = request.vias.get_mut(request.via_count) {
@@ -329,6 +341,15 @@ fn match_name(line: &[u8], tail: &[u8]) -> Option<(Known, usize)> {
         b'u' => FOLDED_USER_AGENT
             .matches(word())
             .then_some((Known::UserAgent, FOLDED_USER_AGENT.len)),
+        b'a' => FOLDED_AUTHORIZATION
+            .matches(word())
+            .then_some((Known::Authorization, FOLDED_AUTHORIZATION.len)),
+        // 19 bytes: the first 15 as one word, then the rest.
+        b'p' => (FOLDED_PROXY_AUTHORIZA.matches(word())
+            && line
+                .get(FOLDED_PROXY_AUTHORIZA.len..PROXY_AUTHORIZATION_LEN)
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(b"tion")))
+        .then_some((Known::Authorization, PROXY_AUTHORIZATION_LEN)),
         b'c' => {
             let (known, folded) = match line.get(1)? | 0x20 {
                 b's' => (Known::CSeq, FOLDED_CSEQ),
@@ -401,6 +422,9 @@ const FOLDED_CSEQ: Folded = folded(b"cseq");
 const FOLDED_CALL_ID: Folded = folded(b"call-id");
 const FOLDED_USER_AGENT: Folded = folded(b"user-agent");
 const FOLDED_CONTENT_LENGTH: Folded = folded(b"content-length");
+const FOLDED_AUTHORIZATION: Folded = folded(b"authorization");
+const FOLDED_PROXY_AUTHORIZA: Folded = folded(b"proxy-authoriza");
+const PROXY_AUTHORIZATION_LEN: usize = b"proxy-authorization".len();
 
 /// Iterates the logical header lines from `index` to the blank line (or the end of the input).
 #[derive(Debug, Clone)]
@@ -543,6 +567,12 @@ impl<'a> Request<'a> {
         None
     }
 
+    /// The value of the To header's `tag` parameter (not a URI parameter inside `<...>`), trimmed;
+    /// `None` if there is no To, no tag or a blank one.
+    pub fn to_tag(&self) -> Option<&'a [u8]> {
+        tag_param(self.to?).filter(|tag| !tag.is_empty())
+    }
+
     /// The first User-Agent value, unfolded and trimmed; `None` if absent or blank.
     pub fn user_agent_value<'b>(&self, scratch: &'b mut Vec<u8>) -> Option<&'b [u8]> {
         scratch.clear();
@@ -553,6 +583,28 @@ impl<'a> Request<'a> {
             Some(scratch.as_slice())
         }
     }
+}
+
+/// The value of the `tag` header parameter of a To (or From) value, trimmed (empty for a bare
+/// `;tag`): after the `>` of a name-addr, or after the URI of a bare addr-spec; a `tag` inside
+/// `<...>` is a URI parameter and does not count.
+pub(crate) fn tag_param(to: &[u8]) -> Option<&[u8]> {
+    let params = match angle_index(to) {
+        Some(open_index) => {
+            let rest = to.get(open_index..).unwrap_or_default();
+            memchr(b'>', rest).and_then(|close_index| rest.get(close_index + 1..))
+        }
+        None => memchr(b';', to).and_then(|semicolon_index| to.get(semicolon_index..)),
+    };
+    params?.split(|&byte| byte == b';').find_map(|param| {
+        let (name, value) = match memchr(b'=', param) {
+            Some(equals_index) => (param.get(..equals_index)?, param.get(equals_index + 1..)?),
+            None => (param, &[][..]),
+        };
+        name.trim_ascii()
+            .eq_ignore_ascii_case(b"tag")
+            .then(|| trim(value))
+    })
 }
 
 /// Writes the percent-decoded user part of a To value or URI into `out` (which is empty);
@@ -707,6 +759,8 @@ pub(crate) mod tests {
         corpus!("valid/invite_60k.sip"),
         corpus!("valid/leading_crlf.sip"),
         corpus!("valid/lowercase_version.sip"),
+        corpus!("valid/sipsak_register_auth.sip"),
+        corpus!("valid/svcrack_register_auth.sip"),
         corpus!("malformed/empty.sip"),
         corpus!("malformed/keepalive_crlf.sip"),
         corpus!("malformed/response_200.sip"),
@@ -799,6 +853,8 @@ pub(crate) mod tests {
     // - headers end at end of input without a blank line: malformed/no_blank_line
     // - SIP_HEADERS_COUNT_MAX: attack/header_flood (To and User-Agent after the limit unseen)
     // - 60 KiB INVITE not truncated: valid/invite_60k
+    // - Authorization (first line, before Via) recorded: valid/sipsak_register_auth;
+    //   after the others: valid/svcrack_register_auth (both real retries after a 401)
     #[rustfmt::skip]
     fn expected(path: &str) -> Result<Expected, NotRequest> {
         match path {
@@ -825,6 +881,8 @@ pub(crate) mod tests {
             "valid/invite_60k.sip" => request(b"INVITE", Some(b"0046812345678"), Some(b"big-sender"), 1, Some(60_666)),
             "valid/leading_crlf.sip" => request(b"OPTIONS", Some(b"1400"), None, 1, Some(0)),
             "valid/lowercase_version.sip" => request(b"OPTIONS", Some(b"1501"), None, 1, Some(0)),
+            "valid/sipsak_register_auth.sip" => request(b"REGISTER", Some(b"100"), Some(b"sipsak 0.9.8.1"), 1, Some(0)),
+            "valid/svcrack_register_auth.sip" => request(b"REGISTER", Some(b"100"), Some(b"friendly-scanner"), 1, Some(0)),
             "malformed/empty.sip" => Err(NotRequest::Empty),
             "malformed/keepalive_crlf.sip" => Err(NotRequest::KeepAlive),
             "malformed/response_200.sip" => Err(NotRequest::Response),
@@ -858,6 +916,8 @@ pub(crate) mod tests {
             request.call_id,
             request.cseq,
             request.user_agent,
+            request.authorization,
+            request.to_tag(),
         ];
         let slices = [request.method, request.request_uri]
             .into_iter()
@@ -866,6 +926,7 @@ pub(crate) mod tests {
             assert!(inside(message, slice), "slice {slice:?} outside the input");
         }
         assert!(request.header_bytes <= message.len());
+        assert_eq!(request.message_bytes, message.len());
         assert!(request.via_count <= SIP_VIA_COUNT_MAX);
     }
 
@@ -932,6 +993,52 @@ pub(crate) mod tests {
             flood.vias()[15],
             b"SIP/2.0/UDP 198.51.100.15:5060;branch=z9hG4bK15"
         );
+    }
+
+    #[test]
+    fn scanner_authorization_first_of_either_name() {
+        let request = scan(corpus_file("valid/sipsak_register_auth.sip")).unwrap();
+        let value = request.authorization.unwrap();
+        assert!(value.starts_with(b"Digest username=\"100\", uri="));
+        assert!(value.ends_with(b"response=\"6dda1d135285e4e384e0e97a362289ec\""));
+        assert_eq!(
+            scan(corpus_file("valid/sipvicious_register.sip"))
+                .unwrap()
+                .authorization,
+            None
+        );
+        let both = b"INVITE sip:1@h SIP/2.0\r\nproxy-authorization :  Digest a=1\r\n\
+Authorization: Digest b=2\r\n\r\n";
+        assert_eq!(scan(both).unwrap().authorization, Some(&b"Digest a=1"[..]));
+        let folded = b"INVITE sip:1@h SIP/2.0\r\nAuthorization: Digest\r\n username=\"7\"\r\n\r\n";
+        assert_eq!(
+            scan(folded).unwrap().authorization,
+            Some(&b"Digest\r\n username=\"7\""[..])
+        );
+    }
+
+    #[rustfmt::skip]
+    const TO_TAG_CASES: &[(&[u8], Option<&[u8]>)] = &[
+        (b"<sip:a@b>;tag=1", Some(b"1")), (b"<sip:a@b> ; TAG = ab12 ;x=y", Some(b"ab12")),
+        (b"<sip:a@b;tag=1>", None), (b"<sip:a@b;tag=1>;tag=2", Some(b"2")),
+        (b"sip:a@b;tag=3", Some(b"3")), (b"sip:a@b", None), (b"\"x;tag=1\" <sip:a@b>", None),
+        (b"<sip:a@b>;tagx=1", None), (b"<sip:a@b", None), (b"<sip:a@b>;tag", None),
+        (b"<sip:a@b>;tag=", None), (b"<sip:a@b>;tag=\r\n 5", Some(b"5")),
+        (b"<sip:a@b>;tag=6;tag=7", Some(b"6")), (b"<sip:a@b>;x=tag=8", None),
+    ];
+
+    #[test]
+    fn scanner_to_tag_forms() {
+        for &(to, want) in TO_TAG_CASES {
+            let request = Request {
+                to: Some(to),
+                ..scan(b"ACK sip:h SIP/2.0").unwrap()
+            };
+            assert_eq!(request.to_tag(), want, "{}", to.escape_ascii());
+        }
+        assert_eq!(scan(b"ACK sip:h SIP/2.0").unwrap().to_tag(), None);
+        let ack = b"ACK sip:1@h SIP/2.0\r\nTo: \"1\" <sip:1@h>;tag=0123abcd\r\n\r\n";
+        assert_eq!(scan(ack).unwrap().to_tag(), Some(&b"0123abcd"[..]));
     }
 
     #[test]
@@ -1058,6 +1165,12 @@ pub(crate) mod tests {
         (b"Content-Lengthy: x", None), (b"Content-Type: x", None), (b"Contact: x", None),
         (b"m: x", None), (b"User-Agent: x", Some(Known::UserAgent)), (b"User-Agent2: x", None),
         (b"To", None), (b"t", None), (b"", None), (b"\x14o: x", None), (b"4o: x", None),
+        (b"Authorization: x", Some(Known::Authorization)), (b"AUTHORIZATION\t: x", Some(Known::Authorization)),
+        (b"Proxy-Authorization: x", Some(Known::Authorization)), (b"pROXY-aUTHORIZATION:x", Some(Known::Authorization)),
+        (b"Proxy-Authorizatio: x", None), (b"Proxy-Authorizationx: x", None), (b"Proxy-Authorizatiom: x", None),
+        (b"Proxy_Authorization: x", None), (b"Authorizatio: x", None), (b"Authorization2: x", None),
+        (b"a: x", None), (b"p: x", None), (b"Proxy-Authenticate: x", None), (b"Proxy-Require: x", None),
+        (b"Proxy-Authoriza", None), (b"Proxy-Authorization", None),
     ];
 
     #[test]
@@ -1160,6 +1273,7 @@ pub(crate) mod tests {
             pub(super) vias: Vec<Vec<u8>>,
             pub(super) user_agent: Option<Vec<u8>>,
             pub(super) content_length: Option<u32>,
+            pub(super) authorization: Option<Vec<u8>>,
             pub(super) header_bytes: usize,
         }
 
@@ -1253,6 +1367,7 @@ pub(crate) mod tests {
                 vias: Vec::new(),
                 user_agent: None,
                 content_length: None,
+                authorization: None,
                 header_bytes: message.len(),
             })
         }
@@ -1306,6 +1421,7 @@ pub(crate) mod tests {
                 b"call-id" | b"i" => &mut fields.call_id,
                 b"cseq" => &mut fields.cseq,
                 b"user-agent" => &mut fields.user_agent,
+                b"authorization" | b"proxy-authorization" => &mut fields.authorization,
                 b"via" | b"v" => {
                     if fields.vias.len() < SIP_VIA_COUNT_MAX {
                         fields.vias.push(value);
@@ -1447,6 +1563,7 @@ pub(crate) mod tests {
             vias: request.vias().iter().map(|via| via.to_vec()).collect(),
             user_agent: request.user_agent.map(<[u8]>::to_vec),
             content_length: request.content_length,
+            authorization: request.authorization.map(<[u8]>::to_vec),
             header_bytes: request.header_bytes,
         }
     }
@@ -1504,6 +1621,12 @@ pub(crate) mod tests {
             Just("Contact"),
             Just("X-Other"),
             Just("Max-Forwards"),
+            Just("Authorization"),
+            Just("proxy-authorization"),
+            Just("Proxy-Authorization"),
+            Just("Proxy-Authorizatio"),
+            Just("Authorizations"),
+            Just("Proxy-Authenticate"),
             Just(""),
         ]
         .prop_map(str::to_owned)
@@ -1533,6 +1656,8 @@ pub(crate) mod tests {
             uri(),
             "[0-9]{0,11}",
             "[ -~]{0,24}",
+            ("[a-z0-9]{0,6}", "[a-z0-9]{0,8}")
+                .prop_map(|(user, nonce)| format!("Digest username=\"{user}\", nonce={nonce}")),
         ]
     }
 
