@@ -169,7 +169,13 @@ fn run_sensor(engine: EngineChoice, count: u64) -> Outcome {
         sip_realm: "asterisk".to_owned(),
     };
     let (sender, receiver) = crossbeam_channel::bounded(limits::EVENT_CHANNEL_CAPACITY);
-    let sensor = sentrypeer::sensor::start(&config, uuid::Uuid::new_v4(), sender, false).unwrap();
+    let sensor = sentrypeer::sensor::start(
+        &config,
+        &sentrypeer::sensor::Identity::ephemeral(uuid::Uuid::new_v4()),
+        sender,
+        false,
+    )
+    .unwrap();
     let label = format!("sensor {:?}", sensor.engine());
     let events = Arc::new(AtomicU64::new(0));
     let consumer = {

@@ -113,12 +113,11 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
         None
     };
     let sensor = if config.sensor.enabled {
-        let handle = sensor::start(
-            &config.sensor,
-            store.node_id(),
-            events.clone(),
-            config.debug,
-        )?;
+        let identity = sensor::Identity {
+            node_id: store.node_id(),
+            proof_key: crate::sip::ProofKey::new(store.proof_secret()?),
+        };
+        let handle = sensor::start(&config.sensor, &identity, events.clone(), config.debug)?;
         renders.push(handle.metrics());
         Some(handle)
     } else {

@@ -32,6 +32,8 @@ mod io_error;
 pub mod metrics;
 mod portable;
 mod probe;
+#[cfg(test)]
+mod proof_tests;
 pub(crate) mod reply_limiter;
 mod shard;
 mod shell;
@@ -57,6 +59,7 @@ use self::shard::ShardSettings;
 use crate::config::limits::PORT_ZERO_BIND_ATTEMPTS;
 use crate::config::{EngineChoice, SensorConfig};
 use crate::event::{Event, Transport};
+use crate::sip::ProofKey;
 
 /// Which engine runs the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,10 +324,31 @@ fn bind_all(config: &SensorConfig, shard_count: usize, tls: bool) -> Result<Boun
     Ok(bound)
 }
 
+/// Who the sensor is: the node id its events carry and the secret its source proofs are keyed
+/// with (both kept in the store).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node_id: Uuid,
+    pub proof_key: ProofKey,
+}
+
+impl Identity {
+    /// A node id with a fresh random proof secret (tests and tools without a store).
+    pub fn ephemeral(node_id: Uuid) -> Self {
+        let mut secret = [0u8; 32];
+        // The OS generator does not fail on Linux once booted; a zero secret would still work.
+        let _ = getrandom::fill(&mut secret);
+        Self {
+            node_id,
+            proof_key: ProofKey::new(secret),
+        }
+    }
+}
+
 /// Binds every socket, starts one shard thread per core and returns once all are running.
 pub fn start(
     config: &SensorConfig,
-    node_id: Uuid,
+    identity: &Identity,
     events: Sender<Event>,
     debug: bool,
 ) -> Result<Sensor, SensorError> {
@@ -341,7 +365,10 @@ pub fn start(
     };
     let bound = bind_all(config, shard_count, tls.is_some())?;
     let settings = ShardSettings {
-        node_id,
+        node_id: identity.node_id,
+        proof_key: identity.proof_key.clone(),
+        sip_challenge: config.sip_challenge,
+        sip_realm: Arc::from(config.sip_realm.as_bytes()),
         responsive: config.responsive,
         events,
         metrics: Arc::clone(&metrics),

@@ -1,7 +1,9 @@
 //! What a shard does with one received message, whichever engine and transport delivered it:
-//! scan it with `sip`, count non-requests, build and `try_send` the [`Event`], and in responsive
-//! mode decide on and build the reply into the shard's own buffer. A datagram from an
-//! `--ignore-ip` source is counted and dropped before any of that.
+//! scan it with `sip`, count non-requests, decide whether the request proves its source (a
+//! TCP/TLS handshake, or a fresh To-tag or nonce of ours: `sip::proof`), build and `try_send` the
+//! [`Event`], and in responsive mode decide on and build the reply (200, or with
+//! `--sip-challenge` a 401 Digest challenge or a 403) into the shard's own buffer. A datagram from
+//! an `--ignore-ip` source is counted and dropped before any of that.
 //!
 //! Never: blocks (a full channel drops and counts), allocates per reply, replies to ACK, a
 //! response, garbage, a rate-limited source or an unsafe source address; scans, stores or
@@ -24,14 +26,20 @@ use crate::config::limits::{
     DEBUG_LINES_PER_SECOND_MAX, EVENT_FIELD_BYTES_MAX, IO_ERROR_LOG_INTERVAL, REPLY_BYTES_MAX,
     REPLY_LIMITER_SOURCES_MAX,
 };
-use crate::event::{CollectedMethod, Event, EventParts, Transport, timestamp};
+use crate::event::{CollectedMethod, Event, EventParts, Transport, display_ip, timestamp};
 use crate::ignore::IgnoreList;
-use crate::sip;
+use crate::sip::proof::TOKEN_BYTES;
+use crate::sip::{self, ProofKey, Status, TokenKind, TokenVerdict};
 
 /// What every shard is given at start.
 #[derive(Clone)]
 pub(crate) struct ShardSettings {
     pub(crate) node_id: Uuid,
+    /// Keys the To-tags and nonces that prove a source (`sip::proof`).
+    pub(crate) proof_key: ProofKey,
+    /// `--sip-challenge`: REGISTER and INVITE get a 401 Digest challenge.
+    pub(crate) sip_challenge: bool,
+    pub(crate) sip_realm: Arc<[u8]>,
     pub(crate) responsive: bool,
     pub(crate) events: Sender<Event>,
     pub(crate) metrics: Arc<SensorMetrics>,
@@ -51,6 +59,20 @@ struct Route {
     timestamp_ns: u64,
 }
 
+/// What a request proved about its source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Proofs {
+    /// A two-way exchange: a handshake, or a fresh To-tag or nonce of ours for this IP.
+    source: bool,
+    /// The credentials carried a fresh nonce of ours (answered 403, not challenged again).
+    nonce: bool,
+}
+
+/// The methods `--sip-challenge` challenges.
+fn is_challenged(method: &[u8]) -> bool {
+    method == b"REGISTER" || method == b"INVITE"
+}
+
 /// One shard's message handling state.
 pub(crate) struct ShardCore {
     settings: ShardSettings,
@@ -59,8 +81,6 @@ pub(crate) struct ShardCore {
     reply: Vec<u8>,
     scratch_called: Vec<u8>,
     scratch_agent: Vec<u8>,
-    tag_seed: u64,
-    tag_count: u64,
     epoch: Instant,
     debug_window_s: u64,
     debug_lines_count: u32,
@@ -72,7 +92,7 @@ pub(crate) fn reply_source_is_safe(source: SocketAddr) -> bool {
     if source.port() == 0 {
         return false;
     }
-    match crate::event::display_ip(source) {
+    match display_ip(source) {
         IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast()),
         IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
     }
@@ -92,8 +112,6 @@ impl ShardCore {
             reply: Vec::with_capacity(REPLY_BYTES_MAX),
             scratch_called: Vec::with_capacity(EVENT_FIELD_BYTES_MAX),
             scratch_agent: Vec::with_capacity(EVENT_FIELD_BYTES_MAX),
-            tag_seed: Uuid::new_v4().as_u64_pair().0,
-            tag_count: 0,
             epoch: Instant::now(),
             debug_window_s: 0,
             debug_lines_count: 0,
@@ -139,15 +157,67 @@ impl ShardCore {
             destination,
             timestamp_ns,
         };
-        self.send_event(&request, message, &route);
+        let now_s = timestamp_ns / 1_000_000_000;
+        let proofs = self.check_proofs(&request, transport, display_ip(source), now_s);
+        self.send_event(&request, message, &route, proofs.source);
         if !self.settings.responsive {
             return None;
         }
-        self.build_reply(&request, source)
+        self.build_reply(&request, source, proofs, now_s)
+    }
+
+    /// Whether `request` from `ip` proves its source: a TCP/TLS handshake; in responsive mode a
+    /// fresh To-tag of ours (the ACK, BYE or re-INVITE after our reply); with `--sip-challenge` a
+    /// fresh nonce of ours in its credentials. Tags and nonces that are not are counted.
+    fn check_proofs(
+        &mut self,
+        request: &sip::Request<'_>,
+        transport: Transport,
+        ip: IpAddr,
+        now_s: u64,
+    ) -> Proofs {
+        let mut proofs = Proofs::default();
+        if self.settings.sip_challenge
+            && let Some(nonce) = request
+                .authorization
+                .and_then(|value| sip::parse_credentials(value).nonce)
+        {
+            proofs.nonce = self.check_token(TokenKind::Nonce, ip, nonce, now_s);
+        }
+        if transport != Transport::Udp {
+            self.metrics().proofs_handshake.inc();
+            proofs.source = true;
+        } else if proofs.nonce {
+            proofs.source = true;
+        } else if self.settings.responsive
+            && let Some(tag) = request.to_tag().filter(|tag| tag.len() == TOKEN_BYTES)
+        {
+            proofs.source = self.check_token(TokenKind::Tag, ip, tag, now_s);
+        }
+        proofs
+    }
+
+    /// Checks one token and counts the verdict; true when valid.
+    fn check_token(&mut self, kind: TokenKind, ip: IpAddr, token: &[u8], now_s: u64) -> bool {
+        let verdict = self.settings.proof_key.check_token(kind, ip, token, now_s);
+        let metrics = self.metrics();
+        match (verdict, kind) {
+            (TokenVerdict::Valid, TokenKind::Tag) => metrics.proofs_tag.inc(),
+            (TokenVerdict::Valid, TokenKind::Nonce) => metrics.proofs_nonce.inc(),
+            (TokenVerdict::Stale, _) => metrics.proofs_rejected_stale.inc(),
+            (TokenVerdict::Foreign, _) => metrics.proofs_rejected_foreign.inc(),
+        }
+        verdict == TokenVerdict::Valid
     }
 
     /// Builds the event of a request and `try_send`s it (a full channel drops and counts).
-    fn send_event(&mut self, request: &sip::Request<'_>, message: &[u8], route: &Route) {
+    fn send_event(
+        &mut self,
+        request: &sip::Request<'_>,
+        message: &[u8],
+        route: &Route,
+        source_verified: bool,
+    ) {
         let collected_method = if self.settings.responsive {
             CollectedMethod::Responsive
         } else {
@@ -165,8 +235,8 @@ impl ShardCore {
             called_number: request.called_number(&mut self.scratch_called),
             user_agent: request.user_agent_value(&mut self.scratch_agent),
             message,
-            source_verified: false,
-            auth_username: None,
+            source_verified,
+            auth_username: request.auth_username(),
         });
         let metrics = self.settings.metrics.shard(self.index);
         metrics.events.inc();
@@ -179,41 +249,52 @@ impl ShardCore {
     }
 
     /// The reply to a request from `source` in responsive mode, unless the source is unsafe, the
-    /// request is an ACK, the source is rate-limited or no reply can be built.
-    fn build_reply(&mut self, request: &sip::Request<'_>, source: SocketAddr) -> Option<&[u8]> {
+    /// request is an ACK, the source is rate-limited or no reply can be built. The To-tag is a
+    /// keyed token for the source IP; with `--sip-challenge`, REGISTER and INVITE get a 401
+    /// with a keyed nonce, or a 403 when they returned a fresh one.
+    fn build_reply(
+        &mut self,
+        request: &sip::Request<'_>,
+        source: SocketAddr,
+        proofs: Proofs,
+        now_s: u64,
+    ) -> Option<&[u8]> {
         if !reply_source_is_safe(source) || request.method == b"ACK" {
             self.metrics().replies_skipped.inc();
             return None;
         }
         let now_ns = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let ip = crate::event::display_ip(source);
+        let ip = display_ip(source);
         if self.limiter.handle_request(ip, now_ns) == ReplyVerdict::Drop {
             self.metrics().replies_rate_limited.inc();
             return None;
         }
-        let tag = self.next_tag();
-        self.reply.clear();
+        let key = &self.settings.proof_key;
+        let tag = key.make_token(TokenKind::Tag, ip, now_s);
+        let nonce;
+        let challenged = self.settings.sip_challenge && is_challenged(request.method);
+        let status = match (challenged, proofs.nonce) {
+            (false, _) => Status::Ok,
+            (true, true) => Status::Forbidden,
+            (true, false) => {
+                nonce = key.make_token(TokenKind::Nonce, ip, now_s);
+                Status::Unauthorized {
+                    realm: &self.settings.sip_realm,
+                    nonce: nonce.as_bytes(),
+                }
+            }
+        };
         let server = &self.settings.server_header;
-        let Some(reply) = sip::build_reply(request, server, &tag, &mut self.reply) else {
-            self.settings
-                .metrics
-                .shard(self.index)
-                .replies_skipped
-                .inc();
+        let built = sip::build_response(request, status, server, tag.as_bytes(), &mut self.reply);
+        let metrics = self.settings.metrics.shard(self.index);
+        let Some(reply) = built else {
+            metrics.replies_skipped.inc();
             return None;
         };
-        self.reply.get(..reply.len)
-    }
-
-    /// A fresh To tag: 16 hex digits, unique per shard and process.
-    fn next_tag(&mut self) -> [u8; 16] {
-        self.tag_count += 1;
-        let tag_value = self.tag_seed ^ self.tag_count.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut tag = [0u8; 16];
-        for (i, byte) in tag.iter_mut().enumerate() {
-            *byte = b"0123456789abcdef"[((tag_value >> (60 - 4 * i)) & 0xF) as usize];
+        if matches!(status, Status::Unauthorized { .. }) {
+            metrics.challenges_sent.inc();
         }
-        tag
+        self.reply.get(..reply.len)
     }
 
     fn handle_non_request(
@@ -335,6 +416,14 @@ pub(crate) fn handle_datagrams(
     }
 }
 
+#[cfg(test)]
+impl ShardCore {
+    /// Turns `--sip-challenge` on or off (tests).
+    pub(crate) fn set_sip_challenge(&mut self, on: bool) {
+        self.settings.sip_challenge = on;
+    }
+}
+
 /// A shard core for unit tests: shard 0 of one, its event receiver and its metrics.
 #[cfg(test)]
 pub(crate) fn test_core(
@@ -348,6 +437,9 @@ pub(crate) fn test_core(
     let metrics = Arc::new(SensorMetrics::new(1));
     let settings = ShardSettings {
         node_id: Uuid::new_v4(),
+        proof_key: ProofKey::new([7; 32]),
+        sip_challenge: false,
+        sip_realm: Arc::from(&b"asterisk"[..]),
         responsive,
         events,
         metrics: Arc::clone(&metrics),

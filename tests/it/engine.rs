@@ -112,7 +112,13 @@ fn start_any(engine: Engine, tweak: impl FnOnce(&mut SensorConfig)) -> Harness {
     tweak(&mut config);
     let (sender, events) = crossbeam_channel::bounded(limits::EVENT_CHANNEL_CAPACITY);
     let node_id = Uuid::new_v4();
-    let sensor = sensor::start(&config, node_id, sender, false).unwrap();
+    let sensor = sensor::start(
+        &config,
+        &sensor::Identity::ephemeral(node_id),
+        sender,
+        false,
+    )
+    .unwrap();
     Harness {
         sensor: Some(sensor),
         events,
@@ -210,8 +216,13 @@ fn probe_io_uring(tweak: impl FnOnce(&mut SensorConfig)) -> Option<String> {
     config.tls_listen = None;
     tweak(&mut config);
     let (sender, _events) = crossbeam_channel::bounded(16);
-    let sensor = sensor::start(&config, Uuid::new_v4(), sender, false)
-        .unwrap_or_else(|e| panic!("the io_uring probe sensor did not start: {e}"));
+    let sensor = sensor::start(
+        &config,
+        &sensor::Identity::ephemeral(Uuid::new_v4()),
+        sender,
+        false,
+    )
+    .unwrap_or_else(|e| panic!("the io_uring probe sensor did not start: {e}"));
     let gap = io_uring_gap(sensor.engine(), sensor.fallback_reason());
     sensor.stop();
     gap
@@ -327,10 +338,15 @@ fn engine_bind_failure_is_one_line(engine: Engine) {
     let mut config = test_config(engine, dir.path());
     config.listen = vec![address];
     let (sender, _events) = crossbeam_channel::bounded(16);
-    let error = sensor::start(&config, Uuid::new_v4(), sender, false)
-        .err()
-        .unwrap()
-        .to_string();
+    let error = sensor::start(
+        &config,
+        &sensor::Identity::ephemeral(Uuid::new_v4()),
+        sender,
+        false,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         error.starts_with(&format!("cannot bind UDP {address}: ")),
         "{error}"
@@ -339,7 +355,13 @@ fn engine_bind_failure_is_one_line(engine: Engine) {
     // The same settings start once the port is free, on the engine asked for.
     drop(holder);
     let (sender, _events) = crossbeam_channel::bounded(16);
-    let sensor = sensor::start(&config, Uuid::new_v4(), sender, false).unwrap();
+    let sensor = sensor::start(
+        &config,
+        &sensor::Identity::ephemeral(Uuid::new_v4()),
+        sender,
+        false,
+    )
+    .unwrap();
     assert_engine(engine, &sensor);
     sensor.stop();
 }
