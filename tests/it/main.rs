@@ -42,6 +42,11 @@ mod webhook;
 #[cfg(feature = "p2p")]
 mod p2p;
 
+/// Forged UDP sources are never verified; `--verified-only` keeps them from syslog, the feed and
+/// peers (needs root for the raw socket, and P2P).
+#[cfg(feature = "p2p")]
+mod verified;
+
 /// The real binary as a child process: start, API, metrics, export (fault and abuse tests).
 mod support;
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 
-struct Node {
+pub(crate) struct Node {
     store: Store,
     sender: Option<Sender<Event>>,
     writer: Option<WriterHandle>,
@@ -32,7 +32,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(listen: SocketAddr, bootstrap: &str) -> Self {
+    pub(crate) fn start(listen: SocketAddr, bootstrap: &str) -> Self {
         Self::start_ignoring(listen, bootstrap, IgnoreList::default())
     }
 
@@ -118,7 +118,7 @@ impl Node {
         self.store.node_id()
     }
 
-    fn events(&self) -> Vec<Event> {
+    pub(crate) fn events(&self) -> Vec<Event> {
         let reader = self.store.read().unwrap();
         reader
             .events_after(0, usize::MAX)
@@ -132,7 +132,7 @@ impl Node {
         self.events().iter().filter(|e| e.uuid == uuid).count()
     }
 
-    fn topic_peers(&self) -> u64 {
+    pub(crate) fn topic_peers(&self) -> u64 {
         self.p2p().metrics().topic_peers.get()
     }
 }
