@@ -11,7 +11,6 @@ use std::net::{SocketAddr, TcpStream};
 use sentrypeer::ignore::{IgnoreList, parse_cidr};
 
 use crate::engine::{DEADLINE, Engine, options, start, udp_client};
-use crate::support::{Launch, sip_request, udp_from, wait_until};
 use crate::tcp::wait_closed;
 
 /// The ignored source of these tests.
@@ -108,45 +107,104 @@ both_engines!(
     ignore_tcp_and_tls_closed_at_accept
 );
 
-/// The binary with `--ignore-ip` and `-j`: the ignored source is in no JSON log line and not in
-/// `/ip-addresses`, only in the counter; another source is in both.
-#[test]
-fn ignore_binary_json_log_and_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Launch::new(dir.path())
-        .arg(&[
-            "-j",
-            "--ignore-ip",
-            "127.0.0.77",
-            "--ignore-ip",
-            "10.0.0.0/8",
-        ])
-        .start();
-    let ignored = udp_from(IGNORED);
-    for i in 0..3 {
-        let request = sip_request(&format!("ignored-{i}"), 0);
-        ignored.send_to(&request, node.sip).unwrap();
+/// The real binary with every output (needs P2P for the peer).
+#[cfg(feature = "p2p")]
+mod binary {
+    use std::time::Duration;
+
+    use super::IGNORED;
+    use crate::engine::DEADLINE;
+    use crate::p2p::Node as PeerNode;
+    use crate::support::{Launch, Node, free_port, sip_request, udp_from, wait_until};
+    use crate::webhook::{Reply, Server};
+
+    /// The binary with `--ignore-ip` and every output (`-j`, syslog, webhook, P2P): the ignored
+    /// source is in no JSON log line, syslog line, webhook post, peer's store or `/ip-addresses`,
+    /// only in the counter; another source, sent after it, is in all of them.
+    #[test]
+    fn ignore_binary_appears_nowhere_but_the_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let syslog_path = dir.path().join("syslog.sock");
+        let syslog = std::os::unix::net::UnixDatagram::bind(&syslog_path).unwrap();
+        syslog.set_read_timeout(Some(DEADLINE)).unwrap();
+        let hook = Server::start(|_, _| Reply::status(200));
+        let p2p_listen = format!("127.0.0.1:{}", free_port());
+        let node = Launch::new(dir.path())
+            .arg(&[
+                "-j",
+                "--ignore-ip",
+                "127.0.0.77",
+                "--ignore-ip",
+                "10.0.0.0/8",
+            ])
+            .arg(&["-s", "--syslog-socket", syslog_path.to_str().unwrap()])
+            .arg(&[
+                "-w",
+                &hook.url("/events"),
+                "-p",
+                "--p2p-listen",
+                &p2p_listen,
+            ])
+            .start();
+        let peer = PeerNode::start("127.0.0.1:0".parse().unwrap(), &p2p_listen);
+        wait_until("the peer on the topic", Duration::from_secs(30), || {
+            peer.topic_peers() >= 1 && node.metric("sentrypeer_p2p_topic_peers") >= 1
+        });
+        let ignored = udp_from(IGNORED);
+        for i in 0..3 {
+            let request = sip_request(&format!("ignored-{i}"), 0);
+            ignored.send_to(&request, node.sip).unwrap();
+        }
+        wait_until("the ignored datagrams counted", DEADLINE, || {
+            node.metric("sentrypeer_sip_ignored_source_total") == 3
+        });
+        let served = udp_from([127, 0, 0, 78]);
+        served.send_to(&sip_request("served", 0), node.sip).unwrap();
+        // The served event is committed after the ignored datagrams were dropped (one shard, in
+        // order), and every output handles it after anything before it.
+        node.wait_committed(1);
+        assert_served_only(&node, dir.path());
+        let mut buffer = [0u8; 4096];
+        let len = syslog.recv(&mut buffer).expect("the served syslog line");
+        let line = String::from_utf8_lossy(&buffer[..len]);
+        assert!(
+            line.contains("127.0.0.78") && !line.contains("127.0.0.77"),
+            "{line}"
+        );
+        hook.wait_for("the served event posted", |requests| !requests.is_empty());
+        let posted: Vec<String> = hook
+            .requests()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        assert_eq!(posted.len(), 1, "{posted:?}");
+        assert!(posted[0].contains("127.0.0.78") && !posted[0].contains("127.0.0.77"));
+        wait_until("the served event at the peer", DEADLINE, || {
+            !peer.events().is_empty()
+        });
+        let shared: Vec<String> = peer
+            .events()
+            .iter()
+            .map(|e| e.source.ip().to_string())
+            .collect();
+        assert_eq!(shared, ["127.0.0.78"]);
+        assert_eq!(node.metric("sentrypeer_writer_events_committed_total"), 1);
+        assert_eq!(node.metric("sentrypeer_sip_ignored_source_total"), 3);
     }
-    wait_until("the ignored datagrams counted", DEADLINE, || {
-        node.metric("sentrypeer_sip_ignored_source_total") == 3
-    });
-    let served = udp_from([127, 0, 0, 78]);
-    served.send_to(&sip_request("served", 0), node.sip).unwrap();
-    // The served event is committed after the ignored datagrams were dropped (one shard, in
-    // order), so the log and the store are complete for this test once it is.
-    node.wait_committed(1);
-    let counts = node.ip_counts();
-    assert_eq!(counts.get("127.0.0.78"), Some(&1), "{counts:?}");
-    assert!(!counts.contains_key("127.0.0.77"), "{counts:?}");
-    let (status, _) = node.get("/ip-addresses/127.0.0.77");
-    assert_eq!(status, 404);
-    wait_until("the served event logged", DEADLINE, || {
-        std::fs::read_to_string(dir.path().join("sentrypeer.json"))
-            .is_ok_and(|log| log.contains("\"127.0.0.78\""))
-    });
-    let log = std::fs::read_to_string(dir.path().join("sentrypeer.json")).unwrap();
-    assert_eq!(log.lines().count(), 1, "{log}");
-    assert!(!log.contains("127.0.0.77"), "{log}");
-    assert_eq!(node.metric("sentrypeer_writer_events_committed_total"), 1);
-    assert_eq!(node.metric("sentrypeer_sip_ignored_source_total"), 3);
+
+    /// The store, the API and the JSON log hold the served source only.
+    fn assert_served_only(node: &Node, dir: &std::path::Path) {
+        let counts = node.ip_counts();
+        assert_eq!(counts.get("127.0.0.78"), Some(&1), "{counts:?}");
+        assert!(!counts.contains_key("127.0.0.77"), "{counts:?}");
+        let (status, _) = node.get("/ip-addresses/127.0.0.77");
+        assert_eq!(status, 404);
+        wait_until("the served event logged", DEADLINE, || {
+            std::fs::read_to_string(dir.join("sentrypeer.json"))
+                .is_ok_and(|log| log.contains("\"127.0.0.78\""))
+        });
+        let log = std::fs::read_to_string(dir.join("sentrypeer.json")).unwrap();
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(!log.contains("127.0.0.77"), "{log}");
+    }
 }

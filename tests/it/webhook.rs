@@ -33,11 +33,11 @@ const BACKOFF_MAX: Duration = Duration::from_millis(300);
 
 /// One request as the server saw it, and the status it answered.
 #[derive(Debug, Clone)]
-struct Request {
+pub(crate) struct Request {
     method: String,
     path: String,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     status: u16,
 }
 
@@ -49,11 +49,11 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("request body is JSON")
     }
 
-    fn uuids(&self) -> Vec<String> {
+    pub(crate) fn uuids(&self) -> Vec<String> {
         let value = self.json();
         let objects = match value.as_array() {
             Some(array) => array.clone(),
@@ -67,14 +67,14 @@ impl Request {
 }
 
 /// What to answer: status, body, and a delay before answering.
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     body: String,
     delay: Duration,
 }
 
 impl Reply {
-    fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Self {
             status,
             body: String::new(),
@@ -93,7 +93,7 @@ struct Shared {
     connections: Mutex<Vec<JoinHandle<()>>>,
 }
 
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
@@ -101,7 +101,9 @@ struct Server {
 
 impl Server {
     /// Listens on 127.0.0.1 (port 0) and answers with `handler(request, earlier requests)`.
-    fn start(handler: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static) -> Self {
+    pub(crate) fn start(
+        handler: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             changed: Condvar::new(),
@@ -135,7 +137,7 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -175,7 +177,7 @@ impl Server {
         self.accept = again.accept.take();
     }
 
-    fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         self.shared.requests.lock().unwrap().clone()
     }
 
@@ -187,7 +189,7 @@ impl Server {
     }
 
     /// Waits until `condition` holds for the recorded requests.
-    fn wait_for(&self, what: &str, condition: impl Fn(&[Request]) -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, condition: impl Fn(&[Request]) -> bool) {
         let deadline = Instant::now() + DEADLINE;
         let mut requests = self.shared.requests.lock().unwrap();
         while !condition(&requests) {
