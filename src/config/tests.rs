@@ -985,3 +985,47 @@ fn config_syslog_socket_sources_and_hidden() {
     );
     assert!(!help.contains("SYSLOG_SOCKET"), "hidden env shown: {help}");
 }
+
+#[test]
+fn config_sip_challenge_implies_responsive_and_realm_defaults() {
+    let config = load_ok(&[], &[]);
+    assert!(!config.sensor.sip_challenge && !config.sensor.responsive);
+    assert_eq!(config.sensor.sip_realm, "asterisk");
+    let config = load_ok(&["--sip-challenge", "--sip-realm", "pbx.example.com"], &[]);
+    assert!(config.sensor.sip_challenge && config.sensor.responsive);
+    assert_eq!(config.sensor.sip_realm, "pbx.example.com");
+    let config = load_ok(&[], &[("SENTRYPEER_SIP_CHALLENGE", "")]);
+    assert!(config.sensor.sip_challenge && config.sensor.responsive);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(
+        dir.path(),
+        "c.toml",
+        "sip_challenge = true\nsip_realm = \"corp\"\n",
+    );
+    let config = load_ok(&["-g", path_str(&file)], &[]);
+    assert!(config.sensor.sip_challenge && config.sensor.responsive);
+    assert_eq!(config.sensor.sip_realm, "corp");
+}
+
+#[test]
+fn config_sip_realm_rejects_what_cannot_be_quoted() {
+    let long = "r".repeat(limits::SIP_REALM_BYTES_MAX + 1);
+    for bad in ["", " ", "a\"b", "a\\b", "caf\u{e9}", long.as_str()] {
+        let error = load_err(&["--sip-realm", bad], &[]);
+        assert!(error.starts_with("invalid sip_realm: "), "{bad:?}: {error}");
+    }
+}
+
+#[test]
+fn config_verified_only_reaches_every_part_that_acts() {
+    let config = load_ok(&[], &[]);
+    assert!(!config.output.verified_only && !config.api.verified_only);
+    assert!(!config.p2p.verified_only);
+    for config in [
+        load_ok(&["--verified-only"], &[]),
+        load_ok(&[], &[("SENTRYPEER_VERIFIED_ONLY", "0")]),
+    ] {
+        assert!(config.output.verified_only && config.api.verified_only);
+        assert!(config.p2p.verified_only);
+    }
+}
