@@ -11,7 +11,7 @@ use crate::engine::{DEADLINE, Engine, start};
 use crate::support::require::require_tool;
 
 /// Waits for the child to exit (killing it at the deadline) and returns its exit code.
-fn wait_exit(mut child: Child, deadline: Duration) -> Option<i32> {
+pub(crate) fn wait_exit(mut child: Child, deadline: Duration) -> Option<i32> {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -23,6 +23,9 @@ mod ignore;
 /// Real SIP tools against the sensor: sipsak and svmap.
 mod clients;
 
+/// Real SIP clients prove their source: sipsak and svcrack against `--sip-challenge`, INVITE/ACK.
+mod verified_clients;
+
 /// The HTTP API: compat routes, additions, limits, hostile input.
 mod api;
 
