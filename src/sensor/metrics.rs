@@ -184,7 +184,7 @@ mod tests {
             1
         );
         assert_eq!(out.matches("sentrypeer_sip_io_errors_total{").count(), 2);
-        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 24 + 1);
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 30 + 1);
         assert_eq!(align_of::<ShardMetrics>(), 128);
     }
 }
