@@ -380,50 +380,53 @@ fn resolve_reply_budget(sources: &Sources<'_>) -> Result<(u32, u32), ConfigError
 
 /// The `--sip-challenge` realm: printable ASCII without `"` or `\\`, so it can be quoted as is.
 fn resolve_sip_realm(sources: &Sources<'_>) -> Result<String, ConfigError> {
-    let key = "sip_realm";
-    let text = sources.text(
-        key,
-        "SENTRYPEER_SIP_REALM",
+    let (cli, file) = (
         sources.cli.sip_realm.as_ref(),
         sources.file.sip_realm.as_ref(),
-    )?;
+    );
+    let text = sources.text("sip_realm", "SENTRYPEER_SIP_REALM", cli, file)?;
     let text = text.unwrap_or_else(|| defaults::SIP_REALM.to_owned());
-    let problem = if text.trim().is_empty() {
-        Some("must not be empty".to_owned())
-    } else if text.len() > limits::SIP_REALM_BYTES_MAX {
-        Some(format!("longer than {} bytes", limits::SIP_REALM_BYTES_MAX))
-    } else if !text
-        .bytes()
-        .all(|byte| (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\')
-    {
-        Some("only printable ASCII without '\"' or '\\' is allowed".to_owned())
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(ConfigError::Invalid { key, problem }),
-        None => Ok(text),
-    }
+    check_header_text("sip_realm", text, limits::SIP_REALM_BYTES_MAX, b"\"\\")
 }
 
 fn resolve_server_header(sources: &Sources<'_>) -> Result<String, ConfigError> {
-    let key = "server_header";
-    let text = sources.text(
-        key,
-        "SENTRYPEER_SERVER_HEADER",
+    let (cli, file) = (
         sources.cli.server_header.as_ref(),
         sources.file.server_header.as_ref(),
-    )?;
+    );
+    let text = sources.text("server_header", "SENTRYPEER_SERVER_HEADER", cli, file)?;
     let text = text.unwrap_or_else(|| defaults::SERVER_HEADER.to_owned());
+    check_header_text("server_header", text, limits::SERVER_HEADER_BYTES_MAX, b"")
+}
+
+/// A value that goes into a SIP header as is: not blank, at most `bytes_max` bytes, printable
+/// ASCII without the `forbidden` bytes.
+fn check_header_text(
+    key: &'static str,
+    text: String,
+    bytes_max: usize,
+    forbidden: &[u8],
+) -> Result<String, ConfigError> {
     let problem = if text.trim().is_empty() {
         Some("must not be empty".to_owned())
-    } else if text.len() > limits::SERVER_HEADER_BYTES_MAX {
-        Some(format!(
-            "longer than {} bytes",
-            limits::SERVER_HEADER_BYTES_MAX
-        ))
-    } else if !text.bytes().all(|byte| (0x20..0x7f).contains(&byte)) {
-        Some("only printable ASCII is allowed".to_owned())
+    } else if text.len() > bytes_max {
+        Some(format!("longer than {bytes_max} bytes"))
+    } else if !text
+        .bytes()
+        .all(|byte| (0x20..0x7f).contains(&byte) && !forbidden.contains(&byte))
+    {
+        let without: Vec<String> = forbidden
+            .iter()
+            .map(|b| format!("'{}'", char::from(*b)))
+            .collect();
+        Some(if without.is_empty() {
+            "only printable ASCII is allowed".to_owned()
+        } else {
+            format!(
+                "only printable ASCII without {} is allowed",
+                without.join(" or ")
+            )
+        })
     } else {
         None
     };
