@@ -1,7 +1,10 @@
 //! A command in a real terminal: a private tmux server (its own `-L` socket name and a config
 //! that sets `remain-on-exit on`), one 160x40 session running the command through `sh -c`; the
-//! screen is read with `capture-pane`, waits poll it against a deadline. Dropping it kills the
-//! server. Shared by the loadgen's and the main crate's progress tests (`#[path]`).
+//! screen is read with `capture-pane`, waits poll it against a deadline. The shell writes the
+//! command's exit status to a file and then holds the pane open (`exec cat`), so the final
+//! screen stays as the command left it (tmux's own dead-pane status proved racy under load).
+//! Dropping it kills the server. Shared by the loadgen's and the main crate's progress tests
+//! (`#[path]`).
 //!
 //! Never: touches the user's tmux server, sleeps as a wait, outlives the test (kill-server on
 //! drop).
@@ -22,6 +25,7 @@ pub(crate) struct Tmux {
     tmux: PathBuf,
     name: String,
     config: PathBuf,
+    status: PathBuf,
 }
 
 /// A name no other test or run uses: process id, a counter, the clock.
@@ -43,10 +47,16 @@ impl Tmux {
         let name = unique_name();
         let config = std::env::temp_dir().join(format!("{name}.conf"));
         std::fs::write(&config, "set-option -g remain-on-exit on\n").expect("tmux config");
+        let status = std::env::temp_dir().join(format!("{name}.status"));
+        let line = format!(
+            "( {command} ); echo $? > '{}'; exec cat > /dev/null",
+            status.to_str().expect("utf-8 temp dir")
+        );
         let session = Self {
             tmux: tmux.to_owned(),
             name,
             config,
+            status,
         };
         let cwd = cwd.to_str().expect("utf-8 cwd");
         let output = session.run(&[
@@ -60,7 +70,7 @@ impl Tmux {
             cwd,
             "sh",
             "-c",
-            command,
+            &line,
         ]);
         assert!(
             output.status.success(),
@@ -93,15 +103,10 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// The command's exit status once it ended (the pane stays, `remain-on-exit`).
+    /// The command's exit status once it ended.
     pub(crate) fn exit_status(&self) -> Option<i32> {
-        let output = self.run(&["display-message", "-p", "#{pane_dead} #{pane_dead_status}"]);
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mut fields = text.split_whitespace();
-        match (fields.next(), fields.next()) {
-            (Some("1"), Some(status)) => status.parse().ok(),
-            _ => None,
-        }
+        let text = std::fs::read_to_string(&self.status).ok()?;
+        text.trim().parse().ok()
     }
 
     /// Polls the screen until `condition` holds on it; returns that screen. Fails the test with
@@ -133,11 +138,19 @@ impl Tmux {
             if let Some(status) = self.exit_status() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "command did not end; screen:\n{}",
-                self.screen()
-            );
+            if Instant::now() >= deadline {
+                let panes = self.run(&[
+                    "list-panes",
+                    "-a",
+                    "-F",
+                    "#{pane_pid} #{pane_current_command} dead=#{pane_dead}",
+                ]);
+                panic!(
+                    "command did not end; pane: {}; screen:\n{}",
+                    String::from_utf8_lossy(&panes.stdout).trim(),
+                    self.screen()
+                );
+            }
             thread::sleep(POLL_INTERVAL);
         }
     }
@@ -147,5 +160,6 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
         let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_file(&self.status);
     }
 }
