@@ -129,7 +129,7 @@ fn progress_export_bar_in_a_terminal_only() {
     let done = "60,000/60,000 events, ";
     // stderr the terminal, data redirected: the bar counts up to the store's count and stays.
     let session = Tmux::start(&tmux, dir, &format!("{export} > tty.jsonl"));
-    let seen = session.wait_screen("the export bar", DEADLINE, |screen| {
+    session.wait_screen("the export bar", DEADLINE, |screen| {
         bar_row(screen).is_some_and(|row| row.contains("/60,000 events, "))
     });
     assert_eq!(session.wait_exit(DEADLINE), 0, "export failed");
@@ -138,7 +138,6 @@ fn progress_export_bar_in_a_terminal_only() {
         bar_row(&last).is_some_and(|row| row.contains(done)),
         "{last}"
     );
-    eprintln!("first bar seen: {:?}", bar_row(&seen));
     drop(session);
     assert!(
         read(&dir.join("tty.jsonl")) == plain,
