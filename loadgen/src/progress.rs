@@ -3,12 +3,14 @@
 //! [`LIVE_TICK`] and redraws one indicatif line (sent, achieved rate, errors, replies,
 //! elapsed/remaining).
 //!
+//! Messages for stderr during a run go through [`warn`], which lifts the line out of the way.
+//!
 //! Never: formats or draws in a send loop, draws anything when stderr is not a terminal (the
 //! caller decides, see [`with_live_line`]), or touches stdout.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -19,6 +21,21 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often the live line is redrawn (4 times a second).
 pub const LIVE_TICK: Duration = Duration::from_millis(250);
+
+/// The live line while one is drawn, for [`warn`].
+static LIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Prints `message` as one line on stderr; while the live line is drawn, clears it first and
+/// redraws it after, so the two do not mix.
+pub fn warn(message: std::fmt::Arguments<'_>) {
+    let bar = LIVE_BAR
+        .lock()
+        .map_or(None, |live| live.as_ref().map(ProgressBar::clone));
+    match bar {
+        Some(bar) => bar.suspend(|| eprintln!("{message}")),
+        None => eprintln!("{message}"),
+    }
+}
 
 /// Counters shared by the send loops (writers) and the live line (reader).
 #[derive(Debug, Default)]
@@ -155,6 +172,9 @@ fn tick(counters: &LiveCounters, bounds: &LiveBounds, stopped: &mpsc::Receiver<(
         ProgressStyle::with_template("{spinner} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
+    if let Ok(mut live) = LIVE_BAR.lock() {
+        *live = Some(bar.clone());
+    }
     loop {
         bar.set_message(format_live(counters.snapshot(), start.elapsed(), bounds));
         bar.tick();
@@ -162,6 +182,9 @@ fn tick(counters: &LiveCounters, bounds: &LiveBounds, stopped: &mpsc::Receiver<(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
+    }
+    if let Ok(mut live) = LIVE_BAR.lock() {
+        *live = None;
     }
     bar.set_message(format_live(counters.snapshot(), start.elapsed(), bounds));
     bar.finish();

@@ -21,7 +21,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::message::{FactoryConfig, MessageFactory, Transport};
 use crate::pacing::Pacer;
 use crate::plan::RunPlan;
-use crate::progress::{LiveCounters, LiveSnapshot, Publisher};
+use crate::progress::{LiveCounters, LiveSnapshot, Publisher, warn};
 use crate::reply::{ReplyFramer, reply_call_id};
 use crate::report::{LatencySummary, LatencyTracker, Report};
 
@@ -230,7 +230,10 @@ fn run_connection(
     let mut conn = match connect(plan, job.source, tls) {
         Ok(conn) => conn,
         Err(error) => {
-            eprintln!("sentrypeer-loadgen: connection {}: {error:#}", job.index);
+            warn(format_args!(
+                "sentrypeer-loadgen: connection {}: {error:#}",
+                job.index
+            ));
             let mut totals = StreamTotals::new(tracker.histogram);
             totals.errors = job.quota.unwrap_or(1);
             publisher.flush(totals.live());
@@ -239,7 +242,10 @@ fn run_connection(
     };
     let mut state = ConnState::new(plan, job, tls.is_some(), tracker, &conn);
     if let Err(error) = state.drive(plan, &mut conn, &mut publisher) {
-        eprintln!("sentrypeer-loadgen: connection {}: {error}", job.index);
+        warn(format_args!(
+            "sentrypeer-loadgen: connection {}: {error}",
+            job.index
+        ));
         let lost = state.outbox.ends.len() as u64;
         let unmade = job.quota.map_or(0, |quota| quota - state.generated);
         state.totals.errors += lost + unmade;

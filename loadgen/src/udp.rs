@@ -17,7 +17,7 @@ use crate::message::{FactoryConfig, MessageFactory, Transport};
 use crate::mmsg::{RecvBatch, SendBatch, SendOutcome};
 use crate::pacing::Pacer;
 use crate::plan::RunPlan;
-use crate::progress::{LiveCounters, LiveSnapshot, Publisher};
+use crate::progress::{LiveCounters, LiveSnapshot, Publisher, warn};
 use crate::reply::reply_call_id;
 use crate::report::{LatencySummary, LatencyTracker, Report};
 use crate::target::SourceCycle;
@@ -266,7 +266,9 @@ pub fn run_udp(plan: &RunPlan, live: &LiveCounters) -> anyhow::Result<Report> {
         totals.bytes += outcome.sent_bytes;
         totals.errors += outcome.errors;
         if let Some(error) = outcome.last_error.filter(|_| !totals.first_error_logged) {
-            eprintln!("sentrypeer-loadgen: send error (further ones only counted): {error}");
+            warn(format_args!(
+                "sentrypeer-loadgen: send error (further ones only counted): {error}"
+            ));
             totals.first_error_logged = true;
         }
         if plan.responsive {
