@@ -1,15 +1,13 @@
-//! A command in a real terminal: a private tmux server (its own `-L` socket name and a config
-//! that sets `remain-on-exit on`), one 160x40 session running the command through `sh -c`; the
-//! screen is read with `capture-pane`, waits poll it against a deadline. The shell writes the
-//! command's exit status to a file and then holds the pane open (`exec cat`), so the final
-//! screen stays as the command left it (tmux's own dead-pane status proved racy under load).
-//! Dropping it kills the server. Shared by the loadgen's and the main crate's progress tests
-//! (`#[path]`).
+//! A command in a real terminal: a private tmux server (its own `-S` socket in the temp dir and
+//! a config that sets `remain-on-exit on`), one 160x40 session running the command through
+//! `sh -c`; the screen is read with `capture-pane`, waits poll it against a deadline. The shell
+//! writes the command's exit status to a file, then holds the pane open (`exec cat`), so the
+//! final screen stays as the command left it (tmux's `pane_dead_status` was seen missing for a
+//! dead pane under load). Dropping it kills the server and removes its files. Shared by the
+//! loadgen's and the main crate's progress tests (`#[path]`).
 //!
 //! Never: touches the user's tmux server, sleeps as a wait, outlives the test (kill-server on
 //! drop).
-
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,7 +21,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// A private tmux server with one session.
 pub(crate) struct Tmux {
     tmux: PathBuf,
-    name: String,
+    socket: PathBuf,
     config: PathBuf,
     status: PathBuf,
 }
@@ -54,7 +52,7 @@ impl Tmux {
         );
         let session = Self {
             tmux: tmux.to_owned(),
-            name,
+            socket: std::env::temp_dir().join(format!("{name}.sock")),
             config,
             status,
         };
@@ -82,8 +80,8 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new(&self.tmux)
-            .arg("-L")
-            .arg(&self.name)
+            .arg("-S")
+            .arg(&self.socket)
             .arg("-f")
             .arg(&self.config)
             .args(args)
@@ -159,6 +157,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.config);
         let _ = std::fs::remove_file(&self.status);
     }
