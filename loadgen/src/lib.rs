@@ -6,7 +6,8 @@
 //! `sendmmsg` batches, [`stream`] pipelines them over TCP or TLS connections; both are paced by
 //! [`pacing::Pacer`] and summarised in a [`report::Report`]. [`sink`] only counts what arrives.
 //! [`reply`] frames replies and recovers the sequence number from the Call-ID so that
-//! [`report::LatencyTracker`] can time them.
+//! [`report::LatencyTracker`] can time them. [`progress`] draws the live line on stderr from
+//! counters the send loops publish now and then.
 //!
 //! Never: sends to an address that is not loopback unless the user names it
 //! (`--allow-non-loopback`, checked in [`target`]), runs without a bound (a count or a duration
@@ -19,6 +20,7 @@ pub mod message;
 pub mod mmsg;
 pub mod pacing;
 pub mod plan;
+pub mod progress;
 pub mod reply;
 pub mod report;
 pub mod rng;

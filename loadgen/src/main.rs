@@ -4,6 +4,7 @@
 //! Never: sends to a non-loopback address the user did not name with `--allow-non-loopback`,
 //! or runs a generator without `--count` or `--duration`.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sentrypeer_loadgen::message::{Mix, percent_to_ppm};
 use sentrypeer_loadgen::plan::RunPlan;
+use sentrypeer_loadgen::progress::{LiveBounds, LiveCounters, with_live_line};
 use sentrypeer_loadgen::report::Report;
 use sentrypeer_loadgen::sink::{SINK_RCVBUF_BYTES_DEFAULT, SinkPlan, bind_sink, run_sink};
 use sentrypeer_loadgen::target::{SourceRange, resolve_target};
@@ -235,17 +237,43 @@ fn run_sink_command(args: &SinkArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a generator, with the live line on stderr when stderr is a terminal.
+fn run_generator(
+    plan: &RunPlan,
+    replies_counted: bool,
+    work: impl FnOnce(&RunPlan, &LiveCounters) -> anyhow::Result<Report>,
+) -> anyhow::Result<Report> {
+    let bounds = LiveBounds {
+        count: plan.count,
+        duration: plan.duration,
+        replies_counted,
+    };
+    with_live_line(std::io::stderr().is_terminal(), &bounds, |live| {
+        work(plan, live)
+    })
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Udp(args) => print_report(&udp::run_udp(&build_plan(args, "udp")?)?, args.json),
-        Command::Tcp(args) => print_report(
-            &stream::run_stream(&build_plan(args, "tcp")?, None)?,
-            args.json,
-        ),
+        Command::Udp(args) => {
+            let plan = build_plan(args, "udp")?;
+            let report = run_generator(&plan, plan.responsive, udp::run_udp)?;
+            print_report(&report, args.json)
+        }
+        Command::Tcp(args) => {
+            let plan = build_plan(args, "tcp")?;
+            let report = run_generator(&plan, true, |plan, live| {
+                stream::run_stream(plan, None, live)
+            })?;
+            print_report(&report, args.json)
+        }
         Command::Tls(args) => {
             let plan = build_plan(args, "tls")?;
             let config = tls::danger_accept_any_server_cert_config().context("TLS client setup")?;
-            print_report(&stream::run_stream(&plan, Some(config))?, args.json)
+            let report = run_generator(&plan, true, |plan, live| {
+                stream::run_stream(plan, Some(config), live)
+            })?;
+            print_report(&report, args.json)
         }
         Command::Sink(args) => run_sink_command(args),
     }

@@ -21,6 +21,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::message::{FactoryConfig, MessageFactory, Transport};
 use crate::pacing::Pacer;
 use crate::plan::RunPlan;
+use crate::progress::{LiveCounters, LiveSnapshot, Publisher, warn};
 use crate::reply::{ReplyFramer, reply_call_id};
 use crate::report::{LatencySummary, LatencyTracker, Report};
 
@@ -222,24 +223,34 @@ fn run_connection(
     plan: &RunPlan,
     job: &StreamJob,
     tls: Option<&Arc<ClientConfig>>,
+    live: &LiveCounters,
 ) -> StreamTotals {
     let tracker = LatencyTracker::new(job.start);
+    let mut publisher = Publisher::new(live, job.start);
     let mut conn = match connect(plan, job.source, tls) {
         Ok(conn) => conn,
         Err(error) => {
-            eprintln!("sentrypeer-loadgen: connection {}: {error:#}", job.index);
+            warn(format_args!(
+                "sentrypeer-loadgen: connection {}: {error:#}",
+                job.index
+            ));
             let mut totals = StreamTotals::new(tracker.histogram);
             totals.errors = job.quota.unwrap_or(1);
+            publisher.flush(totals.live());
             return totals;
         }
     };
     let mut state = ConnState::new(plan, job, tls.is_some(), tracker, &conn);
-    if let Err(error) = state.drive(plan, &mut conn) {
-        eprintln!("sentrypeer-loadgen: connection {}: {error}", job.index);
+    if let Err(error) = state.drive(plan, &mut conn, &mut publisher) {
+        warn(format_args!(
+            "sentrypeer-loadgen: connection {}: {error}",
+            job.index
+        ));
         let lost = state.outbox.ends.len() as u64;
         let unmade = job.quota.map_or(0, |quota| quota - state.generated);
         state.totals.errors += lost + unmade;
     }
+    publisher.flush(state.totals.live());
     let mut totals = state.totals;
     totals.histogram = state.tracker.histogram;
     totals
@@ -255,6 +266,14 @@ impl StreamTotals {
             replies: 0,
             histogram,
             finished: None,
+        }
+    }
+
+    fn live(&self) -> LiveSnapshot {
+        LiveSnapshot {
+            sent: self.sent,
+            errors: self.errors,
+            replies: self.replies,
         }
     }
 }
@@ -374,12 +393,18 @@ impl ConnState {
         }
     }
 
-    fn drive(&mut self, plan: &RunPlan, conn: &mut Conn) -> io::Result<()> {
+    fn drive(
+        &mut self,
+        plan: &RunPlan,
+        conn: &mut Conn,
+        publisher: &mut Publisher<'_>,
+    ) -> io::Result<()> {
         let mut scratch = vec![0_u8; 16 * 1024];
         let mut closed_at: Option<Instant> = None;
         let mut last_write = Instant::now();
         loop {
             let now = Instant::now();
+            publisher.publish(now, self.totals.live());
             let generating = closed_at.is_none() && self.generating(now);
             if generating {
                 self.generate(now);
@@ -458,8 +483,13 @@ impl ConnState {
     }
 }
 
-/// Runs the TCP (`tls` None) or TLS generator to completion.
-pub fn run_stream(plan: &RunPlan, tls: Option<Arc<ClientConfig>>) -> anyhow::Result<Report> {
+/// Runs the TCP (`tls` None) or TLS generator to completion, publishing its counters to `live`
+/// as it goes.
+pub fn run_stream(
+    plan: &RunPlan,
+    tls: Option<Arc<ClientConfig>>,
+    live: &LiveCounters,
+) -> anyhow::Result<Report> {
     let connections = plan.connections;
     let sources = plan.bind_addresses(connections);
     let start = Instant::now();
@@ -481,7 +511,7 @@ pub fn run_stream(plan: &RunPlan, tls: Option<Arc<ClientConfig>>) -> anyhow::Res
             .iter()
             .map(|job| {
                 let tls = tls.as_ref();
-                scope.spawn(move || run_connection(plan, job, tls))
+                scope.spawn(move || run_connection(plan, job, tls, live))
             })
             .collect();
         handles

@@ -17,6 +17,7 @@ use crate::message::{FactoryConfig, MessageFactory, Transport};
 use crate::mmsg::{RecvBatch, SendBatch, SendOutcome};
 use crate::pacing::Pacer;
 use crate::plan::RunPlan;
+use crate::progress::{LiveCounters, LiveSnapshot, Publisher, warn};
 use crate::reply::reply_call_id;
 use crate::report::{LatencySummary, LatencyTracker, Report};
 use crate::target::SourceCycle;
@@ -77,6 +78,16 @@ struct Totals {
     bytes: u64,
     replies: u64,
     first_error_logged: bool,
+}
+
+impl Totals {
+    fn live(&self) -> LiveSnapshot {
+        LiveSnapshot {
+            sent: self.sent,
+            errors: self.errors,
+            replies: self.replies,
+        }
+    }
 }
 
 /// Reads every reply waiting on the sockets of `poll_fds` (one per sender) without blocking;
@@ -186,11 +197,8 @@ fn open_senders(plan: &RunPlan) -> anyhow::Result<Vec<Sender>> {
         .collect()
 }
 
-/// Runs the UDP generator to completion.
-pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
-    let senders = open_senders(plan)?;
-    let mut cycle = plan.source_cycle;
-    let mut factory = MessageFactory::new(FactoryConfig {
+fn udp_factory(plan: &RunPlan) -> MessageFactory {
+    MessageFactory::new(FactoryConfig {
         transport: Transport::Udp,
         target: plan.target,
         mix: plan.mix,
@@ -198,7 +206,26 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
         seed: plan.seed,
         stream_id: 0,
         number_pool: plan.number_pool,
-    });
+    })
+}
+
+/// One `poll` entry per sender, waiting for replies.
+fn reply_poll_fds(senders: &[Sender]) -> Vec<libc::pollfd> {
+    senders
+        .iter()
+        .map(|sender| libc::pollfd {
+            fd: sender.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect()
+}
+
+/// Runs the UDP generator to completion, publishing its counters to `live` as it goes.
+pub fn run_udp(plan: &RunPlan, live: &LiveCounters) -> anyhow::Result<Report> {
+    let senders = open_senders(plan)?;
+    let mut cycle = plan.source_cycle;
+    let mut factory = udp_factory(plan);
     let start = Instant::now();
     let pacer = Pacer::new(start, plan.rate_per_s);
     let batch_max = pacer.batch_size(plan.batch) as u64;
@@ -207,15 +234,9 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
     let mut replies = RecvBatch::new(REPLY_BATCH_DATAGRAMS, REPLY_DATAGRAM_BYTES);
     let mut send = SendBatch::default();
     let mut outgoing = Outgoing::default();
-    let mut poll_fds: Vec<libc::pollfd> = senders
-        .iter()
-        .map(|sender| libc::pollfd {
-            fd: sender.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut poll_fds = reply_poll_fds(&senders);
     let mut totals = Totals::default();
+    let mut publisher = Publisher::new(live, start);
     for turn in 0_usize.. {
         let remaining = plan
             .count
@@ -245,28 +266,42 @@ pub fn run_udp(plan: &RunPlan) -> anyhow::Result<Report> {
         totals.bytes += outcome.sent_bytes;
         totals.errors += outcome.errors;
         if let Some(error) = outcome.last_error.filter(|_| !totals.first_error_logged) {
-            eprintln!("sentrypeer-loadgen: send error (further ones only counted): {error}");
+            warn(format_args!(
+                "sentrypeer-loadgen: send error (further ones only counted): {error}"
+            ));
             totals.first_error_logged = true;
         }
         if plan.responsive {
             // One poll over all sockets, then recvmmsg only where replies wait.
             totals.replies += collect_replies(&mut poll_fds, &mut replies, &mut tracker);
         }
+        publisher.publish(now, totals.live());
     }
     let duration = start.elapsed();
+    publisher.flush(totals.live());
     if plan.responsive {
-        totals.replies += drain_replies(plan, &mut poll_fds, &mut replies, &mut tracker, &totals);
+        totals.replies += drain_replies(
+            plan,
+            &mut poll_fds,
+            &mut replies,
+            &mut tracker,
+            &totals,
+            &mut publisher,
+        );
+        publisher.flush(totals.live());
     }
     Ok(finish(plan, &totals, &tracker, duration, senders.len()))
 }
 
-/// Waits for outstanding replies until all requests are answered or `reply_wait` passes idle.
+/// Waits for outstanding replies until all requests are answered or `reply_wait` passes idle;
+/// returns how many arrived.
 fn drain_replies(
     plan: &RunPlan,
     poll_fds: &mut [libc::pollfd],
     batch: &mut RecvBatch,
     tracker: &mut LatencyTracker,
     totals: &Totals,
+    publisher: &mut Publisher<'_>,
 ) -> u64 {
     let expected = totals.sent.saturating_sub(totals.malformed);
     let mut replies = totals.replies;
@@ -278,6 +313,11 @@ fn drain_replies(
         } else {
             replies += got;
             last_reply = Instant::now();
+            let live = LiveSnapshot {
+                replies,
+                ..totals.live()
+            };
+            publisher.publish(last_reply, live);
         }
     }
     replies - totals.replies

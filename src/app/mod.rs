@@ -7,11 +7,13 @@
 //!
 //! Never: holds business logic of a part; prints a secret.
 
+mod progress;
 mod run;
 mod status;
 
 use std::error::Error;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{self, Command, Config};
@@ -27,16 +29,35 @@ pub fn main() -> ExitCode {
         Command::Run => run::run(&config),
         Command::Stats => command_stats(&config),
         Command::Export { format, output } => {
-            let mut stdout = std::io::stdout().lock();
-            commands::export(&config.store, *format, output.as_deref(), &mut stdout)
-                .and_then(|()| stdout.flush().map_err(Into::into))
-                .map_err(Into::into)
+            command_export(&config, *format, output.as_deref()).map_err(Into::into)
         }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error.as_ref()),
     }
+}
+
+/// `sentrypeer export`, with a progress bar on stderr when [`progress::export_bar_wanted`].
+fn command_export(
+    config: &Config,
+    format: config::ExportFormat,
+    output: Option<&Path>,
+) -> Result<(), crate::store::StoreError> {
+    let mut stdout = std::io::stdout().lock();
+    let wanted = progress::export_bar_wanted(
+        std::io::stderr().is_terminal(),
+        stdout.is_terminal(),
+        output.is_some(),
+    );
+    let mut bar = wanted.then(progress::ExportBar::new);
+    let tell: &mut dyn commands::ExportProgress = match &mut bar {
+        Some(bar) => bar,
+        None => &mut (),
+    };
+    commands::export_with_progress(&config.store, format, output, &mut stdout, tell)?;
+    stdout.flush()?;
+    Ok(())
 }
 
 fn command_stats(config: &Config) -> Result<(), Box<dyn Error>> {

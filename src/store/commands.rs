@@ -1,7 +1,10 @@
 //! `sentrypeer stats` and `sentrypeer export`: read the store through short read transactions,
 //! so both work while a sensor runs (LMDB lets a second process read).
 //!
-//! Never: writes to the store, overwrites an existing export file.
+//! `export` reports its progress (events done of the store's count) through [`ExportProgress`];
+//! the binary draws it, this module never does.
+//!
+//! Never: writes to the store, overwrites an existing export file, writes to stderr.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -75,6 +78,23 @@ pub fn stats(config: &StoreConfig, out: &mut dyn Write) -> Result<(), StoreError
     Ok(())
 }
 
+/// Told how far an export is.
+pub trait ExportProgress {
+    /// Once, before the first event: the events the store holds (more may arrive meanwhile).
+    fn start(&mut self, total_events: u64);
+    /// After each chunk: the events written so far.
+    fn advance(&mut self, done_events: u64);
+    /// Once, after the last event was written.
+    fn finish(&mut self);
+}
+
+/// No progress reporting.
+impl ExportProgress for () {
+    fn start(&mut self, _total_events: u64) {}
+    fn advance(&mut self, _done_events: u64) {}
+    fn finish(&mut self) {}
+}
+
 /// Writes every stored event, oldest first, as JSON lines, CSV or an SQLite file (the original's
 /// `honey` table; needs `output`). JSON lines and CSV go to `output` when given, else to `out`.
 pub fn export(
@@ -82,6 +102,17 @@ pub fn export(
     format: ExportFormat,
     output: Option<&Path>,
     out: &mut dyn Write,
+) -> Result<(), StoreError> {
+    export_with_progress(config, format, output, out, &mut ())
+}
+
+/// [`export`], telling `progress` how far it is.
+pub fn export_with_progress(
+    config: &StoreConfig,
+    format: ExportFormat,
+    output: Option<&Path>,
+    out: &mut dyn Write,
+    progress: &mut dyn ExportProgress,
 ) -> Result<(), StoreError> {
     if format == ExportFormat::Sqlite && output.is_none() {
         return Err(StoreError::SqliteNeedsOutput);
@@ -92,8 +123,12 @@ pub fn export(
         return Err(StoreError::OutputExists(path.to_path_buf()));
     }
     let store = open_existing(config)?;
+    let mut events = Events {
+        store: &store,
+        progress,
+    };
     match (format, output) {
-        (ExportFormat::Sqlite, Some(path)) => export_sqlite(&store, path),
+        (ExportFormat::Sqlite, Some(path)) => export_sqlite(&mut events, path),
         (ExportFormat::Sqlite, None) => Err(StoreError::SqliteNeedsOutput),
         (format, Some(path)) => {
             let file = File::create(path).map_err(|source| StoreError::Io {
@@ -101,37 +136,58 @@ pub fn export(
                 source,
             })?;
             let mut file = BufWriter::new(file);
-            export_text(&store, format, &mut file)?;
+            export_text(&mut events, format, &mut file)?;
             file.flush()?;
             Ok(())
         }
-        (format, None) => export_text(&store, format, out),
+        (format, None) => export_text(&mut events, format, out),
     }
 }
 
-/// Calls `each` for every stored event in key order, one read transaction per chunk.
-fn for_each_event(
-    store: &Store,
-    mut each: impl FnMut(&crate::event::Event) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let mut after = 0;
-    loop {
-        let chunk = store.read()?.events_after(after, EXPORT_CHUNK_EVENTS)?;
-        let Some((last, _)) = chunk.last() else {
-            return Ok(());
-        };
-        after = *last;
-        for (_, event) in &chunk {
-            each(event)?;
+/// The store's events, read in chunks, with the progress to tell.
+struct Events<'a> {
+    store: &'a Store,
+    progress: &'a mut dyn ExportProgress,
+}
+
+impl Events<'_> {
+    /// Calls `each` for every stored event in key order, one read transaction per chunk,
+    /// telling the progress after each chunk.
+    fn for_each(
+        &mut self,
+        mut each: impl FnMut(&crate::event::Event) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.progress.start(self.store.read()?.totals()?.events);
+        let mut after = 0;
+        let mut done_events = 0;
+        loop {
+            let chunk = self
+                .store
+                .read()?
+                .events_after(after, EXPORT_CHUNK_EVENTS)?;
+            let Some((last, _)) = chunk.last() else {
+                self.progress.finish();
+                return Ok(());
+            };
+            after = *last;
+            for (_, event) in &chunk {
+                each(event)?;
+            }
+            done_events += chunk.len() as u64;
+            self.progress.advance(done_events);
         }
     }
 }
 
-fn export_text(store: &Store, format: ExportFormat, out: &mut dyn Write) -> Result<(), StoreError> {
+fn export_text(
+    events: &mut Events<'_>,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<(), StoreError> {
     if format == ExportFormat::Csv {
         let mut csv = csv::Writer::from_writer(out);
         csv.write_record(CSV_HEADER)?;
-        for_each_event(store, |event| {
+        events.for_each(|event| {
             let row = row(event);
             csv.write_record(&row)?;
             Ok(())
@@ -140,7 +196,7 @@ fn export_text(store: &Store, format: ExportFormat, out: &mut dyn Write) -> Resu
         return Ok(());
     }
     let mut out = BufWriter::new(out);
-    for_each_event(store, |event| {
+    events.for_each(|event| {
         write_json(event, &mut out)?;
         out.write_all(b"\n")?;
         Ok(())
@@ -170,7 +226,7 @@ fn row(event: &crate::event::Event) -> [String; 15] {
     ]
 }
 
-fn export_sqlite(store: &Store, path: &Path) -> Result<(), StoreError> {
+fn export_sqlite(events: &mut Events<'_>, path: &Path) -> Result<(), StoreError> {
     let mut connection = rusqlite::Connection::open(path)?;
     connection.execute_batch(
         "CREATE TABLE honey (
@@ -195,7 +251,7 @@ fn export_sqlite(store: &Store, path: &Path) -> Result<(), StoreError> {
              transport_type, source_ip, destination_ip, called_number, sip_method, sip_user_agent,
              sip_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        for_each_event(store, |event| {
+        events.for_each(|event| {
             insert.execute(rusqlite::params![
                 format_timestamp(event.timestamp_ns),
                 event.uuid.hyphenated().to_string(),

@@ -59,5 +59,9 @@ mod fault;
 /// Abuse of the real binary: floods, stalls, reflection, privileges, stray files, secrets.
 mod abuse;
 
+/// Progress on stderr under tmux (a real terminal): the export bar, absent when stderr is a file
+/// or a pipe, the exported bytes unchanged.
+mod progress;
+
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;
