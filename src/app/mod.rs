@@ -32,6 +32,7 @@ pub fn main() -> ExitCode {
                 .and_then(|()| stdout.flush().map_err(Into::into))
                 .map_err(Into::into)
         }
+        Command::Top { api_url } => crate::top::run(api_url, config.api.token.clone()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -158,6 +158,9 @@ fn resolve_command(sources: &Sources<'_>) -> Result<Command, ConfigError> {
             },
             output: output.as_ref().map(PathBuf::from),
         },
+        Some(CliCommand::Top { api }) => Command::Top {
+            api_url: check_url("top --api", Some(api))?,
+        },
     })
 }
 
