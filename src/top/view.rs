@@ -14,6 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph, Sparkline, Wrap};
 
 use super::model::{Model, Pane, Problem, Rates};
+use super::prom::as_count;
 use super::snapshot::{Counters, Quantiles};
 use crate::config::limits;
 
@@ -218,8 +219,9 @@ fn pipeline_lines(c: &Counters, now: Option<Rates>) -> Vec<Line<'static>> {
     ]
 }
 
-fn quantile(value: Option<f64>, scale: f64, unit: &str) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{:.1}{unit}", v / scale))
+/// Microseconds shown as milliseconds.
+fn millis(microseconds: Option<f64>) -> String {
+    microseconds.map_or_else(|| "-".to_owned(), |us| format!("{:.1} ms", us / 1000.0))
 }
 
 fn writer_lines(c: &Counters) -> Vec<Line<'static>> {
@@ -228,14 +230,14 @@ fn writer_lines(c: &Counters) -> Vec<Line<'static>> {
     vec![
         Line::raw(format!(
             "batch size      p50 {}   p99 {}   ({} batches)",
-            quantile(p50, 1.0, ""),
-            quantile(p99, 1.0, ""),
+            count(p50.map(as_count)),
+            count(p99.map(as_count)),
             count(n)
         )),
         Line::raw(format!(
             "commit latency  p50 {}   p99 {}",
-            quantile(commit.p50, 1000.0, " ms"),
-            quantile(commit.p99, 1000.0, " ms")
+            millis(commit.p50),
+            millis(commit.p99)
         )),
         Line::styled(
             "summaries since the sensor started",
@@ -274,9 +276,12 @@ fn draw_lists(frame: &mut Frame<'_>, model: &Model, area: Rect) {
     let minutes = limits::TOP_WINDOW_S / 60;
     for (pane, area) in Pane::ALL.into_iter().zip(areas.iter()) {
         let title = match pane {
-            Pane::Ips => format!("Source IPs, last {minutes} min (all-time count)"),
-            Pane::Numbers => format!("Called numbers, last {minutes} min (all-time count)"),
-            Pane::UserAgents => format!("User agents, last {} events", limits::TOP_EVENTS_LIMIT),
+            Pane::Ips => format!("Source IPs ({minutes} min, total seen)"),
+            Pane::Numbers => format!("Called numbers ({minutes} min, total seen)"),
+            Pane::UserAgents => format!(
+                "User agents (last {} events of {minutes} min)",
+                limits::TOP_EVENTS_LIMIT
+            ),
         };
         let items: Vec<ListItem<'_>> = model
             .list(pane)

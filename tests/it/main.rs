@@ -59,5 +59,8 @@ mod fault;
 /// Abuse of the real binary: floods, stalls, reflection, privileges, stray files, secrets.
 mod abuse;
 
+/// `sentrypeer top` in a real terminal (tmux): live screen, hostile user agents, restore on exit.
+mod top;
+
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;
