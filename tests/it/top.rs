@@ -263,7 +263,7 @@ fn top_reports_unreachable_api_and_wrong_token() {
     assert_ended_and_restored(&tmux);
     drop(tmux);
 
-    // The right token from the environment connects.
+    // The right token from the environment connects; SIGTERM ends `top` and restores too.
     let right = "SENTRYPEER_API_TOKEN=right-token";
     let tmux = Tmux::start(
         dir.path(),
@@ -271,6 +271,15 @@ fn top_reports_unreachable_api_and_wrong_token() {
         &top_command(dir.path(), &api, right),
     );
     tmux.wait_screen("connected with the token", |s| s.contains("connected"));
-    tmux.send("q");
+    let shell = tmux.display("#{pane_pid}");
+    let children = format!("/proc/{shell}/task/{shell}/children");
+    let top: libc::pid_t = std::fs::read_to_string(&children)
+        .expect("children of the pane's shell")
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .expect("the pid of top");
+    // SAFETY: kill(2) on the `top` process this test started; no memory is involved.
+    assert_eq!(unsafe { libc::kill(top, libc::SIGTERM) }, 0);
     assert_ended_and_restored(&tmux);
 }
