@@ -15,15 +15,16 @@ pub const REPLACEMENT: char = '\u{FFFD}';
 /// `text` safe to draw: controls replaced, bidi controls removed, at most `max_chars` chars.
 pub fn neutralise(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
-    let mut kept = 0_usize;
-    for c in text.chars().filter(|c| !is_bidi_control(*c)) {
+    if max_chars == 0 {
+        return out;
+    }
+    for (kept, c) in text.chars().filter(|c| !is_bidi_control(*c)).enumerate() {
         if kept == max_chars {
             out.pop();
             out.push('…');
             return out;
         }
         out.push(if c.is_control() { REPLACEMENT } else { c });
-        kept += 1;
     }
     out
 }
@@ -61,6 +62,7 @@ mod tests {
         assert_eq!(neutralise("abcdef", 4), "abc…");
         assert_eq!(neutralise("abcd", 4), "abcd");
         assert_eq!(neutralise("", 4), "");
+        assert_eq!(neutralise("abc", 0), "");
         assert_eq!(
             neutralise("ab\u{202E}cd", 4),
             "abcd",
