@@ -243,7 +243,7 @@ pub(crate) struct Cli {
     #[arg(long, env = "SENTRYPEER_RETENTION_DAYS", value_name = "N")]
     pub(crate) retention_days: Option<OsString>,
 
-    /// Bearer token the HTTP API requires (and `top` sends) [default: none]
+    /// Bearer token the HTTP API requires, and top sends [default: none]
     #[arg(
         long,
         env = "SENTRYPEER_API_TOKEN",
@@ -287,7 +287,7 @@ pub(crate) enum CliCommand {
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<OsString>,
     },
-    /// Show a running sensor live in the terminal, from its HTTP API (q quits)
+    /// Show a running sensor live in the terminal from its HTTP API (--api URL; q quits)
     Top {
         /// The sensor's HTTP API
         #[arg(long, value_name = "URL", default_value = super::defaults::TOP_API_URL)]
