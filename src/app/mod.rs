@@ -32,7 +32,17 @@ pub fn main() -> ExitCode {
                 .and_then(|()| stdout.flush().map_err(Into::into))
                 .map_err(Into::into)
         }
-        Command::Top { api_url } => crate::top::run(api_url, config.api.token.clone()),
+        Command::Top {
+            api_url,
+            panic_after_first_draw,
+        } => {
+            let options = crate::top::Options {
+                api_url: api_url.clone(),
+                token: config.api.token.clone(),
+                panic_after_first_draw: *panic_after_first_draw,
+            };
+            crate::top::run(&options)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

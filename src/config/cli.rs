@@ -292,6 +292,9 @@ pub(crate) enum CliCommand {
         /// The sensor's HTTP API
         #[arg(long, value_name = "URL", default_value = super::defaults::TOP_API_URL)]
         api: String,
+        /// Test hook: panic after the first screen is drawn (the terminal must be restored)
+        #[arg(long, hide = true)]
+        danger_panic_after_first_draw: bool,
     },
 }
 

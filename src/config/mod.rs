@@ -170,7 +170,11 @@ pub enum Command {
     },
     /// `sentrypeer top [--api URL]`: the live terminal view of a running sensor's API, which
     /// sends `api.token` when set.
-    Top { api_url: String },
+    Top {
+        api_url: String,
+        /// Test hook (hidden `--danger-panic-after-first-draw`): panic once the screen is up.
+        panic_after_first_draw: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1034,6 +1034,7 @@ fn config_verified_only_reaches_every_part_that_acts() {
 fn config_top_subcommand_url_and_token() {
     let top = |url: &str| Command::Top {
         api_url: url.to_owned(),
+        panic_after_first_draw: false,
     };
     let config = load_ok(&["top"], &[]);
     assert_eq!(config.command, top(defaults::TOP_API_URL));

@@ -18,4 +18,4 @@ pub mod shell;
 pub mod snapshot;
 pub mod view;
 
-pub use shell::run;
+pub use shell::{Options, run};

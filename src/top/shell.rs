@@ -35,8 +35,20 @@ const REDRAW_INTERVAL: Duration = Duration::from_millis(250);
 /// One poll's outcome and when it started.
 type Outcome = (Instant, Result<Snapshot, Problem>);
 
-/// Runs `top` against the API at `api_url` until the operator quits or a signal arrives.
-pub fn run(api_url: &str, token: Option<Secret>) -> Result<(), Box<dyn Error>> {
+/// What `sentrypeer top` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The API, `http://host:port`.
+    pub api_url: String,
+    /// The bearer token to send, if any.
+    pub token: Option<Secret>,
+    /// Test hook: panic right after the first screen is drawn.
+    pub panic_after_first_draw: bool,
+}
+
+/// Runs `top` until the operator quits or a signal arrives.
+pub fn run(options: &Options) -> Result<(), Box<dyn Error>> {
+    let api_url = options.api_url.as_str();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,
@@ -49,7 +61,8 @@ pub fn run(api_url: &str, token: Option<Secret>) -> Result<(), Box<dyn Error>> {
     let mut screen = Screen::enter()?;
     let paused = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let outcomes = start_poller(Api::new(api_url, token), Arc::clone(&paused));
+    let api = Api::new(api_url, options.token.clone());
+    let outcomes = start_poller(api, Arc::clone(&paused));
     let mut model = Model::new(api_url);
     while !stop.load(Ordering::Relaxed) {
         loop {
@@ -63,6 +76,10 @@ pub fn run(api_url: &str, token: Option<Secret>) -> Result<(), Box<dyn Error>> {
         screen
             .terminal
             .draw(|frame| view::draw(frame, &model, now_ms))?;
+        #[allow(clippy::panic)]
+        if options.panic_after_first_draw {
+            panic!("test hook: --danger-panic-after-first-draw");
+        }
         if !event::poll(REDRAW_INTERVAL)? {
             continue;
         }

@@ -154,11 +154,12 @@ fn rate_now(screen: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits for the pane's shell to report that `top` ended, then checks the terminal is restored.
-fn assert_ended_and_restored(tmux: &Tmux) {
+/// Waits for the pane's shell to report that `top` ended with `code`, then checks the terminal
+/// is restored; returns the screen.
+fn assert_ended_and_restored(tmux: &Tmux, code: i32) -> String {
     let screen = tmux.wait_screen("top to exit", |s| s.contains("top-exited"));
     assert!(
-        screen.contains("top-exited code=0 tty=same"),
+        screen.contains(&format!("top-exited code={code} tty=same")),
         "exit code or tty modes: {screen}"
     );
     assert_eq!(
@@ -167,6 +168,7 @@ fn assert_ended_and_restored(tmux: &Tmux) {
         "alternate screen left"
     );
     assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown");
+    screen
 }
 
 #[test]
@@ -224,7 +226,7 @@ fn top_shows_live_sensor_and_restores_terminal() {
         println!("{screen}");
     }
     tmux.send("q");
-    assert_ended_and_restored(&tmux);
+    assert_ended_and_restored(&tmux, 0);
 }
 
 #[test]
@@ -244,7 +246,7 @@ fn top_reports_unreachable_api_and_wrong_token() {
         s.contains("Cannot reach the API") && s.contains("failed 2x")
     });
     tmux.send("q");
-    assert_ended_and_restored(&tmux);
+    assert_ended_and_restored(&tmux, 0);
     drop(tmux);
 
     // A sensor with a token, asked with a wrong one: 401 shown; Ctrl-C (a key in raw mode) quits.
@@ -260,7 +262,7 @@ fn top_reports_unreachable_api_and_wrong_token() {
     );
     tmux.wait_screen("the 401 message", |s| s.contains("401 Unauthorized"));
     tmux.send("C-c");
-    assert_ended_and_restored(&tmux);
+    assert_ended_and_restored(&tmux, 0);
     drop(tmux);
 
     // The right token from the environment connects; SIGTERM ends `top` and restores too.
@@ -281,5 +283,29 @@ fn top_reports_unreachable_api_and_wrong_token() {
         .expect("the pid of top");
     // SAFETY: kill(2) on the `top` process this test started; no memory is involved.
     assert_eq!(unsafe { libc::kill(top, libc::SIGTERM) }, 0);
-    assert_ended_and_restored(&tmux);
+    assert_ended_and_restored(&tmux, 0);
+}
+
+#[test]
+fn top_panic_restores_terminal_before_the_message() {
+    if require_tool("tmux").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nowhere = format!(
+        "http://127.0.0.1:{} --danger-panic-after-first-draw",
+        free_port()
+    );
+    let tmux = Tmux::start(
+        dir.path(),
+        "panic.sock",
+        &top_command(dir.path(), &nowhere, "RUST_BACKTRACE=0"),
+    );
+    // The panic exits with 101; the hook restored the terminal first, so the message is on the
+    // normal screen, readable after the alternate screen is gone.
+    let screen = assert_ended_and_restored(&tmux, 101);
+    assert!(
+        screen.contains("test hook: --danger-panic-after-first-draw"),
+        "{screen}"
+    );
 }
