@@ -6,7 +6,7 @@
 //! (requests run on the poller thread); leaves the terminal unrestored.
 
 use std::error::Error;
-use std::io::{self, Stdout};
+use std::io::{self, IsTerminal, Stdout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -49,6 +49,9 @@ pub struct Options {
 /// Runs `top` until the operator quits or a signal arrives.
 pub fn run(options: &Options) -> Result<(), Box<dyn Error>> {
     let api_url = options.api_url.as_str();
+    if !io::stdout().is_terminal() {
+        return Err("top draws a full-screen view: its standard output must be a terminal".into());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,

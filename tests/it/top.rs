@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::require::require_tool;
-use crate::support::{DEADLINE, Launch, free_port, udp_from};
+use crate::support::{DEADLINE, Launch, free_port, run_command, udp_from};
 
 /// The escape sequences a user agent tries: retitle the window, clear the screen.
 const HOSTILE_USER_AGENT: &str = "evil\x1b]0;pwned\x07\x1b[2J";
@@ -308,4 +308,17 @@ fn top_panic_restores_terminal_before_the_message() {
         screen.contains("test hook: --danger-panic-after-first-draw"),
         "{screen}"
     );
+}
+
+#[test]
+fn top_refuses_output_that_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let (status, stdout, stderr) = run_command(dir.path(), &["top", "--api", &nowhere]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.is_empty(),
+        "no escape sequences into a pipe: {stdout:?}"
+    );
+    assert!(stderr.contains("must be a terminal"), "{stderr}");
 }
