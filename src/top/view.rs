@@ -25,10 +25,12 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model, now_ms: u64) {
         draw_too_small(frame, area);
         return;
     }
+    // The rates row (with the sparkline) gets a third of the height left, at least its 9 rows.
+    let rates_rows = 9.max(area.height.saturating_sub(9) / 3);
     let [header, status, rates, middle, lists, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(9),
+        Constraint::Length(rates_rows),
         Constraint::Length(6),
         Constraint::Min(5),
         Constraint::Length(1),

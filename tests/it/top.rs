@@ -144,6 +144,25 @@ fn first_number_row(screen: &str) -> String {
     row.split('│').nth(3).unwrap_or_default().trim().to_owned()
 }
 
+/// Bars in the bottom row of the events/s sparkline (one per poll with events).
+fn sparkline_bars(screen: &str) -> usize {
+    let lines: Vec<&str> = screen.lines().collect();
+    let Some(top) = lines.iter().position(|l| l.starts_with("┌Events/s")) else {
+        return 0;
+    };
+    let bottom = lines
+        .iter()
+        .skip(top)
+        .position(|l| l.starts_with('└'))
+        .map_or(0, |offset| top + offset);
+    let row = lines
+        .get(bottom.saturating_sub(1))
+        .copied()
+        .unwrap_or_default();
+    let inside = row.split('│').nth(1).unwrap_or_default();
+    inside.chars().filter(|c| "▁▂▃▄▅▆▇█".contains(*c)).count()
+}
+
 /// The events rate `top` shows as "now N/s".
 fn rate_now(screen: &str) -> f64 {
     screen
@@ -191,6 +210,7 @@ fn top_shows_live_sensor_and_restores_terminal() {
     let screen = tmux.wait_screen("source IP, rate, top number and user agents", |s| {
         s.contains("127.0.0.23")
             && rate_now(s) > 0.0
+            && sparkline_bars(s) >= 3
             && first_number_row(s).ends_with("2125550123")
             && s.contains("friendly-scanner")
             && s.contains("]0;pwned")
