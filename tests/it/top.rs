@@ -81,6 +81,10 @@ impl Tmux {
                 return screen;
             }
             assert!(
+                !screen.contains("top-exited"),
+                "top ended while waiting for {what}; screen:\n{screen}"
+            );
+            assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}; screen:\n{screen}"
             );
@@ -245,6 +249,11 @@ fn top_shows_live_sensor_and_restores_terminal() {
     if std::env::var_os("TOP_PRINT_SCREEN").is_some() {
         println!("{screen}");
     }
+    // `p` pauses, tab moves the focus to the next list.
+    tmux.send("p");
+    tmux.wait_screen("paused", |s| s.contains("PAUSED (p resumes)"));
+    tmux.send("Tab");
+    tmux.wait_screen("focus on the numbers", |s| s.contains("▶ Called numbers"));
     tmux.send("q");
     assert_ended_and_restored(&tmux, 0);
 }
