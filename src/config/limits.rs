@@ -501,6 +501,10 @@ const _: () = assert!(PROOF_MAC_BYTES >= 8 && PROOF_MAC_BYTES <= 32);
 /// four requests it makes are cheap next to the API's own limits.
 pub const TOP_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest wait of `top` for a key before it redraws (its "updated N s ago" clock ticks): short
+/// enough that `q` and a signal end it at once, long enough to cost nothing while idle.
+pub const TOP_REDRAW_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Time one `top` request may take in total (connect, send, whole body): a sensor that does not
 /// answer within it is shown as unreachable and asked again on the next poll.
 pub const TOP_HTTP_TIMEOUT: Duration = Duration::from_secs(2);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -28,9 +28,6 @@ use super::model::{Input, Model, Problem};
 use super::snapshot::Snapshot;
 use super::view;
 use crate::config::{Secret, limits};
-
-/// Longest wait for a key before the screen is redrawn (the "updated N s ago" clock ticks).
-const REDRAW_INTERVAL: Duration = Duration::from_millis(250);
 
 /// One poll's outcome and when it started.
 type Outcome = (Instant, Result<Snapshot, Problem>);
@@ -83,7 +80,7 @@ pub fn run(options: &Options) -> Result<(), Box<dyn Error>> {
         if options.panic_after_first_draw {
             panic!("test hook: --danger-panic-after-first-draw");
         }
-        if !event::poll(REDRAW_INTERVAL)? {
+        if !event::poll(limits::TOP_REDRAW_INTERVAL)? {
             continue;
         }
         if let Some(input) = input_of(&event::read()?) {
