@@ -100,3 +100,95 @@ fn bad(route: &'static str) -> impl Fn(String) -> Problem {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A loopback server that reads one request head and answers `head` then `body_bytes` of
+    /// `x` (or, with `None`, never answers); returns its URL.
+    fn server(answer: Option<(&'static str, usize)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = [0_u8; 4096];
+            let _ = stream.read(&mut head);
+            match answer {
+                Some((status, body_bytes)) => {
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {body_bytes}\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut left = body_bytes;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if stream.write_all(&chunk[..n]).is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                }
+                // Hold the connection open without a word until the client gives up.
+                None => {
+                    let _ = stream.read(&mut head);
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn top_fetch_401_is_unauthorized() {
+        let api = Api::new(&server(Some(("401 Unauthorized", 0))), None);
+        assert_eq!(
+            api.poll(OffsetDateTime::now_utc()),
+            Err(Problem::Unauthorized)
+        );
+    }
+
+    #[test]
+    fn top_fetch_caps_the_body() {
+        let too_big = usize::try_from(limits::TOP_RESPONSE_BYTES_MAX).unwrap() + 1;
+        let api = Api::new(&server(Some(("200 OK", too_big))), None);
+        match api.poll(OffsetDateTime::now_utc()) {
+            Err(Problem::Bad(why)) => assert!(why.starts_with("/metrics: "), "{why}"),
+            other => panic!("a body over the cap must be refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn top_fetch_times_out() {
+        let api = Api::new(&server(None), None);
+        let started = Instant::now();
+        let outcome = api.poll(OffsetDateTime::now_utc());
+        assert!(
+            matches!(outcome, Err(Problem::Unreachable(_))),
+            "{outcome:?}"
+        );
+        let took = started.elapsed();
+        assert!(took >= limits::TOP_HTTP_TIMEOUT, "{took:?}");
+        assert!(took < limits::TOP_HTTP_TIMEOUT * 3, "{took:?}");
+    }
+
+    #[test]
+    fn top_fetch_nothing_listening_is_unreachable() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let api = Api::new(&format!("http://127.0.0.1:{port}"), None);
+        let outcome = api.poll(OffsetDateTime::now_utc());
+        assert!(
+            matches!(outcome, Err(Problem::Unreachable(_))),
+            "{outcome:?}"
+        );
+    }
+}

@@ -122,3 +122,29 @@ proptest! {
         prop_assert!(no_control(&symbols));
     }
 }
+
+#[test]
+fn top_view_backlogs_and_shards_when_exported() {
+    let mut model = Model::new("http://127.0.0.1:8082");
+    let mut snap = snapshot(5, "a");
+    snap.counters.webhook_lag_events = Some(17);
+    snap.counters.p2p_pending_entries = Some(3);
+    snap.counters.p2p_peers = Some(2);
+    snap.counters.events_by_shard = vec![("0".into(), 3), ("1".into(), 2)];
+    snap.counters.dropped = Some(4);
+    model.handle_snapshot(0, snap);
+    let (text, _) = screen(&model, 160, 50);
+    assert!(
+        text.contains("webhook        17 events not delivered yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("P2P            3 entries pending, 2 peers"),
+        "{text}"
+    );
+    assert!(text.contains("per shard: 0: 3  1: 2"), "{text}");
+    assert!(text.contains("dropped (app)                  4"), "{text}");
+    model.handle_input(Input::TogglePause);
+    let (text, _) = screen(&model, 160, 50);
+    assert!(text.contains("PAUSED (p resumes)"), "{text}");
+}
