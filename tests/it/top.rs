@@ -2,6 +2,8 @@
 //! sensor fed over UDP; the screen is read with `capture-pane` until it shows what was sent. A
 //! hostile user agent must not retitle or clear the terminal; after `q` or Ctrl-C the process has
 //! ended and the terminal is restored (alternate screen left, cursor shown, tty modes as before).
+//! `TOP_PRINT_SCREEN=1 cargo test --test integration top::top_shows -- --nocapture` prints the
+//! live screen (the README's capture).
 //!
 //! Never: a fixed sleep as a wait (every wait polls the screen against a deadline); leaves a tmux
 //! server running (each test's server has its own socket and is killed on drop).
