@@ -4,7 +4,8 @@
 //! [`event::Event`] and `try_send` it to the one `store` writer, which commits it to LMDB and then
 //! fans it out to the JSON log, syslog, `webhook` and `p2p`. The `api` reads the store through
 //! LMDB read transactions. `config` parses everything once at start-up; `app` wires the parts
-//! together in that order and stops them in the reverse one.
+//! together in that order and stops them in the reverse one. `top` is the `sentrypeer top`
+//! subcommand: a terminal view of a running sensor, through its API.
 
 pub mod api;
 pub mod app;
@@ -17,4 +18,5 @@ pub mod sensor;
 pub mod sip;
 pub mod store;
 pub mod token_bucket;
+pub mod top;
 pub mod webhook;

@@ -31,6 +31,17 @@ pub fn main() -> ExitCode {
         Command::Export { format, output } => {
             command_export(&config, *format, output.as_deref()).map_err(Into::into)
         }
+        Command::Top {
+            api_url,
+            panic_after_first_draw,
+        } => {
+            let options = crate::top::Options {
+                api_url: api_url.clone(),
+                token: config.api.token.clone(),
+                panic_after_first_draw: *panic_after_first_draw,
+            };
+            crate::top::run(&options)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -243,8 +243,13 @@ pub(crate) struct Cli {
     #[arg(long, env = "SENTRYPEER_RETENTION_DAYS", value_name = "N")]
     pub(crate) retention_days: Option<OsString>,
 
-    /// Bearer token the HTTP API requires [default: none]
-    #[arg(long, env = "SENTRYPEER_API_TOKEN", value_name = "TOKEN")]
+    /// Bearer token the HTTP API requires, and top sends [default: none]
+    #[arg(
+        long,
+        env = "SENTRYPEER_API_TOKEN",
+        value_name = "TOKEN",
+        global = true
+    )]
     pub(crate) api_token: Option<OsString>,
 
     /// Events per webhook request, as a JSON array [default: one object per request]
@@ -281,6 +286,15 @@ pub(crate) enum CliCommand {
         /// Output file [default: stdout]
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<OsString>,
+    },
+    /// Show a running sensor live in the terminal from its HTTP API (--api URL; q quits)
+    Top {
+        /// The sensor's HTTP API
+        #[arg(long, value_name = "URL", default_value = super::defaults::TOP_API_URL)]
+        api: String,
+        /// Test hook: panic after the first screen is drawn (the terminal must be restored)
+        #[arg(long, hide = true)]
+        danger_panic_after_first_draw: bool,
     },
 }
 

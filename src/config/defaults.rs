@@ -33,6 +33,9 @@ pub const SIP_LISTEN_ADDRESS: &str = "0.0.0.0:5060";
 /// `--api-listen`: the HTTP API listen address.
 pub const API_LISTEN_ADDRESS: &str = "0.0.0.0:8082";
 
+/// The API `sentrypeer top` asks: the default API port on this host.
+pub const TOP_API_URL: &str = "http://127.0.0.1:8082";
+
 /// `--p2p-listen`: the P2P listen address.
 pub const P2P_LISTEN_ADDRESS: &str = "0.0.0.0:4222";
 

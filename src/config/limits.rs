@@ -494,3 +494,57 @@ pub const PROOF_MAC_BYTES: usize = 10;
 const _: () = assert!(86_400 % PROOF_BUCKET_S == 0);
 const _: () = assert!(PROOF_TOKEN_FRESH_S >= PROOF_BUCKET_S);
 const _: () = assert!(PROOF_MAC_BYTES >= 8 && PROOF_MAC_BYTES <= 32);
+
+// `sentrypeer top` (issue 21): the terminal view of a running sensor's HTTP API.
+
+/// How often `sentrypeer top` asks the API: once a second, as `top` and `vector top` redraw; the
+/// four requests it makes are cheap next to the API's own limits.
+pub const TOP_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest wait of `top` for a key before it redraws (its "updated N s ago" clock ticks): short
+/// enough that `q` and a signal end it at once, long enough to cost nothing while idle.
+pub const TOP_REDRAW_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Time one `top` request may take in total (connect, send, whole body): a sensor that does not
+/// answer within it is shown as unreachable and asked again on the next poll.
+pub const TOP_HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Largest response body `top` reads: the events page below at the worst case of
+/// `EVENT_MESSAGE_BYTES_MAX` per event, JSON-escaped, fits; a larger body is an error shown in the
+/// view, never read into memory.
+pub const TOP_RESPONSE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Events `top` asks of `/events` to count user agents: 200 x 64 KiB worst case stays under
+/// `TOP_RESPONSE_BYTES_MAX`, and 200 recent events show which user agents are busy.
+pub const TOP_EVENTS_LIMIT: usize = 200;
+
+/// Items `top` asks of `/ip-addresses` and `/numbers`: enough to rank the busy ones of the window
+/// (lists are newest first) while a body stays about 100 KiB (`API_LIST_ITEM_BYTES_TYPICAL`).
+pub const TOP_LIST_ITEMS: usize = 1_000;
+
+/// The window, in seconds, of `top`'s source IP, called number and user agent lists.
+pub const TOP_WINDOW_S: u64 = 300;
+
+/// Points of event-rate history `top` keeps (one per poll): ten minutes, wider than any sparkline
+/// a terminal shows.
+pub const TOP_HISTORY_POINTS: usize = 600;
+
+/// Prometheus samples `top` parses from one `/metrics` body (the sensor exposes about 100); lines
+/// beyond it are ignored.
+pub const TOP_METRIC_SAMPLES_MAX: usize = 4_096;
+
+/// Characters of an attacker-controlled string (user agent, number) `top` shows; longer ones are
+/// cut with `…`.
+pub const TOP_STRING_CHARS_MAX: usize = 96;
+
+/// Rows a `top` list keeps (ranked); the view shows as many as fit.
+pub const TOP_LIST_ROWS_MAX: usize = 100;
+
+/// Smallest terminal `top` draws its panes in, in columns and rows; a smaller one is told so.
+pub const TOP_MIN_COLUMNS: u16 = 80;
+pub const TOP_MIN_ROWS: u16 = 24;
+
+const _: () = assert!(TOP_EVENTS_LIMIT <= API_EVENTS_PAGE_ITEMS_MAX);
+const _: () = assert!(TOP_LIST_ITEMS <= API_PAGE_ITEMS_MAX);
+const _: () =
+    assert!((TOP_EVENTS_LIMIT * EVENT_MESSAGE_BYTES_MAX) as u64 <= TOP_RESPONSE_BYTES_MAX);

@@ -156,7 +156,7 @@ pub struct P2pConfig {
     pub verified_only: bool,
 }
 
-/// A subcommand that reads the store instead of running the sensor.
+/// What the process does: run the sensor, or one subcommand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the sensor (no subcommand).
@@ -167,6 +167,13 @@ pub enum Command {
     Export {
         format: ExportFormat,
         output: Option<PathBuf>,
+    },
+    /// `sentrypeer top [--api URL]`: the live terminal view of a running sensor's API, which
+    /// sends `api.token` when set.
+    Top {
+        api_url: String,
+        /// Test hook (hidden `--danger-panic-after-first-draw`): panic once the screen is up.
+        panic_after_first_draw: bool,
     },
 }
 

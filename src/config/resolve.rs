@@ -158,6 +158,13 @@ fn resolve_command(sources: &Sources<'_>) -> Result<Command, ConfigError> {
             },
             output: output.as_ref().map(PathBuf::from),
         },
+        Some(CliCommand::Top {
+            api,
+            danger_panic_after_first_draw,
+        }) => Command::Top {
+            api_url: check_url("top --api", Some(api))?,
+            panic_after_first_draw: *danger_panic_after_first_draw,
+        },
     })
 }
 

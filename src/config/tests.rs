@@ -1029,3 +1029,36 @@ fn config_verified_only_reaches_every_part_that_acts() {
         assert!(config.p2p.verified_only);
     }
 }
+
+#[test]
+fn config_top_subcommand_url_and_token() {
+    let top = |url: &str| Command::Top {
+        api_url: url.to_owned(),
+        panic_after_first_draw: false,
+    };
+    let config = load_ok(&["top"], &[]);
+    assert_eq!(config.command, top(defaults::TOP_API_URL));
+    assert_eq!(config.api.token, None);
+    let config = load_ok(&["top", "--api", "http://127.0.0.1:9"], &[]);
+    assert_eq!(config.command, top("http://127.0.0.1:9"));
+    // The token follows the API's rules: flag (before or after `top`) > env > config file.
+    let secret = |text: &str| Some(Secret::new(text.to_owned()));
+    let config = load_ok(
+        &["top", "--api-token", "flag"],
+        &[("SENTRYPEER_API_TOKEN", "env")],
+    );
+    assert_eq!(config.api.token, secret("flag"));
+    let config = load_ok(&["--api-token", "flag", "top"], &[]);
+    assert_eq!(config.api.token, secret("flag"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(dir.path(), "c.toml", "api_token = \"file\"\n");
+    let config = load_ok(&["top", "-g", path_str(&file)], &[]);
+    assert_eq!(config.api.token, secret("file"));
+    let config = load_ok(
+        &["top", "-g", path_str(&file)],
+        &[("SENTRYPEER_API_TOKEN", "env")],
+    );
+    assert_eq!(config.api.token, secret("env"));
+    let error = load_err(&["top", "--api", "127.0.0.1:8082"], &[]);
+    assert!(error.contains("must start with http://"), "{error}");
+}

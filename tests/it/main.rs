@@ -63,5 +63,8 @@ mod abuse;
 /// or a pipe, the exported bytes unchanged.
 mod progress;
 
+/// `sentrypeer top` in a real terminal (tmux): live screen, hostile user agents, restore on exit.
+mod top;
+
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;
