@@ -154,6 +154,38 @@ impl Render for SensorMetrics {
             "Open TCP/TLS connections.",
             totals.connections_open(),
         );
+        self.render_per_shard(out);
+        if let Some(drops) = super::kernel_drops::process_udp_drops() {
+            let name = "sip_udp_kernel_drops_total";
+            let help =
+                "Datagrams the kernel dropped on this process's UDP sockets (receive buffer full).";
+            write_header(out, name, "counter", help);
+            write_sample(out, name, "", drops);
+        }
+    }
+}
+
+impl SensorMetrics {
+    /// Each shard's datagrams and events, labelled `shard="<index>"` (the load per core).
+    fn render_per_shard(&self, out: &mut String) {
+        let families: [(&str, &str, fn(&ShardMetrics) -> u64); 2] = [
+            (
+                "shard_datagrams_received_total",
+                "UDP datagrams received, by shard.",
+                |shard| shard.datagrams_received.get(),
+            ),
+            (
+                "shard_events_total",
+                "SIP requests turned into events, by shard.",
+                |shard| shard.events.get(),
+            ),
+        ];
+        for (name, help, value) in families {
+            write_header(out, name, "counter", help);
+            for (index, shard) in self.shards.iter().enumerate() {
+                write_sample(out, name, &format!("shard=\"{index}\""), value(shard));
+            }
+        }
     }
 }
 
@@ -184,7 +216,13 @@ mod tests {
             1
         );
         assert_eq!(out.matches("sentrypeer_sip_io_errors_total{").count(), 2);
-        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 30 + 1);
+        // 30 counters, connections_open, 2 per-shard families x 2 shards, the kernel drops.
+        assert_eq!(
+            out.lines().filter(|l| !l.starts_with('#')).count(),
+            30 + 1 + 4 + 1
+        );
+        assert!(out.contains("sentrypeer_shard_events_total{shard=\"1\"} 3\n"));
+        assert!(out.contains("sentrypeer_sip_udp_kernel_drops_total "));
         assert_eq!(align_of::<ShardMetrics>(), 128);
     }
 }

@@ -29,6 +29,7 @@
 //! of [`SensorConfig`], in [`crate::config::limits`].
 
 mod io_error;
+mod kernel_drops;
 pub mod metrics;
 mod portable;
 mod probe;

@@ -39,7 +39,9 @@ pub struct Counters {
     pub stored: Option<u64>,
     /// Events dropped because the writer channel was full.
     pub dropped: Option<u64>,
-    /// Events by shard, when the sensor labels them with `shard` (empty otherwise).
+    /// Datagrams the kernel dropped on the sensor's UDP sockets (receive buffer full).
+    pub kernel_dropped: Option<u64>,
+    /// Events by shard (`sentrypeer_shard_events_total{shard=...}`; empty when not exported).
     pub events_by_shard: Vec<(String, u64)>,
     pub batch_events: Quantiles,
     pub commit_microseconds: Quantiles,
@@ -63,7 +65,7 @@ impl Counters {
     pub fn from_metrics(text: &str) -> Self {
         let m = Metrics::parse(text);
         let events_by_shard = m
-            .by_label("sentrypeer_events_total", "shard")
+            .by_label("sentrypeer_shard_events_total", "shard")
             .into_iter()
             .map(|(shard, value)| (neutralise(&shard, 16), as_count(value)))
             .collect();
@@ -72,6 +74,7 @@ impl Counters {
             events: m.count("sentrypeer_events_total"),
             stored: m.count("sentrypeer_writer_events_committed_total"),
             dropped: m.count("sentrypeer_events_dropped_total"),
+            kernel_dropped: m.count("sentrypeer_sip_udp_kernel_drops_total"),
             events_by_shard,
             batch_events: quantiles(&m, "sentrypeer_writer_batch_events"),
             commit_microseconds: quantiles(&m, "sentrypeer_writer_commit_microseconds"),
@@ -180,7 +183,10 @@ mod tests {
             sentrypeer_writer_batch_events{quantile=\"0.5\"} 4\n\
             sentrypeer_writer_batch_events{quantile=\"0.99\"} 8\n\
             sentrypeer_writer_batch_events_count 3\n\
-            sentrypeer_store_verified_ips 2\n";
+            sentrypeer_store_verified_ips 2\n\
+            sentrypeer_shard_events_total{shard=\"0\"} 6\n\
+            sentrypeer_shard_events_total{shard=\"1\"} 4\n\
+            sentrypeer_sip_udp_kernel_drops_total 12\n";
         let counters = Counters::from_metrics(text);
         assert_eq!(counters.events, Some(10));
         assert_eq!(counters.stored, Some(9));
@@ -190,7 +196,13 @@ mod tests {
         assert_eq!(counters.batch_events.count, Some(3));
         assert_eq!(counters.verified_ips, Some(2));
         assert_eq!(counters.webhook_lag_events, None, "no webhook: not shown");
-        assert!(counters.events_by_shard.is_empty());
+        assert_eq!(
+            counters.events_by_shard,
+            [("0".to_owned(), 6), ("1".to_owned(), 4)]
+        );
+        assert_eq!(counters.kernel_dropped, Some(12));
+        let bare = Counters::from_metrics("sentrypeer_events_total 1\n");
+        assert!(bare.events_by_shard.is_empty() && bare.kernel_dropped.is_none());
     }
 
     #[test]

@@ -216,7 +216,13 @@ fn pipeline_lines(c: &Counters, now: Option<Rates>) -> Vec<Line<'static>> {
             ),
             dropped_style,
         ),
-        Line::raw("dropped (kernel)    not exported by this sensor"),
+        match c.kernel_dropped {
+            Some(drops) => Line::raw(format!(
+                "dropped (kernel)    {:>12}   receive buffer full (--udp-rcvbuf)",
+                drops
+            )),
+            None => Line::raw("dropped (kernel)    not exported by this sensor"),
+        },
         Line::raw(shards),
     ]
 }

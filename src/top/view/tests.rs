@@ -132,6 +132,7 @@ fn top_view_backlogs_and_shards_when_exported() {
     snap.counters.p2p_peers = Some(2);
     snap.counters.events_by_shard = vec![("0".into(), 3), ("1".into(), 2)];
     snap.counters.dropped = Some(4);
+    snap.counters.kernel_dropped = Some(9);
     model.handle_snapshot(0, snap);
     let (text, _) = screen(&model, 160, 50);
     assert!(
@@ -144,6 +145,7 @@ fn top_view_backlogs_and_shards_when_exported() {
     );
     assert!(text.contains("per shard: 0: 3  1: 2"), "{text}");
     assert!(text.contains("dropped (app)                  4"), "{text}");
+    assert!(text.contains("dropped (kernel)               9"), "{text}");
     model.handle_input(Input::TogglePause);
     let (text, _) = screen(&model, 160, 50);
     assert!(text.contains("PAUSED (p resumes)"), "{text}");
