@@ -165,10 +165,13 @@ impl Render for SensorMetrics {
     }
 }
 
+/// A per-shard family: name, help, the shard's value.
+type PerShardFamily = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
+
 impl SensorMetrics {
     /// Each shard's datagrams and events, labelled `shard="<index>"` (the load per core).
     fn render_per_shard(&self, out: &mut String) {
-        let families: [(&str, &str, fn(&ShardMetrics) -> u64); 2] = [
+        let families: [PerShardFamily; 2] = [
             (
                 "shard_datagrams_received_total",
                 "UDP datagrams received, by shard.",
