@@ -11,8 +11,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -128,17 +126,60 @@ fn invite(tag: usize, number: &str, user_agent: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sends INVITEs to `number` from 127.0.0.23 at about 50/s until `stop`.
-fn feed(target: SocketAddr, number: &'static str, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        let socket = udp_from([127, 0, 0, 23]);
-        let mut tag = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let _ = socket.send_to(&invite(tag, number, "friendly-scanner"), target);
-            tag += 1;
-            thread::sleep(Duration::from_millis(20));
+/// `sentrypeer-loadgen` (built beside `sentrypeer` by `cargo test --workspace`) sending INVITEs
+/// to one called number from 127.0.0.23 at 50/s for at most a minute; killed on drop.
+struct Loadgen(std::process::Child);
+
+impl Loadgen {
+    fn start(target: SocketAddr) -> Option<Self> {
+        let binary =
+            Path::new(env!("CARGO_BIN_EXE_sentrypeer")).with_file_name("sentrypeer-loadgen");
+        if !binary.is_file() {
+            crate::support::require::missing(&format!(
+                "{} is not built (the README's `cargo test --workspace` builds it; or \
+                 `cargo build -p sentrypeer-loadgen`)",
+                binary.display()
+            ));
+            return None;
         }
-    })
+        let child = Command::new(binary)
+            .args([
+                "udp",
+                "--target",
+                &target.to_string(),
+                "--sources",
+                "127.0.0.23/32",
+            ])
+            .args(["--source-sockets", "1", "--rate", "50", "--duration", "60"])
+            .args(["--mix", "invite", "--numbers", "1", "--seed", "7"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sentrypeer-loadgen");
+        Some(Self(child))
+    }
+}
+
+impl Drop for Loadgen {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The loadgen's one called number, as the API lists it (waits for its first INVITE).
+fn loadgen_number(node: &crate::support::Node) -> String {
+    let mut number = String::new();
+    crate::support::wait_until("the loadgen's number in /numbers", DEADLINE, || {
+        let (_, body) = node.get("/numbers?format=text");
+        number = body
+            .lines()
+            .find(|n| *n != "2125550199")
+            .unwrap_or_default()
+            .to_owned();
+        !number.is_empty()
+    });
+    number
 }
 
 /// The number pane's first row (the lists are the three `│`-bordered panes after their titles).
@@ -208,8 +249,10 @@ fn top_shows_live_sensor_and_restores_terminal() {
         let request = invite(1_000 + tag, "2125550199", HOSTILE_USER_AGENT);
         hostile.send_to(&request, node.sip).expect("send");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = feed(node.sip, "2125550123", Arc::clone(&stop));
+    let Some(loadgen) = Loadgen::start(node.sip) else {
+        return;
+    };
+    let number = loadgen_number(&node);
     let api = format!("http://{}", node.api);
     let tmux = Tmux::start(dir.path(), "live.sock", &top_command(dir.path(), &api, ""));
     let title_before = tmux.display("#{pane_title}");
@@ -217,12 +260,11 @@ fn top_shows_live_sensor_and_restores_terminal() {
         s.contains("127.0.0.23")
             && rate_now(s) > 0.0
             && sparkline_bars(s) >= 3
-            && first_number_row(s).ends_with("2125550123")
+            && first_number_row(s).ends_with(number.as_str())
             && s.contains("friendly-scanner")
             && s.contains("]0;pwned")
     });
-    stop.store(true, Ordering::Relaxed);
-    feeder.join().expect("feeder");
+    drop(loadgen);
     // The hostile user agent is shown as text, its escapes neutralised.
     assert!(
         screen.contains("evil\u{FFFD}]0;pwned\u{FFFD}\u{FFFD}[2J"),
