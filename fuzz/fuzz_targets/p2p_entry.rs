@@ -47,6 +47,7 @@ fn wire(entry: &ValidEntry) -> WireEntry {
             .unwrap_or_else(|| NOT_FOUND.to_owned()),
         sip_message: entry.message.clone(),
         count: entry.count,
+        source_verified: entry.source_verified,
     }
 }
 
