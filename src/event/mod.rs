@@ -85,6 +85,18 @@ struct Span {
     len: u32,
 }
 
+/// What the MMDB files say of a source IP; each field is `None` on a lookup miss (rendered
+/// [`NOT_FOUND`]) or when its database is not configured.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Enrichment {
+    /// ISO 3166-1 alpha-2 code, upper case (`--geoip-db`).
+    pub country: Option<[u8; 2]>,
+    /// Autonomous system number (`--asn-db`).
+    pub asn: Option<u32>,
+    /// Autonomous system organisation (`--asn-db`), at most `EVENT_FIELD_BYTES_MAX` bytes.
+    pub as_org: Option<Box<str>>,
+}
+
 /// The borrowed parts an [`Event`] is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct EventParts<'a> {
@@ -125,6 +137,9 @@ pub struct Event {
     /// exchange (TCP/TLS handshake, a valid To-tag or nonce of ours), or an earlier one from the
     /// same IP did. The shard sets it for a proof; the writer sets it for an IP verified before.
     pub source_verified: bool,
+    /// Country and AS of the source, looked up after the channel (`--geoip-db`, `--asn-db`);
+    /// `None` when no database is configured.
+    pub enrichment: Option<Box<Enrichment>>,
     /// message | method | called number | user agent | auth username.
     buffer: Box<[u8]>,
     message: Span,
@@ -175,6 +190,7 @@ impl Event {
             source: parts.source,
             destination: parts.destination,
             source_verified: parts.source_verified,
+            enrichment: None,
             buffer: buffer.into_boxed_slice(),
             message,
             method,
