@@ -28,6 +28,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::config::limits;
 use crate::event::timestamp::parse_timestamp;
 use crate::store::PageCursor;
+use crate::store::dashboard::{Dimension, Granularity};
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,65 @@ pub enum Route {
     Events(EventsQuery),
     /// `GET /metrics`
     Metrics,
+    /// `GET /dashboard/api/...`: the dashboard's JSON (token-protected).
+    DashboardApi(DashboardQuery),
+}
+
+/// What a `/dashboard/api/` request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DashboardQuery {
+    /// `summary`
+    Summary,
+    /// `series?window=`
+    Series(Window),
+    /// `top?dimension=&window=`
+    Top(Dimension, Window),
+    /// `feed?after=`: events after this event key (the newest when `None`).
+    Feed(Option<u64>),
+    /// `ip/{ip}`
+    Ip(IpAddr),
+    /// `number/{number}`
+    Number(String),
+}
+
+/// A dashboard time window (`?window=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// `1h`: 60 minute buckets.
+    Hour,
+    /// `7d`: 168 hour buckets.
+    Week,
+    /// `90d`: 90 day buckets.
+    Quarter,
+}
+
+impl Window {
+    /// The `?window=` text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "1h",
+            Self::Week => "7d",
+            Self::Quarter => "90d",
+        }
+    }
+
+    /// The buckets the window is made of.
+    pub fn granularity(self) -> Granularity {
+        match self {
+            Self::Hour => Granularity::Minute,
+            Self::Week => Granularity::Hour,
+            Self::Quarter => Granularity::Day,
+        }
+    }
+
+    /// How many buckets, the current one included.
+    pub fn points(self) -> u64 {
+        match self {
+            Self::Hour => 60,
+            Self::Week => 168,
+            Self::Quarter => 90,
+        }
+    }
 }
 
 impl Route {
@@ -112,9 +172,9 @@ pub fn route(path: &str, query: Option<&str>) -> Result<Route, RouteError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(RouteError::NotFound);
     };
-    let mut decoded: Vec<String> = Vec::with_capacity(2);
+    let mut decoded: Vec<String> = Vec::with_capacity(4);
     for raw in rest.split('/') {
-        if decoded.len() == 2 {
+        if decoded.len() == 4 {
             return Err(RouteError::NotFound);
         }
         let text = decode_segment(raw)?;
@@ -135,9 +195,57 @@ pub fn route(path: &str, query: Option<&str>) -> Result<Route, RouteError> {
         ["numbers", number] if is_number(number) => Route::Number((*number).to_owned()),
         ["events"] => Route::Events(events_query(query)?),
         ["metrics"] => Route::Metrics,
+        ["dashboard", "api", rest @ ..] => Route::DashboardApi(dashboard_query(rest, query)?),
         _ => return Err(RouteError::NotFound),
     };
     Ok(found)
+}
+
+/// The part of a `/dashboard/api/` path after `api`, and its query.
+fn dashboard_query(rest: &[&str], query: Option<&str>) -> Result<DashboardQuery, RouteError> {
+    let found = match rest {
+        ["summary"] => DashboardQuery::Summary,
+        ["series"] => DashboardQuery::Series(window(params(query)?.window.as_deref())?),
+        ["top"] => {
+            let params = params(query)?;
+            let dimension = match params.dimension.as_deref() {
+                Some(text) => {
+                    Dimension::parse(text).ok_or(RouteError::BadRequest("unknown dimension"))?
+                }
+                None => return Err(RouteError::BadRequest("dimension is required")),
+            };
+            DashboardQuery::Top(dimension, window(params.window.as_deref())?)
+        }
+        ["feed"] => {
+            let after = params(query)?
+                .after
+                .map(|text| {
+                    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+                    digits
+                        .then(|| text.parse::<u64>().ok())
+                        .flatten()
+                        .ok_or(RouteError::BadRequest("after is not a feed cursor"))
+                })
+                .transpose()?;
+            DashboardQuery::Feed(after)
+        }
+        ["ip", ip] if !ip.is_empty() => {
+            DashboardQuery::Ip(ip.parse().map_err(|_| RouteError::InvalidIp)?)
+        }
+        ["number", number] if is_number(number) => DashboardQuery::Number((*number).to_owned()),
+        _ => return Err(RouteError::NotFound),
+    };
+    Ok(found)
+}
+
+/// `window`: `1h` (default), `7d` or `90d`.
+fn window(text: Option<&str>) -> Result<Window, RouteError> {
+    match text {
+        None | Some("1h") => Ok(Window::Hour),
+        Some("7d") => Ok(Window::Week),
+        Some("90d") => Ok(Window::Quarter),
+        Some(_) => Err(RouteError::BadRequest("window is not 1h, 7d or 90d")),
+    }
 }
 
 /// Whether `text` is `\+?[0-9]+`.
@@ -187,6 +295,9 @@ struct Params {
     cursor: Option<String>,
     format: Option<String>,
     verified: Option<String>,
+    window: Option<String>,
+    dimension: Option<String>,
+    after: Option<String>,
 }
 
 fn params(query: Option<&str>) -> Result<Params, RouteError> {
@@ -204,6 +315,9 @@ fn params(query: Option<&str>) -> Result<Params, RouteError> {
             "cursor" => &mut out.cursor,
             "format" => &mut out.format,
             "verified" => &mut out.verified,
+            "window" => &mut out.window,
+            "dimension" => &mut out.dimension,
+            "after" => &mut out.after,
             _ => continue,
         };
         *slot = Some(value);
@@ -524,6 +638,75 @@ mod tests {
                 matches!(route(path, Some(query)), Err(RouteError::BadRequest(_))),
                 "{path}?{query}"
             );
+        }
+    }
+
+    #[test]
+    fn route_dashboard_api() {
+        let dash = |path: &str, query: Option<&str>| route(path, query);
+        assert_eq!(
+            dash("/dashboard/api/summary", None),
+            Ok(Route::DashboardApi(DashboardQuery::Summary))
+        );
+        assert_eq!(
+            dash("/dashboard/api/series", None),
+            Ok(Route::DashboardApi(DashboardQuery::Series(Window::Hour)))
+        );
+        assert_eq!(
+            dash("/dashboard/api/series", Some("window=90d")),
+            Ok(Route::DashboardApi(DashboardQuery::Series(Window::Quarter)))
+        );
+        assert_eq!(
+            dash("/dashboard/api/top", Some("dimension=user_agent&window=7d")),
+            Ok(Route::DashboardApi(DashboardQuery::Top(
+                Dimension::UserAgent,
+                Window::Week
+            )))
+        );
+        assert_eq!(
+            dash("/dashboard/api/feed", Some("after=42")),
+            Ok(Route::DashboardApi(DashboardQuery::Feed(Some(42))))
+        );
+        assert_eq!(
+            dash("/dashboard/api/feed", None),
+            Ok(Route::DashboardApi(DashboardQuery::Feed(None)))
+        );
+        assert_eq!(
+            dash("/dashboard/api/ip/10.0.0.1", None),
+            Ok(Route::DashboardApi(DashboardQuery::Ip(
+                "10.0.0.1".parse().unwrap()
+            )))
+        );
+        assert_eq!(
+            dash("/dashboard/api/number/%2B44", None),
+            Ok(Route::DashboardApi(DashboardQuery::Number("+44".into())))
+        );
+        for (path, query) in [
+            ("/dashboard/api/top", None),
+            ("/dashboard/api/top", Some("dimension=colour")),
+            ("/dashboard/api/series", Some("window=2h")),
+            ("/dashboard/api/feed", Some("after=-1")),
+            ("/dashboard/api/feed", Some("after=")),
+            ("/dashboard/api/feed", Some("after=99999999999999999999")),
+        ] {
+            assert!(
+                matches!(dash(path, query), Err(RouteError::BadRequest(_))),
+                "{path}?{query:?}"
+            );
+        }
+        assert_eq!(
+            dash("/dashboard/api/ip/x", None),
+            Err(RouteError::InvalidIp)
+        );
+        for path in [
+            "/dashboard/api",
+            "/dashboard/api/",
+            "/dashboard/api/nope",
+            "/dashboard/api/number/12a",
+            "/dashboard/api/ip/1.2.3.4/x",
+            "/dashboard/api/summary/",
+        ] {
+            assert_eq!(dash(path, None), Err(RouteError::NotFound), "{path}");
         }
     }
 

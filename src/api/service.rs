@@ -113,6 +113,13 @@ async fn serve(state: &Arc<State>, found: Route) -> Result<Response<Body>, Store
         }
         Route::Numbers(query) => blocking(state, move |s| numbers(&s.store, &query)).await?,
         Route::Events(query) => blocking(state, move |s| events(&s.store, query)).await?,
+        Route::DashboardApi(query) => {
+            blocking(state, move |s| {
+                super::dashboard_api::serve(&s.store, &query, now_ns())
+                    .map(|(status, body)| json(status, body))
+            })
+            .await?
+        }
         Route::Metrics => {
             let mut out = String::with_capacity(16 * 1024);
             for part in &state.renders {

@@ -548,3 +548,46 @@ const _: () = assert!(TOP_EVENTS_LIMIT <= API_EVENTS_PAGE_ITEMS_MAX);
 const _: () = assert!(TOP_LIST_ITEMS <= API_PAGE_ITEMS_MAX);
 const _: () =
     assert!((TOP_EVENTS_LIMIT * EVENT_MESSAGE_BYTES_MAX) as u64 <= TOP_RESPONSE_BYTES_MAX);
+
+// Dashboard aggregates (the writer's time buckets, `store/dashboard.rs`) and their endpoints.
+
+/// How long per-minute buckets are kept: the 1-hour chart needs 60 of them; two hours leave a
+/// margin for clock steps and late peer events. Older ones are pruned every
+/// `DASHBOARD_PRUNE_INTERVAL` (and never written).
+pub const DASHBOARD_MINUTE_BUCKETS_KEPT: Duration = Duration::from_secs(2 * 3_600);
+
+/// How long per-hour buckets are kept: the 7-day chart needs 168, plus a day of margin.
+pub const DASHBOARD_HOUR_BUCKETS_KEPT: Duration = Duration::from_secs(8 * 86_400);
+
+/// How long per-day buckets are kept: the 90-day chart needs 90, plus one.
+pub const DASHBOARD_DAY_BUCKETS_KEPT: Duration = Duration::from_secs(91 * 86_400);
+
+/// Keys counted per bucket and dimension (IP, number, user agent, ...); beyond it the smallest
+/// counts are folded into the bucket's "other" count (counter
+/// `writer_dashboard_keys_folded_total{dimension}`). 100 keeps a top 10 over many buckets close
+/// to exact while one value stays a few KiB, rewritten once per batch.
+pub const DASHBOARD_BUCKET_KEYS_MAX: usize = 100;
+
+/// Bytes of a key (user agent, number, method) kept in the dashboard counts; longer keys are
+/// counted under their first this many bytes.
+pub const DASHBOARD_KEY_BYTES_MAX: usize = 256;
+
+/// Items of `/dashboard/api/top`.
+pub const DASHBOARD_TOP_ITEMS_MAX: usize = 10;
+
+/// Recent event keys kept per source IP and per called number (the detail views' events): one
+/// small LMDB value per key, updated once per batch that saw it.
+pub const DASHBOARD_RECENT_EVENTS_MAX: usize = 20;
+
+/// Events `/dashboard/api/feed` returns without a cursor, and at most with one.
+pub const DASHBOARD_FEED_EVENTS_INITIAL: usize = 20;
+pub const DASHBOARD_FEED_EVENTS_MAX: usize = 50;
+
+/// How often the writer removes dashboard buckets older than they are kept (one small write
+/// transaction of range deletes).
+pub const DASHBOARD_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+const _: () = assert!(DASHBOARD_KEY_BYTES_MAX + 1 <= 511);
+const _: () = assert!(DASHBOARD_BUCKET_KEYS_MAX <= u16::MAX as usize);
+const _: () = assert!(DASHBOARD_TOP_ITEMS_MAX <= DASHBOARD_BUCKET_KEYS_MAX);
+const _: () = assert!(DASHBOARD_FEED_EVENTS_INITIAL <= DASHBOARD_FEED_EVENTS_MAX);

@@ -28,6 +28,8 @@
 
 pub mod codec;
 pub mod commands;
+pub mod dashboard;
+mod dashboard_table;
 mod encoder;
 mod log_cache;
 mod outputs;
@@ -51,6 +53,7 @@ use crate::config::StoreConfig;
 use crate::config::limits;
 use crate::event::{Event, NOT_FOUND, display_ip};
 
+pub use dashboard_table::Folded;
 pub use writer::{
     CommitWatch, WriterHandle, WriterMetrics, WriterOptions, spawn_writer, spawn_writer_with,
 };
@@ -166,6 +169,8 @@ struct Tables {
     ips_by_last: Table,
     numbers_by_last: Table,
     meta: Table,
+    /// The dashboard's tables (absent in a store opened read-only that predates them).
+    dash: Option<dashboard_table::DashTables>,
 }
 
 struct Inner {
@@ -429,6 +434,8 @@ impl Store {
         &self,
         batch: &mut encoder::Batch,
         stored: &mut Vec<Stored>,
+        horizon: &dashboard::Horizon,
+        folded: &mut Folded,
     ) -> Result<(), heed::Error> {
         stored.clear();
         let tables = &self.inner.tables;
@@ -493,6 +500,9 @@ impl Store {
                 &key.to_be_bytes(),
                 batch.record(index),
             )?;
+        }
+        if let Some(dash) = &tables.dash {
+            dashboard_table::apply(dash, &mut txn, batch, stored, horizon, folded)?;
         }
         tables
             .meta
@@ -1071,7 +1081,7 @@ fn open_inner(path: &Path, no_sync: bool, options: StoreOptions) -> Result<Inner
     let mut builder = EnvOpenOptions::new().read_txn_without_tls();
     builder
         .map_size(options.map_bytes_initial)
-        .max_dbs(TABLE_NAMES.len() as u32)
+        .max_dbs((TABLE_NAMES.len() + dashboard_table::DASH_TABLE_NAMES.len()) as u32)
         .max_readers(limits::STORE_READERS_MAX);
     // SAFETY: heed marks these unsafe because NO_SYNC trades durability after an OS crash
     // (the `--no-sync` choice the operator made) and because a memory map must not be modified
@@ -1114,7 +1124,7 @@ fn open_inner(path: &Path, no_sync: bool, options: StoreOptions) -> Result<Inner
     })
 }
 
-fn tables_from(list: [Table; 7]) -> Tables {
+fn tables_from(list: [Table; 7], dash: Option<dashboard_table::DashTables>) -> Tables {
     let [
         events,
         uuids,
@@ -1132,6 +1142,7 @@ fn tables_from(list: [Table; 7]) -> Tables {
         ips_by_last,
         numbers_by_last,
         meta,
+        dash,
     }
 }
 
@@ -1171,10 +1182,18 @@ fn create_tables(env: &Env<WithoutTls>) -> Result<Tables, StoreError> {
             numbers_by_last,
             meta,
         ];
-        Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(list))
+        let [buckets, recent] = dashboard_table::DASH_TABLE_NAMES;
+        let dash = [
+            opener.create_database::<Bytes, Bytes>(txn, Some(buckets))?,
+            opener.create_database::<Bytes, Bytes>(txn, Some(recent))?,
+        ];
+        Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((list, dash)))
     })?;
     match created {
-        CommitOrAbort::Commit(list) => Ok(tables_from(list)),
+        CommitOrAbort::Commit((list, [buckets, recent])) => Ok(tables_from(
+            list,
+            Some(dashboard_table::DashTables { buckets, recent }),
+        )),
         CommitOrAbort::Abort(()) => Err(heed::Error::Mdb(heed::MdbError::Invalid).into()),
     }
 }
@@ -1191,10 +1210,19 @@ fn open_tables(env: &Env<WithoutTls>, path: &Path) -> Result<Tables, StoreError>
         }
         let list =
             <[_; 7]>::try_from(list).map_err(|_| heed::Error::Mdb(heed::MdbError::Invalid))?;
-        Ok::<_, heed::Error>(CommitOrAbort::Commit(list))
+        let [buckets, recent] = dashboard_table::DASH_TABLE_NAMES;
+        let buckets = opener.open_database::<Bytes, Bytes>(txn, Some(buckets))?;
+        let recent = opener.open_database::<Bytes, Bytes>(txn, Some(recent))?;
+        let dash = buckets
+            .zip(recent)
+            .map(|(buckets, recent)| [buckets, recent]);
+        Ok::<_, heed::Error>(CommitOrAbort::Commit((list, dash)))
     })?;
     match opened {
-        CommitOrAbort::Commit(list) => Ok(tables_from(list)),
+        CommitOrAbort::Commit((list, dash)) => Ok(tables_from(
+            list,
+            dash.map(|[buckets, recent]| dashboard_table::DashTables { buckets, recent }),
+        )),
         CommitOrAbort::Abort(_) => Err(StoreError::Damaged {
             path: path.to_path_buf(),
             what: "missing table",

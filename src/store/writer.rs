@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hdrhistogram::Histogram;
 
+use super::dashboard::{Dimension, Horizon};
 use super::encoder::{Batch, EncoderLink, spawn_encoder};
 use super::outputs::{OutputLink, OutputSettings, spawn_outputs};
-use super::{Store, StoreError, Stored, codec};
+use super::{Folded, Store, StoreError, Stored, codec};
 use crate::config::limits::{
     self, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_ATTEMPTS_MAX, STORE_DICTIONARY_BYTES_MAX,
     STORE_DICTIONARY_SAMPLE_BYTES_MAX, STORE_DICTIONARY_SAMPLES, STORE_IDLE_WAKE_INTERVAL,
@@ -128,6 +129,10 @@ pub struct WriterMetrics {
     pub syslog_unverified_skipped_total: Counter,
     /// Committed events whose source was verified.
     pub events_verified_total: Counter,
+    /// Dashboard keys folded into a bucket's "other" count, per dimension.
+    pub dashboard_keys_folded_total: [Counter; Dimension::ALL.len()],
+    /// Dashboard buckets removed as too old.
+    pub dashboard_buckets_pruned_total: Counter,
     batch_events: Mutex<Histogram<u64>>,
     commit_microseconds: Mutex<Histogram<u64>>,
 }
@@ -147,6 +152,8 @@ impl Default for WriterMetrics {
             syslog_errors_total: Counter::default(),
             syslog_unverified_skipped_total: Counter::default(),
             events_verified_total: Counter::default(),
+            dashboard_keys_folded_total: Default::default(),
+            dashboard_buckets_pruned_total: Counter::default(),
             batch_events: histogram(),
             commit_microseconds: histogram(),
         }
@@ -230,9 +237,26 @@ impl Render for WriterMetrics {
                 "Committed events whose source IP was verified.",
                 &self.events_verified_total,
             ),
+            (
+                "writer_dashboard_buckets_pruned_total",
+                "Dashboard time buckets removed as older than they are kept.",
+                &self.dashboard_buckets_pruned_total,
+            ),
         ];
         for (name, help, counter) in counters {
             metrics::write_counter(out, name, help, counter.get());
+        }
+        let name = "writer_dashboard_keys_folded_total";
+        metrics::write_header(
+            out,
+            name,
+            "counter",
+            "Dashboard keys (IP, number, ...) folded into a time bucket's other count: over the \
+             per-bucket cap.",
+        );
+        for (dimension, counter) in Dimension::ALL.iter().zip(&self.dashboard_keys_folded_total) {
+            let labels = format!("dimension=\"{}\"", dimension.name());
+            metrics::write_sample(out, name, &labels, counter.get());
         }
         let batch = self.batch_events();
         metrics::write_summary(
@@ -340,6 +364,7 @@ pub fn spawn_writer_with(
         dictionary_ready,
         samples: Vec::new(),
         dictionary_attempts: 0,
+        dashboard_prune_due: Instant::now(),
     };
     let thread = std::thread::Builder::new()
         .name("writer".into())
@@ -397,6 +422,8 @@ struct Writer {
     dictionary_ready: bool,
     samples: Vec<Vec<u8>>,
     dictionary_attempts: u32,
+    /// When the dashboard's old buckets are next pruned.
+    dashboard_prune_due: Instant,
 }
 
 impl Writer {
@@ -440,10 +467,20 @@ impl Writer {
                 return;
             }
             let started = Instant::now();
-            match self.store.commit_batch(batch, stored) {
+            let horizon = Horizon::from_ns(now_ns(), self.retention_ns);
+            let mut folded: Folded = Default::default();
+            match self
+                .store
+                .commit_batch(batch, stored, &horizon, &mut folded)
+            {
                 Ok(()) => {
                     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     self.record_commit(batch.len(), micros);
+                    for (counter, count) in
+                        self.metrics.dashboard_keys_folded_total.iter().zip(folded)
+                    {
+                        counter.add(count);
+                    }
                     return;
                 }
                 Err(heed::Error::Mdb(heed::MdbError::MapFull)) => match self.store.grow_map() {
@@ -556,7 +593,32 @@ impl Writer {
                 }
             }
         }
+        self.prune_dashboard();
         self.train_dictionary(encoder);
+    }
+
+    /// Removes the dashboard buckets older than they are kept, every
+    /// [`limits::DASHBOARD_PRUNE_INTERVAL`].
+    fn prune_dashboard(&mut self) {
+        if Instant::now() < self.dashboard_prune_due {
+            return;
+        }
+        self.dashboard_prune_due = Instant::now() + limits::DASHBOARD_PRUNE_INTERVAL;
+        let horizon = Horizon::from_ns(now_ns(), self.retention_ns);
+        match self.store.prune_dashboard(&horizon) {
+            Ok(removed) => self
+                .metrics
+                .dashboard_buckets_pruned_total
+                .add(removed as u64),
+            Err(heed::Error::Mdb(heed::MdbError::MapFull)) => {
+                if self.store.grow_map().is_ok() {
+                    self.metrics.map_resizes_total.inc();
+                }
+            }
+            Err(error) => self.reports.report("dashboard prune", || {
+                format!("cannot prune old dashboard buckets: {error}")
+            }),
+        }
     }
 
     /// Trains the store's dictionary once enough samples were seen (at most three tries).

@@ -29,6 +29,9 @@ mod verified_clients;
 /// The HTTP API: compat routes, additions, limits, hostile input.
 mod api;
 
+/// The dashboard's JSON endpoints and the writer's time buckets behind them.
+mod dashboard_api;
+
 /// The `sentrypeer` binary's command line, environment, config file and exit codes.
 mod cli;
 
