@@ -587,7 +587,7 @@ pub const DASHBOARD_FEED_EVENTS_MAX: usize = 50;
 /// transaction of range deletes).
 pub const DASHBOARD_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-const _: () = assert!(DASHBOARD_KEY_BYTES_MAX + 1 <= 511);
+const _: () = assert!(DASHBOARD_KEY_BYTES_MAX < 511);
 const _: () = assert!(DASHBOARD_BUCKET_KEYS_MAX <= u16::MAX as usize);
 const _: () = assert!(DASHBOARD_TOP_ITEMS_MAX <= DASHBOARD_BUCKET_KEYS_MAX);
 const _: () = assert!(DASHBOARD_FEED_EVENTS_INITIAL <= DASHBOARD_FEED_EVENTS_MAX);

@@ -237,27 +237,11 @@ impl Render for WriterMetrics {
                 "Committed events whose source IP was verified.",
                 &self.events_verified_total,
             ),
-            (
-                "writer_dashboard_buckets_pruned_total",
-                "Dashboard time buckets removed as older than they are kept.",
-                &self.dashboard_buckets_pruned_total,
-            ),
         ];
         for (name, help, counter) in counters {
             metrics::write_counter(out, name, help, counter.get());
         }
-        let name = "writer_dashboard_keys_folded_total";
-        metrics::write_header(
-            out,
-            name,
-            "counter",
-            "Dashboard keys (IP, number, ...) folded into a time bucket's other count: over the \
-             per-bucket cap.",
-        );
-        for (dimension, counter) in Dimension::ALL.iter().zip(&self.dashboard_keys_folded_total) {
-            let labels = format!("dimension=\"{}\"", dimension.name());
-            metrics::write_sample(out, name, &labels, counter.get());
-        }
+        self.render_dashboard(out);
         let batch = self.batch_events();
         metrics::write_summary(
             out,
@@ -272,6 +256,30 @@ impl Render for WriterMetrics {
             "Commit latency.",
             &commit,
         );
+    }
+}
+
+impl WriterMetrics {
+    /// The dashboard's counters.
+    fn render_dashboard(&self, out: &mut String) {
+        metrics::write_counter(
+            out,
+            "writer_dashboard_buckets_pruned_total",
+            "Dashboard time buckets removed as older than they are kept.",
+            self.dashboard_buckets_pruned_total.get(),
+        );
+        let name = "writer_dashboard_keys_folded_total";
+        metrics::write_header(
+            out,
+            name,
+            "counter",
+            "Dashboard keys (IP, number, ...) folded into a time bucket's other count: over the \
+         per-bucket cap.",
+        );
+        for (dimension, counter) in Dimension::ALL.iter().zip(&self.dashboard_keys_folded_total) {
+            let labels = format!("dimension=\"{}\"", dimension.name());
+            metrics::write_sample(out, name, &labels, counter.get());
+        }
     }
 }
 

@@ -127,24 +127,29 @@ fn dashboard_api_matches_the_store() {
     assert!(by_country.is_empty());
     assert_eq!(body["total"], 0);
 
-    let feed = get_json(&node, "/dashboard/api/feed");
+    feed_and_details(&node, sent);
+}
+
+/// The feed and its cursor, the detail views, the errors and the fold counters.
+fn feed_and_details(node: &Node, sent: u64) {
+    let feed = get_json(node, "/dashboard/api/feed");
     let events = feed["events"].as_array().unwrap();
     assert_eq!(events.len() as u64, sent.min(20));
     let cursor = feed["cursor"].as_str().unwrap().to_owned();
-    let again = get_json(&node, &format!("/dashboard/api/feed?after={cursor}"));
+    let again = get_json(node, &format!("/dashboard/api/feed?after={cursor}"));
     assert_eq!(again["events"].as_array().unwrap().len(), 0);
     assert_eq!(again["cursor"], cursor.as_str());
     udp_from([127, 0, 0, 14])
         .send_to(&request("INVITE", "999", "new-agent", "late"), node.sip)
         .unwrap();
     node.wait_committed(sent + 1);
-    let newer = get_json(&node, &format!("/dashboard/api/feed?after={cursor}"));
+    let newer = get_json(node, &format!("/dashboard/api/feed?after={cursor}"));
     let newer_events = newer["events"].as_array().unwrap();
     assert_eq!(newer_events.len(), 1);
     assert_eq!(newer_events[0]["sip_user_agent"], "new-agent");
     assert_ne!(newer["cursor"], cursor.as_str());
 
-    let detail = get_json(&node, "/dashboard/api/ip/127.0.0.11");
+    let detail = get_json(node, "/dashboard/api/ip/127.0.0.11");
     assert_eq!(detail["count"], 5);
     assert_eq!(detail["events"].as_array().unwrap().len(), 5);
     assert!(
@@ -152,7 +157,7 @@ fn dashboard_api_matches_the_store() {
             .as_str()
             .is_some_and(|m| m.contains("u11-4"))
     );
-    let number = get_json(&node, "/dashboard/api/number/0044123");
+    let number = get_json(node, "/dashboard/api/number/0044123");
     assert_eq!(number["count"], 4);
     assert_eq!(number["events"].as_array().unwrap().len(), 4);
     let (status, _) = node.get("/dashboard/api/ip/192.0.2.99");
