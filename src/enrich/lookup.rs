@@ -98,11 +98,9 @@ pub fn as_organisation(text: &str) -> Option<Box<str>> {
     if trimmed.is_empty() {
         return None;
     }
-    let mut end = trimmed.len().min(EVENT_FIELD_BYTES_MAX);
-    while !trimmed.is_char_boundary(end) {
-        end -= 1;
-    }
-    trimmed.get(..end).map(Box::from)
+    trimmed
+        .get(..trimmed.floor_char_boundary(EVENT_FIELD_BYTES_MAX))
+        .map(Box::from)
 }
 
 #[cfg(test)]
@@ -126,7 +124,17 @@ mod tests {
         assert_eq!(as_number("as64500"), Some(64_500));
         assert_eq!(as_number(" 64500 "), Some(64_500));
         assert_eq!(as_number("4294967295"), Some(u32::MAX));
-        for bad in ["", "AS", "AS-1", "4294967296", "AS 1", "0", "AS0", "1e3", "+5"] {
+        for bad in [
+            "",
+            "AS",
+            "AS-1",
+            "4294967296",
+            "AS 1",
+            "0",
+            "AS0",
+            "1e3",
+            "+5",
+        ] {
             assert_eq!(as_number(bad), None, "{bad:?}");
         }
     }

@@ -82,7 +82,10 @@ impl Databases {
     }
 }
 
-fn open_optional(key: &'static str, path: Option<&Path>) -> Result<Option<Reader<Mmap>>, EnrichError> {
+fn open_optional(
+    key: &'static str,
+    path: Option<&Path>,
+) -> Result<Option<Reader<Mmap>>, EnrichError> {
     let Some(path) = path else {
         return Ok(None);
     };
