@@ -890,7 +890,7 @@ mod tests {
     }
 
     fn enrichments() -> Vec<Enrichment> {
-        let capped = "é".repeat(crate::config::limits::EVENT_FIELD_BYTES_MAX / 2);
+        let capped = "é".repeat(EVENT_FIELD_BYTES_MAX / 2);
         vec![
             Enrichment::default(),
             Enrichment {
@@ -934,10 +934,7 @@ mod tests {
 
     #[test]
     fn codec_enrichment_org_over_the_cap_is_cut_at_a_character() {
-        let long = format!(
-            "a{}",
-            "é".repeat(crate::config::limits::EVENT_FIELD_BYTES_MAX)
-        );
+        let long = format!("a{}", "é".repeat(EVENT_FIELD_BYTES_MAX));
         let e = enriched(
             1,
             Enrichment {
@@ -949,7 +946,7 @@ mod tests {
         encode(&e, &mut raw);
         let decoded = decode(&raw).unwrap();
         let org = decoded.enrichment.unwrap().as_org.unwrap();
-        assert!(org.len() <= crate::config::limits::EVENT_FIELD_BYTES_MAX);
+        assert!(org.len() <= EVENT_FIELD_BYTES_MAX);
         assert!(long.starts_with(&*org) && org.len() > 1000);
     }
 

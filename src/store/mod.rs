@@ -205,6 +205,15 @@ pub struct IpSeen {
     pub count: u64,
     /// When the IP first proved a two-way exchange (`None`: never).
     pub verified_ns: Option<u64>,
+    /// Its enrichment when last seen with a database configured (`None`: never enriched).
+    pub source: Option<SourceTag>,
+}
+
+/// A source IP's country and AS as last looked up (each `None` on a miss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceTag {
+    pub country: Option<[u8; 2]>,
+    pub asn: Option<u32>,
 }
 
 /// One called number's aggregate (the number as text, invalid UTF-8 replaced).
@@ -449,9 +458,10 @@ impl Store {
             // Only our own proofs verify an IP here; a peer's flag stays on its event.
             let proof = !foreign && event.source_verified;
             let sighting = Aggregate::once(event.timestamp_ns, proof);
+            let ip_sighting = sighting.tagged(event.enrichment.as_deref());
             ips.entry(ip_key(display_ip(event.source)))
-                .and_modify(|seen| *seen = seen.merge(sighting))
-                .or_insert(sighting);
+                .and_modify(|seen| *seen = seen.merge(ip_sighting))
+                .or_insert(ip_sighting);
             if let Some(number) = number_key(event.called_number()) {
                 numbers
                     .entry(number)
@@ -566,6 +576,18 @@ impl Reader<'_> {
         limit: usize,
         cursor: Option<&PageCursor>,
     ) -> Result<Page<IpSeen>, StoreError> {
+        self.source_ips_of(since_ns, verified_only, &|_| true, limit, cursor)
+    }
+
+    /// [`Self::source_ips`] of the IPs `wanted` accepts (e.g. `?country=`, `?asn=`).
+    pub fn source_ips_of(
+        &self,
+        since_ns: Option<u64>,
+        verified_only: bool,
+        wanted: &dyn Fn(&IpSeen) -> bool,
+        limit: usize,
+        cursor: Option<&PageCursor>,
+    ) -> Result<Page<IpSeen>, StoreError> {
         let tables = &self.store.tables;
         self.newest_first(
             tables.ips_by_last,
@@ -577,7 +599,7 @@ impl Reader<'_> {
                 if verified_only && agg.verified == 0 {
                     return None;
                 }
-                Some(ip_seen(ip_from_key(key)?, agg))
+                Some(ip_seen(ip_from_key(key)?, agg)).filter(|seen| wanted(seen))
             },
         )
     }
@@ -643,6 +665,18 @@ impl Reader<'_> {
         verified_only: bool,
         limit: usize,
     ) -> Result<Vec<(u64, Event)>, StoreError> {
+        self.recent_events_of(since_ns, verified_only, &|_| true, limit)
+    }
+
+    /// [`Self::recent_events`] of the events whose record header `wanted` accepts (e.g. the
+    /// source's country and AS, `?country=`/`?asn=`); the others are skipped undecoded.
+    pub fn recent_events_of(
+        &self,
+        since_ns: Option<u64>,
+        verified_only: bool,
+        wanted: &dyn Fn(&codec::Header) -> bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
         let mut out = Vec::new();
         for entry in self.store.tables.events.rev_iter(&self.txn)? {
             if out.len() >= limit {
@@ -650,10 +684,9 @@ impl Reader<'_> {
             }
             let (key, value) = entry?;
             // The flag is in the fixed header: unverified events are skipped undecoded.
-            if let Some(header) = verified_only
-                .then(|| codec::decode_header(value).ok())
-                .flatten()
-                .filter(|header| !header.source_verified)
+            if let Some(header) = codec::decode_header(value)
+                .ok()
+                .filter(|header| (verified_only && !header.source_verified) || !wanted(header))
             {
                 if since_ns.is_some_and(|since| header.timestamp_ns < since) {
                     break;
@@ -813,11 +846,14 @@ fn ip_seen(ip: IpAddr, agg: Aggregate) -> IpSeen {
         last_seen_ns: agg.last,
         count: agg.count,
         verified_ns: (agg.verified != 0).then_some(agg.verified),
+        source: agg.source,
     }
 }
 
 /// First seen, last seen, count: 24 bytes big-endian; then, for a verified source IP, when it
-/// was first verified (8 more bytes; absent means never, so older stores read unchanged).
+/// was first verified (8 more bytes; absent means never, so older stores read unchanged); then,
+/// for an enriched source IP, its [`SourceTag`] as last seen (7 more bytes: present u8 (bit 0
+/// country, bit 1 ASN), country [2], ASN u32; the verified time is then 0 when never).
 #[derive(Debug, Clone, Copy)]
 struct Aggregate {
     first: u64,
@@ -825,6 +861,8 @@ struct Aggregate {
     count: u64,
     /// First verified at (UTC ns); 0: never.
     verified: u64,
+    /// Source IPs only: the enrichment of the newest sighting that had one.
+    source: Option<SourceTag>,
 }
 
 impl Aggregate {
@@ -835,6 +873,18 @@ impl Aggregate {
             last: timestamp_ns,
             count: 1,
             verified: if proof { timestamp_ns.max(1) } else { 0 },
+            source: None,
+        }
+    }
+
+    /// This sighting with the event's enrichment (source IPs).
+    fn tagged(self, enrichment: Option<&crate::event::Enrichment>) -> Self {
+        Self {
+            source: enrichment.map(|e| SourceTag {
+                country: e.country,
+                asn: e.asn,
+            }),
+            ..self
         }
     }
 
@@ -845,11 +895,16 @@ impl Aggregate {
             (this, 0) => this,
             (this, other) => this.min(other),
         };
+        let source = match (self.source, other.source) {
+            (Some(this), Some(that)) => Some(if other.last >= self.last { that } else { this }),
+            (this, that) => this.or(that),
+        };
         Self {
             first: self.first.min(other.first),
             last: self.last.max(other.last),
             count: self.count.saturating_add(other.count),
             verified,
+            source,
         }
     }
 
@@ -857,27 +912,41 @@ impl Aggregate {
         let (first, rest) = bytes.split_first_chunk::<8>()?;
         let (last, rest) = rest.split_first_chunk::<8>()?;
         let (count, rest) = rest.split_first_chunk::<8>()?;
-        let verified = rest
+        let (verified, rest) = rest
             .split_first_chunk::<8>()
-            .map_or(0, |(v, _)| u64::from_be_bytes(*v));
+            .map_or((0, &[][..]), |(v, rest)| (u64::from_be_bytes(*v), rest));
+        let source = rest.split_first_chunk::<7>().map(|(tag, _)| {
+            let [present, c0, c1, a0, a1, a2, a3] = *tag;
+            SourceTag {
+                country: (present & 1 != 0).then_some([c0, c1]),
+                asn: (present & 2 != 0).then_some(u32::from_be_bytes([a0, a1, a2, a3])),
+            }
+        });
         Some(Self {
             first: u64::from_be_bytes(*first),
             last: u64::from_be_bytes(*last),
             count: u64::from_be_bytes(*count),
             verified,
+            source,
         })
     }
 
-    /// The value bytes: 24, or 32 with a verified time.
-    fn encode(&self, out: &mut [u8; 32]) -> usize {
+    /// The value bytes: 24, 32 with a verified time, 39 with a source tag.
+    fn encode(&self, out: &mut [u8; 39]) -> usize {
         out[..8].copy_from_slice(&self.first.to_be_bytes());
         out[8..16].copy_from_slice(&self.last.to_be_bytes());
         out[16..24].copy_from_slice(&self.count.to_be_bytes());
-        if self.verified == 0 {
+        if self.verified == 0 && self.source.is_none() {
             return 24;
         }
-        out[24..].copy_from_slice(&self.verified.to_be_bytes());
-        32
+        out[24..32].copy_from_slice(&self.verified.to_be_bytes());
+        let Some(tag) = self.source else {
+            return 32;
+        };
+        out[32] = u8::from(tag.country.is_some()) | (u8::from(tag.asn.is_some()) << 1);
+        out[33..35].copy_from_slice(&tag.country.unwrap_or_default());
+        out[35..39].copy_from_slice(&tag.asn.unwrap_or_default().to_be_bytes());
+        39
     }
 }
 
@@ -904,7 +973,7 @@ fn bump(
         index_key.extend_from_slice(key);
         by_last.put(txn, &index_key, &[])?;
     }
-    let mut value = [0; 32];
+    let mut value = [0; 39];
     let value_bytes = new.encode(&mut value);
     aggregates.put(txn, key, value.get(..value_bytes).unwrap_or_default())?;
     Ok((old, new))
@@ -1259,6 +1328,35 @@ mod tests {
             number_key(Some(&long)).unwrap().len(),
             limits::CALLED_NUMBER_KEY_BYTES_MAX
         );
+    }
+
+    #[test]
+    fn aggregate_source_tag_roundtrip_and_newest_wins() {
+        let old = Aggregate::once(10, false).tagged(Some(&crate::event::Enrichment {
+            country: Some(*b"NL"),
+            asn: Some(64_500),
+            as_org: None,
+        }));
+        let newer = Aggregate::once(20, false).tagged(Some(&crate::event::Enrichment::default()));
+        let plain = Aggregate::once(30, true);
+        let merged = old.merge(newer).merge(plain);
+        assert_eq!(merged.source, Some(SourceTag::default()));
+        assert_eq!(newer.merge(old).source, Some(SourceTag::default()));
+        for agg in [old, newer, plain, merged] {
+            let mut bytes = [0; 39];
+            let len = agg.encode(&mut bytes);
+            let back = Aggregate::decode(&bytes[..len]).unwrap();
+            assert_eq!(
+                (
+                    back.first,
+                    back.last,
+                    back.count,
+                    back.verified,
+                    back.source
+                ),
+                (agg.first, agg.last, agg.count, agg.verified, agg.source)
+            );
+        }
     }
 
     #[test]
