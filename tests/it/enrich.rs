@@ -92,6 +92,32 @@ fn from_ip<'a>(lines: &'a [serde_json::Value], source: &str) -> Vec<&'a serde_js
     lines.iter().filter(|v| v["source_ip"] == source).collect()
 }
 
+/// The store through the API: /events and /ip-addresses filtered, /ip-addresses/{ip}, and
+/// /numbers refusing the filters.
+fn check_store_and_api(node: &crate::support::Node) {
+    let (status, body) = node.get("/events?country=nl&limit=100");
+    assert_eq!(status, 200, "{body}");
+    let events: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let events = events["events"].as_array().expect("events");
+    assert_eq!(events.len(), 3, "{body}");
+    assert!(events.iter().all(|e| e["source_as_org"] == "Test Net"));
+    let (status, body) = node.get("/ip-addresses?asn=AS64500");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let items = list["ip_addresses"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!(items[0]["ip_address"], "127.0.0.23");
+    assert_eq!(items[0]["source_country"], "NL");
+    let (_, body) = node.get("/ip-addresses?country=NL&format=text");
+    assert_eq!(body, "127.0.0.23\n");
+    let (_, body) = node.get("/ip-addresses/127.0.0.99");
+    let found: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(found["source_country"], "NOT_FOUND", "{body}");
+    let (status, body) = node.get("/numbers?country=NL");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("numbers have no country"), "{body}");
+}
+
 #[test]
 fn enrich_binary_store_log_api_and_sighup() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -121,28 +147,7 @@ fn enrich_binary_store_log_api_and_sighup() {
             assert_eq!(line[key], "NOT_FOUND", "{key}: {line}");
         }
     }
-    // The store: /events (filtered), /ip-addresses (filtered), /ip-addresses/{ip}.
-    let (status, body) = node.get("/events?country=nl&limit=100");
-    assert_eq!(status, 200, "{body}");
-    let events: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let events = events["events"].as_array().expect("events");
-    assert_eq!(events.len(), 3, "{body}");
-    assert!(events.iter().all(|e| e["source_as_org"] == "Test Net"));
-    let (status, body) = node.get("/ip-addresses?asn=AS64500");
-    assert_eq!(status, 200, "{body}");
-    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let items = list["ip_addresses"].as_array().expect("items");
-    assert_eq!(items.len(), 1, "{body}");
-    assert_eq!(items[0]["ip_address"], "127.0.0.23");
-    assert_eq!(items[0]["source_country"], "NL");
-    let (_, body) = node.get("/ip-addresses?country=NL&format=text");
-    assert_eq!(body, "127.0.0.23\n");
-    let (_, body) = node.get("/ip-addresses/127.0.0.99");
-    let found: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(found["source_country"], "NOT_FOUND", "{body}");
-    let (status, body) = node.get("/numbers?country=NL");
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("numbers have no country"), "{body}");
+    check_store_and_api(&node);
     // Replace the country file by rename with another mapping, SIGHUP, send more.
     let next = build(
         &dir.path().join("next.mmdb"),
