@@ -45,7 +45,7 @@ pub fn object(key: &str, value: &str) -> String {
 
 /// The `/ip-addresses/{ip}` body of a known IP: the original's `bad_actor_found`, then whether
 /// and since when it is verified (`verified_at` is `null` when it is not).
-pub fn ip_found(seen: &IpSeen) -> String {
+pub fn ip_found(seen: &IpSeen, as_org: Option<&str>) -> String {
     let mut body = serde_json::json!({
         "bad_actor_found": seen.ip.to_string(),
         "verified": seen.verified_ns.is_some(),
@@ -54,6 +54,11 @@ pub fn ip_found(seen: &IpSeen) -> String {
     if let (Some(tag), Some(object)) = (seen.source, body.as_object_mut()) {
         object.insert("source_country".into(), country_text(tag.country).into());
         object.insert("source_asn".into(), asn_text(tag.asn).into());
+        let org = as_org.filter(|_| tag.asn.is_some());
+        object.insert(
+            "source_as_org".into(),
+            org.unwrap_or(crate::event::NOT_FOUND).into(),
+        );
     }
     body.to_string()
 }

@@ -150,9 +150,13 @@ async fn blocking(
 }
 
 fn ip_address(store: &Store, ip: IpAddr) -> Result<Response<Body>, StoreError> {
-    let seen = store.read()?.source_ip(ip)?;
+    let reader = store.read()?;
+    let seen = reader.source_ip(ip)?;
+    let asn = seen.and_then(|seen| seen.source).and_then(|tag| tag.asn);
+    let as_org = asn.map(|asn| reader.as_org(asn)).transpose()?.flatten();
+    drop(reader);
     Ok(match seen {
-        Some(seen) => json(StatusCode::OK, render::ip_found(&seen)),
+        Some(seen) => json(StatusCode::OK, render::ip_found(&seen, as_org.as_deref())),
         None => message(StatusCode::NOT_FOUND, "No bad actor found"),
     })
 }

@@ -13,7 +13,7 @@
 //! events that claim this node's id), `source_ips` / `called_numbers` (key -> first seen,
 //! last seen, count), `source_ips_by_last` / `called_numbers_by_last` ((last seen ns, key) -> empty,
 //! for newest-first lists without a scan), `meta` (schema version, node id, next event key, the
-//! zstd dictionary, delivery cursors `cursor/<name>`). Counts come from LMDB's O(1) table stats.
+//! zstd dictionary, delivery cursors `cursor/<name>`, each AS number's organisation `as_org/<asn>`). Counts come from LMDB's O(1) table stats.
 //!
 //! Concurrency: LMDB serialises write transactions; readers never block the writer. Growing the
 //! map needs no transaction open in this process, so every [`Reader`] and [`Store::set_cursor`]
@@ -69,6 +69,8 @@ const META_CURSOR_PREFIX: &str = "cursor/";
 const META_PROOF_SECRET: &[u8] = b"proof_secret";
 /// How many source IPs are verified (a big-endian u64; absent means 0).
 const META_VERIFIED_IPS: &[u8] = b"verified_ips";
+/// `as_org/<AS number, u32 big-endian>` -> the organisation last looked up for it (UTF-8).
+const META_AS_ORG_PREFIX: &[u8] = b"as_org/";
 
 /// The id written into records compressed with the (one) trained dictionary.
 const DICTIONARY_ID: u32 = 1;
@@ -448,6 +450,7 @@ impl Store {
         // foldhash: SipHash was 2% of the sensor's CPU in a flood; a batch bounds each map.
         let mut ips: HashMap<IpKey, Aggregate, RandomState> = HashMap::default();
         let mut numbers: HashMap<&[u8], Aggregate, RandomState> = HashMap::default();
+        let mut as_orgs: HashMap<u32, &str, RandomState> = HashMap::default();
         for event in &batch.events {
             // Our own events carry fresh v4 UUIDs: only other nodes' events can repeat.
             let foreign = event.node_id != self.inner.node_id;
@@ -459,6 +462,7 @@ impl Store {
             let proof = !foreign && event.source_verified;
             let sighting = Aggregate::once(event.timestamp_ns, proof);
             let ip_sighting = sighting.tagged(event.enrichment.as_deref());
+            note_as_org(&mut as_orgs, event);
             ips.entry(ip_key(display_ip(event.source)))
                 .and_modify(|seen| *seen = seen.merge(ip_sighting))
                 .or_insert(ip_sighting);
@@ -477,6 +481,7 @@ impl Store {
             next_key += 1;
         }
         let verified_since = bump_ips(tables, &mut txn, ips)?;
+        put_as_orgs(tables, &mut txn, as_orgs)?;
         // In key order, so that the B-tree pages are visited once each, front to back.
         let mut numbers: Vec<_> = numbers.into_iter().collect();
         numbers.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -753,6 +758,12 @@ impl Reader<'_> {
         })
     }
 
+    /// The organisation of AS `asn` as last looked up (`--asn-db`), if any.
+    pub fn as_org(&self, asn: u32) -> Result<Option<String>, StoreError> {
+        let value = self.store.tables.meta.get(&self.txn, &as_org_key(asn))?;
+        Ok(value.map(|v| String::from_utf8_lossy(v).into_owned()))
+    }
+
     /// The delivery cursor `name` (0 when never set).
     pub fn cursor(&self, name: &str) -> Result<u64, StoreError> {
         let meta_key = format!("{META_CURSOR_PREFIX}{name}");
@@ -1007,6 +1018,36 @@ fn bump_ips(
             .put(txn, META_VERIFIED_IPS, &count.to_be_bytes())?;
     }
     Ok(verified_since)
+}
+
+/// Remembers the event's AS organisation for [`put_as_orgs`].
+fn note_as_org<'e>(as_orgs: &mut HashMap<u32, &'e str, RandomState>, event: &'e Event) {
+    let enrichment = event.enrichment.as_deref();
+    if let Some((asn, org)) = enrichment.and_then(|e| e.asn.zip(e.as_org.as_deref())) {
+        as_orgs.insert(asn, org);
+    }
+}
+
+/// Keeps the newest organisation of each AS number the batch saw (written only when it changed).
+fn put_as_orgs(
+    tables: &Tables,
+    txn: &mut heed::RwTxn<'_>,
+    as_orgs: HashMap<u32, &str, RandomState>,
+) -> Result<(), heed::Error> {
+    for (asn, org) in as_orgs {
+        let key = as_org_key(asn);
+        if tables.meta.get(txn, &key)? != Some(org.as_bytes()) {
+            tables.meta.put(txn, &key, org.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn as_org_key(asn: u32) -> [u8; 11] {
+    let mut key = [0; 11];
+    key[..7].copy_from_slice(META_AS_ORG_PREFIX);
+    key[7..].copy_from_slice(&asn.to_be_bytes());
+    key
 }
 
 /// Marks our own event `index` verified when its IP was verified at or before it arrived.

@@ -113,6 +113,7 @@ fn check_store_and_api(node: &crate::support::Node) {
     let (_, body) = node.get("/ip-addresses/127.0.0.99");
     let found: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(found["source_country"], "NOT_FOUND", "{body}");
+    assert_eq!(found["source_as_org"], "NOT_FOUND", "{body}");
     let (status, body) = node.get("/numbers?country=NL");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("numbers have no country"), "{body}");
@@ -166,6 +167,7 @@ fn enrich_binary_store_log_api_and_sighup() {
     node.assert_running();
     let (_, body) = node.get("/ip-addresses/127.0.0.23");
     assert!(body.contains("\"source_country\":\"FR\""), "{body}");
+    assert!(body.contains("\"source_as_org\":\"Test Net\""), "{body}");
     // A re-open that fails keeps the old databases and says so in one line.
     std::fs::remove_file(asn).expect("remove asn db");
     node.signal(libc::SIGHUP);
