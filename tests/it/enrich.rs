@@ -238,3 +238,89 @@ fn enrich_missing_file_exits_with_one_line() {
         "{stderr}"
     );
 }
+
+/// An OPTIONS event collected by `node` from `source`.
+fn peer_event(node: uuid::Uuid, index: u64, source: &str) -> sentrypeer::event::Event {
+    use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
+    Event::new(&EventParts {
+        timestamp_ns: 1_764_326_400_000_000_000 + index,
+        uuid: uuid::Uuid::new_v4(),
+        node_id: node,
+        transport: Transport::Udp,
+        collected_method: CollectedMethod::Passive,
+        source: source.parse().expect("source"),
+        destination: "127.0.0.1:5060".parse().expect("destination"),
+        method: b"OPTIONS",
+        called_number: Some(b"100"),
+        user_agent: None,
+        message: b"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\n\r\n",
+        source_verified: false,
+        auth_username: None,
+    })
+}
+
+/// Events that come in through the channel from elsewhere (a peer's, with its node id) are
+/// enriched by this node's encoder like local ones, and stored with it.
+#[test]
+fn enrich_peer_events_through_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((country, asn)) = databases(dir.path()) else {
+        return;
+    };
+    let config = EnrichConfig {
+        geoip_db: Some(country),
+        asn_db: Some(asn),
+    };
+    let enricher = sentrypeer::enrich::Enricher::open(&config).expect("open");
+    let settings = crate::support::store_config(dir.path(), 64);
+    let store = sentrypeer::store::Store::open(&settings).expect("store");
+    let outputs = sentrypeer::config::OutputConfig {
+        json_log_file: None,
+        syslog: false,
+        syslog_socket: dir.path().join("no-syslog"),
+        verified_only: false,
+    };
+    let options = sentrypeer::store::WriterOptions {
+        enricher,
+        ..Default::default()
+    };
+    let (sender, receiver) = crossbeam_channel::bounded(16);
+    let writer =
+        sentrypeer::store::spawn_writer_with(store.clone(), receiver, &outputs, &settings, options)
+            .expect("writer");
+    let peer_node = uuid::Uuid::from_u128(0x9999);
+    for (index, source) in ["127.0.0.23:5060", "127.0.0.99:5060"].iter().enumerate() {
+        let event = peer_event(peer_node, index as u64, source);
+        sender.send(event).expect("send");
+    }
+    drop(sender);
+    writer.join();
+    let reader = store.read().expect("read");
+    let events = reader.recent_events(None, false, 10).expect("events");
+    assert_eq!(events.len(), 2);
+    let by_source = |ip: &str| {
+        events
+            .iter()
+            .find(|(_, e)| e.source.ip().to_string() == ip)
+            .and_then(|(_, e)| e.enrichment.clone())
+            .expect("enriched")
+    };
+    let mapped = by_source("127.0.0.23");
+    assert_eq!(mapped.country, Some(*b"NL"));
+    assert_eq!(mapped.asn, Some(64_500));
+    assert_eq!(mapped.as_org.as_deref(), Some("Test Net"));
+    assert_eq!(
+        *by_source("127.0.0.99"),
+        sentrypeer::event::Enrichment::default()
+    );
+    assert!(events.iter().all(|(_, e)| e.node_id == peer_node));
+    let seen = reader
+        .source_ip("127.0.0.23".parse().expect("ip"))
+        .expect("lookup")
+        .expect("seen");
+    assert_eq!(seen.source.and_then(|tag| tag.country), Some(*b"NL"));
+    assert_eq!(
+        reader.as_org(64_500).expect("as org").as_deref(),
+        Some("Test Net")
+    );
+}
