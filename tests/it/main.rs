@@ -69,5 +69,9 @@ mod progress;
 /// `sentrypeer top` in a real terminal (tmux): live screen, hostile user agents, restore on exit.
 mod top;
 
+/// Offline enrichment (`--geoip-db`, `--asn-db`) with MMDB files built by the test: look-ups,
+/// store, JSON log, API filters, SIGHUP, a missing file.
+mod enrich;
+
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;
