@@ -70,7 +70,8 @@ async fn respond(state: &Arc<State>, request: &Request<Incoming>) -> Response<Bo
     let routed = route(uri.path(), uri.query());
     if request.method() == Method::OPTIONS {
         return match routed {
-            Ok(_) => preflight(),
+            // A preflight names the path; the real request's parameters are checked then.
+            Ok(_) | Err(RouteError::BadRequest(_)) => preflight(),
             Err(failure) => route_error(failure),
         };
     }
