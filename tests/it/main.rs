@@ -66,5 +66,8 @@ mod progress;
 /// `sentrypeer top` in a real terminal (tmux): live screen, hostile user agents, restore on exit.
 mod top;
 
+/// The dashboard in headless Chromium: token prompt, totals, charts, live feed, hostile input.
+mod dashboard_browser;
+
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;

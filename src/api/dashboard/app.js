@@ -32,6 +32,8 @@
     cursor: null,
     paused: false,
     enrichment: { country: false, asn: false },
+    lastSeries: null,
+    resizeTimer: 0,
     // Bumped to stop the loops of a previous load (a new token, a refused token).
     generation: 0,
   };
@@ -319,13 +321,17 @@
     });
   }
 
+  // Drawn at the box's own width in pixels, so that labels keep their size on a phone.
   function drawChart(series, windowName) {
+    state.lastSeries = { series, windowName };
     const points = Array.isArray(series.points) ? series.points.filter((p) => p && typeof p === "object") : [];
-    const box = { left: 56, right: 792, top: 12, bottom: 212 };
+    const width = Math.max(280, Math.round(byId("chart").clientWidth || 800));
+    const height = width < 600 ? 180 : 220;
+    const box = { left: 48, right: width - 8, top: 12, bottom: height - 28 };
     const max = niceMax(Math.max(1, ...points.map(pointTotal)));
     const root = svg("svg", {
       class: "chart-svg",
-      viewBox: "0 0 800 240",
+      viewBox: "0 0 " + width + " " + height,
       role: "img",
       "aria-label": "Events per " + WINDOWS[windowName].unit + " by transport",
     });
@@ -334,6 +340,13 @@
     root.append(svg("line", { class: "axis-line", x1: box.left, x2: box.right, y1: box.bottom, y2: box.bottom }));
     byId("chart").replaceChildren(root);
     byId("chart-caption").textContent = WINDOWS[windowName].caption;
+  }
+
+  function redrawChart() {
+    const last = state.lastSeries;
+    if (last && !byId("main").hidden) {
+      drawChart(last.series, last.windowName);
+    }
   }
 
   // ---- top 10 ----
@@ -364,7 +377,7 @@
       const label = item.label ? "AS" + key + " " + text(item.label) : "AS" + key;
       return isolated(label, "key");
     }
-    if (key === "NOT_FOUND") {
+    if (key === "NOT_FOUND" && (dimension === "country" || dimension === "asn")) {
       return el("span", "key muted", "not found");
     }
     return isolated(key, "key");
@@ -529,12 +542,16 @@
       clearAlert();
     } catch (error) {
       handleError(error, generation);
-      if (error instanceof ApiError && error.kind === "unreachable" && generation === state.generation) {
-        setTimeout(() => generation === state.generation && load(), UNREACHABLE_RETRY_MS);
-      }
-      if (!(error instanceof ApiError) || error.kind !== "http" || byId("main").hidden) {
+      if (generation !== state.generation) {
         return;
       }
+      if (error instanceof ApiError && error.kind === "unreachable") {
+        setTimeout(() => generation === state.generation && load(), UNREACHABLE_RETRY_MS);
+        return;
+      }
+      // Any other answer than 401 means the token was taken: show what there is, keep polling.
+      byId("login").hidden = true;
+      byId("main").hidden = false;
     }
     feedLoop(generation);
     summaryLoop(generation);
@@ -634,6 +651,10 @@
     byId("token-form").addEventListener("submit", onTokenSubmit);
     byId("pause").addEventListener("click", () => setPaused(!state.paused));
     byId("detail-close").addEventListener("click", () => byId("detail").close());
+    window.addEventListener("resize", () => {
+      clearTimeout(state.resizeTimer);
+      state.resizeTimer = setTimeout(redrawChart, 150);
+    });
     setPaused(false);
     load();
   }
