@@ -431,6 +431,20 @@ async fn charts_and_lists(client: &Client, node: &Node) {
 /// The filled dashboard at 1280x900, as PNG; written to docs/img/dashboard.png when
 /// `SENTRYPEER_UPDATE_SCREENSHOT=1`.
 async fn screenshot(client: &Client) {
+    // The window's size includes what is not page (none when headless, but be exact).
+    let chrome = js(
+        client,
+        "return [window.outerWidth - window.innerWidth, \
+                             window.outerHeight - window.innerHeight]",
+    )
+    .await;
+    let extra = |i: usize| u32::try_from(chrome[i].as_u64().unwrap_or(0)).unwrap_or(0);
+    client
+        .set_window_size(1280 + extra(0), 900 + extra(1))
+        .await
+        .expect("resize");
+    let fits = "return window.innerWidth === 1280 && window.innerHeight === 900";
+    wait_js(client, "a 1280x900 viewport", fits, DEADLINE).await;
     let png = client.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     let size = |at: usize| {
@@ -439,7 +453,7 @@ async fn screenshot(client: &Client) {
     };
     let (width, height) = (size(16), size(20));
     assert!(
-        (1200..=1400).contains(&width) && (800..=1000).contains(&height),
+        (width, height) == (1280, 900),
         "screenshot {width}x{height}"
     );
     if std::env::var("SENTRYPEER_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
@@ -617,9 +631,10 @@ async fn detail_view(client: &Client, node: &Node) {
 }
 
 /// At a phone's width the page does not scroll sideways (the feed's table scrolls in its box).
+/// (Headless Chromium keeps windows at least 500 px wide: still the narrow layout, < 40rem.)
 async fn phone_width(client: &Client) {
     client.set_window_size(390, 844).await.expect("resize");
     let fits = "return document.documentElement.scrollWidth <= window.innerWidth + 1 \
-                && window.innerWidth < 500";
+                && window.innerWidth < 640";
     wait_js(client, "the page to fit a phone's width", fits, DEADLINE).await;
 }
