@@ -5,11 +5,13 @@
 //! fans it out to the JSON log, syslog, `webhook` and `p2p`. The `api` reads the store through
 //! LMDB read transactions. `config` parses everything once at start-up; `app` wires the parts
 //! together in that order and stops them in the reverse one. `top` is the `sentrypeer top`
-//! subcommand: a terminal view of a running sensor, through its API.
+//! subcommand: a terminal view of a running sensor, through its API. `enrich` looks source IPs up
+//! in the operator's MMDB files (country, AS) after the channel, in the store's encoder thread.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod enrich;
 pub mod event;
 pub mod ignore;
 pub mod metrics;

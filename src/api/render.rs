@@ -45,13 +45,34 @@ pub fn object(key: &str, value: &str) -> String {
 
 /// The `/ip-addresses/{ip}` body of a known IP: the original's `bad_actor_found`, then whether
 /// and since when it is verified (`verified_at` is `null` when it is not).
-pub fn ip_found(seen: &IpSeen) -> String {
-    serde_json::json!({
+pub fn ip_found(seen: &IpSeen, as_org: Option<&str>) -> String {
+    let mut body = serde_json::json!({
         "bad_actor_found": seen.ip.to_string(),
         "verified": seen.verified_ns.is_some(),
         "verified_at": seen.verified_ns.map(format_timestamp),
-    })
-    .to_string()
+    });
+    if let (Some(tag), Some(object)) = (seen.source, body.as_object_mut()) {
+        object.insert("source_country".into(), country_text(tag.country).into());
+        object.insert("source_asn".into(), asn_text(tag.asn).into());
+        let org = as_org.filter(|_| tag.asn.is_some());
+        object.insert(
+            "source_as_org".into(),
+            org.unwrap_or(crate::event::NOT_FOUND).into(),
+        );
+    }
+    body.to_string()
+}
+
+/// A source's country as the JSON log writes it (`NOT_FOUND` on a miss).
+fn country_text(country: Option<[u8; 2]>) -> String {
+    country
+        .and_then(|code| std::str::from_utf8(&code).ok().map(str::to_owned))
+        .unwrap_or_else(|| crate::event::NOT_FOUND.to_owned())
+}
+
+/// A source's AS number as the JSON log writes it: decimal text, `NOT_FOUND` on a miss.
+fn asn_text(asn: Option<u32>) -> String {
+    asn.map_or_else(|| crate::event::NOT_FOUND.to_owned(), |asn| asn.to_string())
 }
 
 /// The `/health-check` body.
@@ -79,6 +100,10 @@ struct IpItem<'a> {
     seen_last: TimestampText,
     seen_count: Text<'a, u64>,
     verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_asn: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -102,6 +127,8 @@ impl Serialize for IpItems<'_> {
                 seen_last: timestamp_text(item.last_seen_ns),
                 seen_count: Text(&item.count),
                 verified: item.verified_ns.is_some(),
+                source_country: item.source.map(|tag| country_text(tag.country)),
+                source_asn: item.source.map(|tag| asn_text(tag.asn)),
             })?;
         }
         seq.end()
@@ -281,6 +308,7 @@ mod tests {
             last_seen_ns: 1_764_326_400_000_000_123,
             count: 42,
             verified_ns: None,
+            source: None,
         }];
         let body: serde_json::Value = serde_json::from_str(&ip_list_json(7, &items, None)).unwrap();
         assert_eq!(body["ip_addresses_total"], 7);

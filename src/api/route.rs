@@ -109,6 +109,29 @@ pub struct ListQuery {
     pub format: Format,
     /// `verified=true|false`; unset follows `--verified-only` (IP feeds only).
     pub verified: Option<bool>,
+    /// `country=XX` / `asn=N`: only sources enriched with this country / AS (IP feeds only).
+    pub source: SourceFilter,
+}
+
+/// `?country=` and `?asn=`: what an enriched source must match (`None`: anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceFilter {
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: Option<[u8; 2]>,
+    pub asn: Option<u32>,
+}
+
+impl SourceFilter {
+    /// Whether no filter is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.country.is_none() && self.asn.is_none()
+    }
+
+    /// Whether a source with this country and AS matches.
+    pub fn matches(&self, country: Option<[u8; 2]>, asn: Option<u32>) -> bool {
+        self.country.is_none_or(|want| country == Some(want))
+            && self.asn.is_none_or(|want| asn == Some(want))
+    }
 }
 
 /// Parameters of `/events`.
@@ -120,6 +143,8 @@ pub struct EventsQuery {
     pub limit: usize,
     /// `verified=true`: only events whose source was verified.
     pub verified: bool,
+    /// `country=XX` / `asn=N`: only events whose source was enriched with these.
+    pub source: SourceFilter,
 }
 
 /// Routes a request: `path` is the request path (starting with `/`), `query` the text after
@@ -207,6 +232,8 @@ struct Params {
     cursor: Option<String>,
     format: Option<String>,
     verified: Option<String>,
+    country: Option<String>,
+    asn: Option<String>,
 }
 
 fn params(query: Option<&str>) -> Result<Params, RouteError> {
@@ -224,6 +251,8 @@ fn params(query: Option<&str>) -> Result<Params, RouteError> {
             "cursor" => &mut out.cursor,
             "format" => &mut out.format,
             "verified" => &mut out.verified,
+            "country" => &mut out.country,
+            "asn" => &mut out.asn,
             _ => continue,
         };
         *slot = Some(value);
@@ -260,6 +289,28 @@ fn verified(text: Option<&str>) -> Result<Option<bool>, RouteError> {
         Some("false") => Ok(Some(false)),
         Some(_) => Err(RouteError::BadRequest("verified is not true or false")),
     }
+}
+
+/// `country` (two letters, any case) and `asn` (`64500` or `AS64500`).
+fn source_filter(params: &Params) -> Result<SourceFilter, RouteError> {
+    let country = params
+        .country
+        .as_deref()
+        .map(|text| {
+            crate::enrich::lookup::country_code(text).ok_or(RouteError::BadRequest(
+                "country is not a two-letter ISO 3166 code",
+            ))
+        })
+        .transpose()?;
+    let asn = params
+        .asn
+        .as_deref()
+        .map(|text| {
+            crate::enrich::lookup::as_number(text)
+                .ok_or(RouteError::BadRequest("asn is not an AS number"))
+        })
+        .transpose()?;
+    Ok(SourceFilter { country, asn })
 }
 
 fn limit(text: Option<&str>, default: usize, max: usize) -> Result<usize, RouteError> {
@@ -311,6 +362,14 @@ fn list_query(query: Option<&str>, ip_formats: bool) -> Result<ListQuery, RouteE
             }
             verified => verified,
         },
+        source: match source_filter(&params)? {
+            filter if !ip_formats && !filter.is_empty() => {
+                return Err(RouteError::BadRequest(
+                    "country and asn apply to source IPs and events only: numbers have no country",
+                ));
+            }
+            filter => filter,
+        },
     })
 }
 
@@ -324,6 +383,7 @@ fn events_query(query: Option<&str>) -> Result<EventsQuery, RouteError> {
             limits::API_EVENTS_PAGE_ITEMS_MAX,
         )?,
         verified: verified(params.verified.as_deref())? == Some(true),
+        source: source_filter(&params)?,
     })
 }
 
@@ -341,6 +401,7 @@ mod tests {
             cursor: None,
             format,
             verified: None,
+            source: SourceFilter::default(),
         }
     }
 
@@ -546,6 +607,35 @@ mod tests {
             assert_eq!(events.verified, expected, "{query:?}");
         }
         assert!(route("/numbers", Some("verified=true")).is_err());
+    }
+
+    #[test]
+    fn route_country_and_asn_parameters() {
+        let Ok(Route::IpAddresses(list)) = route("/ip-addresses", Some("country=nl&asn=AS64500"))
+        else {
+            panic!("no route");
+        };
+        assert_eq!(list.source.country, Some(*b"NL"));
+        assert_eq!(list.source.asn, Some(64_500));
+        let Ok(Route::Events(events)) = route("/events", Some("asn=64500")) else {
+            panic!("no route");
+        };
+        assert_eq!(events.source.asn, Some(64_500));
+        assert!(events.source.matches(None, Some(64_500)));
+        assert!(!events.source.matches(None, None));
+        for (path, query) in [
+            ("/numbers", "country=NL"),
+            ("/numbers", "asn=1"),
+            ("/ip-addresses", "country=NLD"),
+            ("/events", "country="),
+            ("/events", "asn=x"),
+            ("/events", "asn=4294967296"),
+        ] {
+            assert!(
+                matches!(route(path, Some(query)), Err(RouteError::BadRequest(_))),
+                "{path}?{query}"
+            );
+        }
     }
 
     #[test]

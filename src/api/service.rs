@@ -155,9 +155,13 @@ async fn blocking(
 }
 
 fn ip_address(store: &Store, ip: IpAddr) -> Result<Response<Body>, StoreError> {
-    let seen = store.read()?.source_ip(ip)?;
+    let reader = store.read()?;
+    let seen = reader.source_ip(ip)?;
+    let asn = seen.and_then(|seen| seen.source).and_then(|tag| tag.asn);
+    let as_org = asn.map(|asn| reader.as_org(asn)).transpose()?.flatten();
+    drop(reader);
     Ok(match seen {
-        Some(seen) => json(StatusCode::OK, render::ip_found(&seen)),
+        Some(seen) => json(StatusCode::OK, render::ip_found(&seen, as_org.as_deref())),
         None => message(StatusCode::NOT_FOUND, "No bad actor found"),
     })
 }
@@ -183,7 +187,20 @@ fn ip_addresses(
     } else {
         totals.source_ips
     };
-    let page = reader.source_ips(query.since_ns, verified, query.limit, query.cursor.as_ref())?;
+    let source = query.source;
+    let wanted = move |seen: &crate::store::IpSeen| {
+        source.is_empty()
+            || seen
+                .source
+                .is_some_and(|tag| source.matches(tag.country, tag.asn))
+    };
+    let page = reader.source_ips_of(
+        query.since_ns,
+        verified,
+        &wanted,
+        query.limit,
+        query.cursor.as_ref(),
+    )?;
     drop(reader);
     let ips = || page.items.iter().map(|item| item.ip);
     let mut response = match query.format {
@@ -231,7 +248,10 @@ fn numbers(store: &Store, query: &ListQuery) -> Result<Response<Body>, StoreErro
 fn events(store: &Store, query: EventsQuery) -> Result<Response<Body>, StoreError> {
     let reader = store.read()?;
     let total = reader.totals()?.events;
-    let events = reader.recent_events(query.since_ns, query.verified, query.limit)?;
+    let source = query.source;
+    let wanted =
+        move |header: &crate::store::codec::Header| source.matches(header.country, header.asn);
+    let events = reader.recent_events_of(query.since_ns, query.verified, &wanted, query.limit)?;
     drop(reader);
     Ok(json(StatusCode::OK, render::events_json(total, &events)))
 }

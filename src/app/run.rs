@@ -1,7 +1,8 @@
 //! The `run` sequence: start the parts in dependency order, wait for signals, stop in reverse.
 //!
-//! Start: store (owns the node id) -> writer -> webhook -> P2P -> sensor -> API. Stop: sensor
-//! and P2P (the producers) -> writer drains and commits -> webhook -> API.
+//! Start: MMDB files (`--geoip-db`, `--asn-db`) -> store (owns the node id) -> writer -> webhook
+//! -> P2P -> sensor -> API. Stop: sensor and P2P (the producers) -> writer drains and commits ->
+//! webhook -> API. SIGHUP: the writer reopens the JSON log, this thread the MMDB files.
 
 use std::error::Error;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::status::Status;
 use crate::api::{self, ApiHandle};
 use crate::config::Config;
 use crate::config::limits::{EVENT_CHANNEL_CAPACITY, STATUS_LINE_INTERVAL};
+use crate::enrich::Enricher;
 use crate::event::Event;
 use crate::metrics::Render;
 use crate::p2p::{self, P2pHandle};
@@ -32,9 +34,11 @@ struct Parts {
     p2p: Option<P2pHandle>,
     sensor: Option<Sensor>,
     api: Option<ApiHandle>,
+    /// `--geoip-db`/`--asn-db`, reopened on SIGHUP.
+    enricher: Option<Arc<Enricher>>,
 }
 
-/// Runs until SIGINT or SIGTERM; SIGHUP reopens the JSON log.
+/// Runs until SIGINT or SIGTERM; SIGHUP reopens the JSON log and the MMDB files.
 pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
     // Handlers first, so that a signal sent once start-up is announced is never missed.
     let signals = signal_channel()?;
@@ -59,7 +63,12 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
     }
     loop {
         match signals.recv_timeout(STATUS_LINE_INTERVAL) {
-            Ok(SIGHUP) => parts.writer.reopen_log(),
+            Ok(SIGHUP) => {
+                parts.writer.reopen_log();
+                if let Some(enricher) = &parts.enricher {
+                    enricher.reopen_or_report();
+                }
+            }
             Ok(signal) => {
                 if config.debug {
                     eprintln!("sentrypeer: signal {signal} received, stopping");
@@ -77,10 +86,13 @@ pub(super) fn run(config: &Config) -> Result<(), Box<dyn Error>> {
 
 /// Starts the parts in dependency order; a failure drops (and so stops) what was started.
 fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
+    // Before the store: a database that does not open stops start-up with nothing started.
+    let enricher = Enricher::open(&config.enrich)?;
     let store = Store::open(&config.store)?;
     let (events, events_rx) = crossbeam_channel::bounded::<Event>(EVENT_CHANNEL_CAPACITY);
     let writer_options = store::writer::WriterOptions {
         syslog_socket: config.output.syslog_socket.clone(),
+        enricher: enricher.clone(),
         ..Default::default()
     };
     let writer = store::writer::spawn_writer_with(
@@ -136,6 +148,7 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
         p2p,
         sensor,
         api,
+        enricher,
     })
 }
 

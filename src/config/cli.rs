@@ -223,6 +223,16 @@ pub(crate) struct Cli {
     #[arg(long, env = "SENTRYPEER_SIP_REALM", value_name = "REALM")]
     pub(crate) sip_realm: Option<OsString>,
 
+    /// MMDB file giving each source IP's country (GeoLite2/DB-IP/IPinfo Lite Country); reopened
+    /// on SIGHUP
+    #[arg(long, env = "SENTRYPEER_GEOIP_DB", value_name = "FILE")]
+    pub(crate) geoip_db: Option<OsString>,
+
+    /// MMDB file giving each source IP's autonomous system (GeoLite2/DB-IP/IPinfo Lite ASN);
+    /// reopened on SIGHUP
+    #[arg(long, env = "SENTRYPEER_ASN_DB", value_name = "FILE")]
+    pub(crate) asn_db: Option<OsString>,
+
     /// Syslog line, /ip-addresses feeds and P2P sharing carry verified sources only
     #[arg(long, env = "SENTRYPEER_VERIFIED_ONLY", value_parser = FalseyValueParser::new())]
     pub(crate) verified_only: bool,

@@ -45,6 +45,8 @@ pub(crate) struct FileConfig {
     pub(crate) server_header: Option<String>,
     pub(crate) sip_challenge: Option<bool>,
     pub(crate) sip_realm: Option<String>,
+    pub(crate) geoip_db: Option<String>,
+    pub(crate) asn_db: Option<String>,
     pub(crate) verified_only: Option<bool>,
     pub(crate) writer_batch: Option<i64>,
     pub(crate) writer_interval_ms: Option<i64>,

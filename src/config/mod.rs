@@ -156,6 +156,22 @@ pub struct P2pConfig {
     pub verified_only: bool,
 }
 
+/// Offline enrichment of source IPs (`--geoip-db`, `--asn-db`): MMDB files, both optional.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnrichConfig {
+    /// Country database (`country.iso_code` or `country_code`).
+    pub geoip_db: Option<PathBuf>,
+    /// ASN database (`autonomous_system_number`/`_organization`, or `asn`/`as_name`).
+    pub asn_db: Option<PathBuf>,
+}
+
+impl EnrichConfig {
+    /// Whether any database is configured (the JSON log then has the enrichment keys).
+    pub fn enabled(&self) -> bool {
+        self.geoip_db.is_some() || self.asn_db.is_some()
+    }
+}
+
 /// What the process does: run the sensor, or one subcommand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -195,6 +211,7 @@ pub struct Config {
     /// `None` when the webhook is off.
     pub webhook: Option<WebhookConfig>,
     pub p2p: P2pConfig,
+    pub enrich: EnrichConfig,
     pub verbose: bool,
     pub debug: bool,
 }
@@ -232,6 +249,12 @@ pub enum ConfigError {
     Invalid { key: &'static str, problem: String },
     #[error("invalid json_log_file \"{}\": {problem}", .path.display())]
     JsonLogFile { path: PathBuf, problem: String },
+    #[error("cannot read {key} \"{}\": {problem}", .path.display())]
+    DatabaseFile {
+        key: &'static str,
+        path: PathBuf,
+        problem: String,
+    },
 }
 
 /// The clap definition of the whole command line (for `-h` and man pages).
@@ -276,6 +299,9 @@ where
     // Only the sensor writes the JSON log; `stats` and `export` do not need it.
     if let (Command::Run, Some(path)) = (&config.command, &config.output.json_log_file) {
         check_json_log_file(path)?;
+    }
+    if config.command == Command::Run {
+        check_database_files(&config.enrich)?;
     }
     Ok(config)
 }
@@ -343,6 +369,25 @@ fn check_json_log_file(path: &Path) -> Result<(), ConfigError> {
     let target = if path.exists() { path } else { directory };
     rustix::fs::access(target, rustix::fs::Access::WRITE_OK)
         .map_err(|errno| problem(format!("\"{}\" is not writable: {errno}", target.display())))
+}
+
+/// The MMDB files must be readable regular files (whether they are MMDB is found when the
+/// sensor opens them).
+fn check_database_files(enrich: &EnrichConfig) -> Result<(), ConfigError> {
+    let named = [("geoip_db", &enrich.geoip_db), ("asn_db", &enrich.asn_db)];
+    for (key, path) in named {
+        let Some(path) = path else { continue };
+        let problem = |problem: String| ConfigError::DatabaseFile {
+            key,
+            path: path.clone(),
+            problem,
+        };
+        if path.is_dir() {
+            return Err(problem("is a directory".into()));
+        }
+        std::fs::File::open(path).map_err(|error| problem(error.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use clap::parser::ValueSource;
 use super::cli::{Cli, CliCommand, CliExportFormat};
 use super::file::{FileConfig, OneOrMany};
 use super::{
-    ApiConfig, Command, Config, ConfigError, EngineChoice, ExportFormat, OutputConfig, P2pConfig,
-    Secret, SensorConfig, StoreConfig, WebhookConfig, defaults, limits,
+    ApiConfig, Command, Config, ConfigError, EngineChoice, EnrichConfig, ExportFormat,
+    OutputConfig, P2pConfig, Secret, SensorConfig, StoreConfig, WebhookConfig, defaults, limits,
 };
 use crate::ignore::{IgnoreList, parse_cidr};
 
@@ -44,6 +44,7 @@ pub(crate) fn resolve(sources: &Sources<'_>) -> Result<Config, ConfigError> {
         api: resolve_api(sources)?,
         webhook: resolve_webhook(sources)?,
         p2p: resolve_p2p(sources)?,
+        enrich: resolve_enrich(sources)?,
         verbose: sources.flag("verbose", sources.cli.verbose, sources.file.verbose),
         debug: sources.flag("debug", sources.cli.debug, sources.file.debug),
     })
@@ -628,6 +629,36 @@ fn resolve_p2p(sources: &Sources<'_>) -> Result<P2pConfig, ConfigError> {
         bootstrap: parse_bootstrap(bootstrap.as_deref().unwrap_or(defaults::BOOTSTRAP_NODE))?,
         ignore_ip: resolve_ignore_ip(sources)?,
         verified_only: sources.verified_only(),
+    })
+}
+
+/// `--geoip-db` and `--asn-db`: paths, not empty (whether they can be read is checked by the
+/// caller, for the sensor only).
+fn resolve_enrich(sources: &Sources<'_>) -> Result<EnrichConfig, ConfigError> {
+    let (cli, file) = (sources.cli, sources.file);
+    let path = |key: &'static str, env_name: &str, cli_value, file_value: Option<&String>| {
+        let raw = sources.raw(key, env_name, cli_value, file_value.map(OsString::from));
+        match raw {
+            Some(raw) if raw.is_empty() => Err(ConfigError::Invalid {
+                key,
+                problem: "must not be empty".into(),
+            }),
+            raw => Ok(raw.map(PathBuf::from)),
+        }
+    };
+    Ok(EnrichConfig {
+        geoip_db: path(
+            "geoip_db",
+            "SENTRYPEER_GEOIP_DB",
+            cli.geoip_db.as_ref(),
+            file.geoip_db.as_ref(),
+        )?,
+        asn_db: path(
+            "asn_db",
+            "SENTRYPEER_ASN_DB",
+            cli.asn_db.as_ref(),
+            file.asn_db.as_ref(),
+        )?,
     })
 }
 

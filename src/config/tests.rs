@@ -1062,3 +1062,45 @@ fn config_top_subcommand_url_and_token() {
     let error = load_err(&["top", "--api", "127.0.0.1:8082"], &[]);
     assert!(error.contains("must start with http://"), "{error}");
 }
+
+#[test]
+fn config_enrichment_databases_sources_and_checks() {
+    let config = load_ok(&[], &[]);
+    assert_eq!(config.enrich, EnrichConfig::default());
+    assert!(!config.enrich.enabled());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let country = write_file(dir.path(), "c.mmdb", "x");
+    let asn = write_file(dir.path(), "a.mmdb", "x");
+    let (country_text, asn_text) = (path_str(&country), path_str(&asn));
+    let config = load_ok(
+        &["--geoip-db", country_text],
+        &[("SENTRYPEER_ASN_DB", asn_text)],
+    );
+    assert_eq!(config.enrich.geoip_db.as_deref(), Some(country.as_path()));
+    assert_eq!(config.enrich.asn_db.as_deref(), Some(asn.as_path()));
+    assert!(config.enrich.enabled());
+    let file = write_file(
+        dir.path(),
+        "e.toml",
+        &format!("geoip_db = \"{asn_text}\"\nasn_db = \"{country_text}\"\n"),
+    );
+    let config = load_ok(
+        &["-g", path_str(&file)],
+        &[("SENTRYPEER_GEOIP_DB", country_text)],
+    );
+    assert_eq!(config.enrich.geoip_db.as_deref(), Some(country.as_path()));
+    assert_eq!(config.enrich.asn_db.as_deref(), Some(country.as_path()));
+    let missing = dir.path().join("missing.mmdb");
+    let error = load_err(&["--asn-db", path_str(&missing)], &[]);
+    assert!(error.starts_with("cannot read asn_db \""), "{error}");
+    assert!(!error.contains('\n'), "{error}");
+    let error = load_err(&["--geoip-db", path_str(dir.path())], &[]);
+    assert!(error.ends_with("is a directory"), "{error}");
+    assert_eq!(
+        load_err(&["--geoip-db", ""], &[]),
+        "invalid geoip_db: must not be empty"
+    );
+    // Only the sensor opens them: `stats` does not check them.
+    let config = load_ok(&["--geoip-db", path_str(&missing), "stats"], &[]);
+    assert_eq!(config.command, Command::Stats);
+}

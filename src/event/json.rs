@@ -3,7 +3,9 @@
 //! simd-json's serde serializer does the escaping (quotes, backslashes, control characters) with
 //! SIMD: the SIP message is most of a line, and serde_json's byte-at-a-time escaping was the
 //! costliest step of the whole log. Invalid UTF-8 in the message or fields is replaced before
-//! serialising. A property test checks that serde_json reads back every field unchanged.
+//! serialising. `source_country`, `source_asn` and `source_as_org` (strings, `NOT_FOUND` on a
+//! miss) are written only for an enriched event (a database was configured when it was stored);
+//! otherwise the line is byte for byte what it was before enrichment existed. A property test checks that serde_json reads back every field unchanged.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -12,14 +14,14 @@ use std::net::IpAddr;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::Event;
 use super::timestamp::{TimestampText, timestamp_text};
+use super::{Enrichment, Event};
 
 /// The application name written into every event.
 pub const APP_NAME: &str = "sentrypeer";
 
 /// The borrowed JSON-log object; field order is the order of compat.md §3, then the keys added
-/// in §8 (`source_verified`, `auth_username`).
+/// in §8 (`source_verified`, `auth_username`, then the enrichment's, only when enriched).
 #[derive(Serialize)]
 struct JsonEvent<'a> {
     app_name: &'static str,
@@ -39,6 +41,12 @@ struct JsonEvent<'a> {
     destination_port: u16,
     source_verified: bool,
     auth_username: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_country: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_asn: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_as_org: Option<&'a str>,
 }
 
 impl<'a> JsonEvent<'a> {
@@ -61,6 +69,9 @@ impl<'a> JsonEvent<'a> {
             destination_port: event.destination.port(),
             source_verified: event.source_verified,
             auth_username: event.auth_username_text(),
+            source_country: event.enrichment.as_deref().map(Enrichment::country_text),
+            source_asn: event.enrichment.as_deref().map(Enrichment::asn_text),
+            source_as_org: event.enrichment.as_deref().map(Enrichment::as_org_text),
         }
     }
 }
@@ -150,6 +161,58 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&to_json(&Event::new(&parts))).unwrap();
         assert_eq!(value["called_number"], "NOT_FOUND");
         assert_eq!(value["sip_user_agent"], "NOT_FOUND");
+    }
+
+    /// Without enrichment the line is exactly what it was before enrichment existed.
+    #[test]
+    fn json_without_enrichment_unchanged() {
+        let event = Event::new(&EventParts {
+            timestamp_ns: 1_764_326_400_000_000_123,
+            uuid: Uuid::from_u128(1),
+            node_id: Uuid::from_u128(2),
+            transport: Transport::Udp,
+            collected_method: CollectedMethod::Passive,
+            source: "203.0.113.5:5070".parse().unwrap(),
+            destination: "127.0.0.1:5060".parse().unwrap(),
+            method: b"OPTIONS",
+            called_number: Some(b"100"),
+            user_agent: None,
+            message: b"OPTIONS sip:100@x SIP/2.0\r\n\r\n",
+            source_verified: false,
+            auth_username: None,
+        });
+        let expected = format!(
+            "{{\"app_name\":\"sentrypeer\",\"app_version\":\"{}\",\
+             \"event_timestamp\":\"2025-11-28 10:40:00.000000123\",\
+             \"event_uuid\":\"00000000-0000-0000-0000-000000000001\",\
+             \"created_by_node_id\":\"00000000-0000-0000-0000-000000000002\",\
+             \"collected_method\":\"passive\",\"transport_type\":\"UDP\",\
+             \"source_ip\":\"203.0.113.5\",\"destination_ip\":\"127.0.0.1\",\
+             \"called_number\":\"100\",\"sip_method\":\"OPTIONS\",\
+             \"sip_user_agent\":\"NOT_FOUND\",\
+             \"sip_message\":\"OPTIONS sip:100@x SIP/2.0\\r\\n\\r\\n\",\
+             \"source_port\":5070,\"destination_port\":5060,\"source_verified\":false,\
+             \"auth_username\":\"NOT_FOUND\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(to_json(&event), expected);
+        // Enriched: the same line with the three keys appended, misses as NOT_FOUND.
+        let mut enriched = event.clone();
+        enriched.enrichment = Some(Box::new(Enrichment {
+            country: Some(*b"NL"),
+            asn: Some(64_500),
+            as_org: Some("Test \"Net\"".into()),
+        }));
+        let tail = r#","source_country":"NL","source_asn":"64500","source_as_org":"Test \"Net\""}"#;
+        assert_eq!(
+            to_json(&enriched),
+            format!("{}{tail}", expected.trim_end_matches('}'))
+        );
+        enriched.enrichment = Some(Box::default());
+        let value: serde_json::Value = serde_json::from_str(&to_json(&enriched)).unwrap();
+        for key in ["source_country", "source_asn", "source_as_org"] {
+            assert_eq!(value[key], "NOT_FOUND", "{key}");
+        }
     }
 
     proptest::proptest! {

@@ -97,6 +97,27 @@ pub struct Enrichment {
     pub as_org: Option<Box<str>>,
 }
 
+impl Enrichment {
+    /// The country code as text, or [`NOT_FOUND`].
+    pub fn country_text(&self) -> &str {
+        self.country
+            .as_ref()
+            .and_then(|code| std::str::from_utf8(code).ok())
+            .unwrap_or(NOT_FOUND)
+    }
+
+    /// The AS number in decimal, or [`NOT_FOUND`].
+    pub fn asn_text(&self) -> Cow<'_, str> {
+        self.asn
+            .map_or(Cow::Borrowed(NOT_FOUND), |asn| Cow::Owned(asn.to_string()))
+    }
+
+    /// The AS organisation, or [`NOT_FOUND`].
+    pub fn as_org_text(&self) -> &str {
+        self.as_org.as_deref().unwrap_or(NOT_FOUND)
+    }
+}
+
 /// The borrowed parts an [`Event`] is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct EventParts<'a> {

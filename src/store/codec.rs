@@ -2,20 +2,26 @@
 //! number, user agent and message either raw or compressed with zstd (optionally with a
 //! dictionary trained from the first messages, see [`Packer`]).
 //!
-//! Layout (version 2), all integers big-endian or LEB128 varints:
+//! Layout (version 3), all integers big-endian or LEB128 varints:
 //! ```text
-//! version u8 | flags u8 | tail coding u8 (+ bit 7: source verified, bit 6: auth username)
+//! version u8 | flags u8 | tail coding u8 (+ bit 7: source verified, bit 6: auth username,
+//! bit 5: enrichment)
 //! | timestamp_ns u64 | uuid [16] | node_id [16] (absent
 //! when the local-node flag says it is the store's own node id)
 //! | source ip [4|16] port u16 | destination ip [4|16] port u16
 //! | varint method_len | varint called_len | varint agent_len | (bit 6: varint auth_len)
-//! | varint message_len | (tail coding 2: varint dictionary id) | tail
+//! | varint message_len | (tail coding 2: varint dictionary id)
+//! | (bit 5: enrichment: present u8 (bit 0 country, bit 1 ASN, bit 2 AS org) | country [2]
+//! | varint asn | varint org_len | org UTF-8) | tail
 //! ```
 //! The tail is `method | called number | user agent | auth username | message`, raw (coding 0)
 //! or one magicless
 //! zstd frame without content size, checksum or dictionary id (codings 1, 2; 2 names the
 //! dictionary). Record bytes are what keeps the database under 300 bytes per event: see
-//! `docs/benchmarks.md`. Version 1 records (no verified flag, no auth username) still decode.
+//! `docs/benchmarks.md`. Version 1 records (no verified flag, no auth username) and version 2
+//! records (no enrichment) still decode; a version 3 record without enrichment differs from a
+//! version 2 one only in its first byte. The enrichment sits in the head, raw (a country code,
+//! an AS number and its organisation: a few bytes, repeated per source IP).
 //! The verified bit sits at a fixed offset so the writer can set it on an encoded record
 //! ([`mark_verified`]).
 //!
@@ -38,10 +44,13 @@ use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DDict, DParameter, FrameForm
 use crate::config::limits::{
     EVENT_FIELD_BYTES_MAX, EVENT_MESSAGE_BYTES_MAX, STORE_COMPRESS_BYTES_MIN, STORE_ZSTD_LEVEL,
 };
-use crate::event::{CollectedMethod, Event, EventParts, Transport};
+use crate::event::{CollectedMethod, Enrichment, Event, EventParts, Transport};
 
 /// The current encoding version (first byte of every value).
-pub const CODEC_VERSION: u8 = 2;
+pub const CODEC_VERSION: u8 = 3;
+
+/// Still read: no enrichment.
+const CODEC_VERSION_2: u8 = 2;
 
 /// The first version, still read: no source-verified bit, no auth username.
 const CODEC_VERSION_1: u8 = 1;
@@ -58,6 +67,12 @@ const FLAG_LOCAL_NODE: u8 = 1 << 7;
 const CODING_MASK: u8 = 0b0000_1111;
 const CODING_SOURCE_VERIFIED: u8 = 1 << 7;
 const CODING_AUTH: u8 = 1 << 6;
+/// Version 3: the head ends with the source's enrichment.
+const CODING_ENRICHED: u8 = 1 << 5;
+
+const ENRICHED_COUNTRY: u8 = 1;
+const ENRICHED_ASN: u8 = 1 << 1;
+const ENRICHED_AS_ORG: u8 = 1 << 2;
 /// Where the coding byte (and so the verified bit) is in every record.
 const CODING_OFFSET: usize = 2;
 
@@ -105,6 +120,10 @@ pub struct Header {
     pub local_node: bool,
     /// The event's source was verified (version 2 records).
     pub source_verified: bool,
+    /// The source's country, when enriched (version 3 records).
+    pub country: Option<[u8; 2]>,
+    /// The source's autonomous system number, when enriched (version 3 records).
+    pub asn: Option<u32>,
 }
 
 /// What a record may refer to instead of containing it.
@@ -133,10 +152,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, CodecError> {
     decode_with(bytes, &Context::default(), &mut Unpacker::new())
 }
 
-/// Sets the source-verified flag of an encoded record in place (false when `record` is not a
-/// version-2 record).
+/// Sets the source-verified flag of an encoded record in place (false when `record` is a
+/// version-1 record, which has no such flag).
 pub fn mark_verified(record: &mut [u8]) -> bool {
-    if record.first() != Some(&CODEC_VERSION) {
+    if !matches!(record.first(), Some(&(CODEC_VERSION | CODEC_VERSION_2))) {
         return false;
     }
     match record.get_mut(CODING_OFFSET) {
@@ -158,6 +177,8 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
         dictionary_id: head.dictionary_id,
         local_node: head.flags & FLAG_LOCAL_NODE != 0,
         source_verified: head.source_verified,
+        country: head.enrichment.as_ref().and_then(|e| e.country),
+        asn: head.enrichment.as_ref().and_then(|e| e.asn),
     })
 }
 
@@ -379,6 +400,9 @@ fn write_head(
     if event.auth_username().is_some() {
         coding |= CODING_AUTH;
     }
+    if event.enrichment.is_some() {
+        coding |= CODING_ENRICHED;
+    }
     out.extend_from_slice(&[CODEC_VERSION, flags, coding]);
     out.extend_from_slice(&event.timestamp_ns.to_be_bytes());
     out.extend_from_slice(event.uuid.as_bytes());
@@ -396,6 +420,37 @@ fn write_head(
     write_varint(event.message().len() as u64, out);
     if let Some(id) = dictionary_id {
         write_varint(u64::from(id), out);
+    }
+    if let Some(enrichment) = &event.enrichment {
+        write_enrichment(enrichment, out);
+    }
+}
+
+fn write_enrichment(enrichment: &Enrichment, out: &mut Vec<u8>) {
+    let org = enrichment.as_org.as_deref().map(|org| {
+        org.get(..org.floor_char_boundary(EVENT_FIELD_BYTES_MAX))
+            .unwrap_or("")
+    });
+    let mut present = 0;
+    if enrichment.country.is_some() {
+        present |= ENRICHED_COUNTRY;
+    }
+    if enrichment.asn.is_some() {
+        present |= ENRICHED_ASN;
+    }
+    if org.is_some() {
+        present |= ENRICHED_AS_ORG;
+    }
+    out.push(present);
+    if let Some(country) = enrichment.country {
+        out.extend_from_slice(&country);
+    }
+    if let Some(asn) = enrichment.asn {
+        write_varint(u64::from(asn), out);
+    }
+    if let Some(org) = org {
+        write_varint(org.len() as u64, out);
+        out.extend_from_slice(org.as_bytes());
     }
 }
 
@@ -441,6 +496,7 @@ struct Head {
     /// method, called number, user agent, auth username, message.
     lengths: [usize; 5],
     dictionary_id: Option<u32>,
+    enrichment: Option<Enrichment>,
 }
 
 struct Reader<'a> {
@@ -499,7 +555,7 @@ impl<'a> Reader<'a> {
 
 fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
     let version = reader.byte()?;
-    if version != CODEC_VERSION && version != CODEC_VERSION_1 {
+    if !matches!(version, CODEC_VERSION | CODEC_VERSION_2 | CODEC_VERSION_1) {
         return Err(CodecError::Version(version));
     }
     let flags = reader.byte()?;
@@ -516,6 +572,7 @@ fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
             coding_byte & CODING_AUTH != 0,
         )
     };
+    let enriched = version == CODEC_VERSION && coding_byte & CODING_ENRICHED != 0;
     let timestamp_ns = u64::from_be_bytes(reader.array::<8>()?);
     let uuid = Uuid::from_bytes(reader.array::<16>()?);
     let node_id = if flags & FLAG_LOCAL_NODE != 0 {
@@ -544,6 +601,11 @@ fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
         }
         _ => return Err(CodecError::Invalid("tail coding")),
     };
+    let enrichment = if enriched {
+        Some(read_enrichment(reader)?)
+    } else {
+        None
+    };
     Ok(Head {
         flags,
         coding,
@@ -556,6 +618,41 @@ fn read_head(reader: &mut Reader<'_>) -> Result<Head, CodecError> {
         destination,
         lengths,
         dictionary_id,
+        enrichment,
+    })
+}
+
+fn read_enrichment(reader: &mut Reader<'_>) -> Result<Enrichment, CodecError> {
+    let present = reader.byte()?;
+    if present & !(ENRICHED_COUNTRY | ENRICHED_ASN | ENRICHED_AS_ORG) != 0 {
+        return Err(CodecError::Invalid("enrichment"));
+    }
+    let country = if present & ENRICHED_COUNTRY != 0 {
+        let code = reader.array::<2>()?;
+        if !code.iter().all(u8::is_ascii_uppercase) {
+            return Err(CodecError::Invalid("country"));
+        }
+        Some(code)
+    } else {
+        None
+    };
+    let asn = if present & ENRICHED_ASN != 0 {
+        Some(u32::try_from(reader.varint()?).map_err(|_| CodecError::Invalid("asn"))?)
+    } else {
+        None
+    };
+    let as_org = if present & ENRICHED_AS_ORG != 0 {
+        let len = reader.length(EVENT_FIELD_BYTES_MAX)?;
+        let bytes = reader.take(len)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| CodecError::Invalid("as org"))?;
+        Some(Box::from(text))
+    } else {
+        None
+    };
+    Ok(Enrichment {
+        country,
+        asn,
+        as_org,
     })
 }
 
@@ -583,7 +680,7 @@ fn build_event(head: &Head, tail: &[u8]) -> Result<Event, CodecError> {
     } else {
         CollectedMethod::Passive
     };
-    Ok(Event::new(&EventParts {
+    let mut event = Event::new(&EventParts {
         timestamp_ns: head.timestamp_ns,
         uuid: head.uuid,
         node_id: head.node_id,
@@ -597,7 +694,9 @@ fn build_event(head: &Head, tail: &[u8]) -> Result<Event, CodecError> {
         message,
         source_verified: head.source_verified,
         auth_username: head.auth.then_some(auth),
-    }))
+    });
+    event.enrichment = head.enrichment.clone().map(Box::new);
+    Ok(event)
 }
 
 /// Trains a zstd dictionary of at most `bytes_max` bytes from sample tails.
@@ -784,6 +883,87 @@ mod tests {
         assert!(!mark_verified(&mut []));
     }
 
+    fn enriched(index: u32, enrichment: Enrichment) -> Event {
+        let mut e = event(index, &message(index), index % 2 == 1);
+        e.enrichment = Some(Box::new(enrichment));
+        e
+    }
+
+    fn enrichments() -> Vec<Enrichment> {
+        let capped = "é".repeat(EVENT_FIELD_BYTES_MAX / 2);
+        vec![
+            Enrichment::default(),
+            Enrichment {
+                country: Some(*b"NL"),
+                ..Enrichment::default()
+            },
+            Enrichment {
+                country: None,
+                asn: Some(u32::MAX),
+                as_org: Some("Test \"Net\"".into()),
+            },
+            Enrichment {
+                country: Some(*b"ZZ"),
+                asn: Some(64_500),
+                as_org: Some(capped.into()),
+            },
+        ]
+    }
+
+    #[test]
+    fn codec_roundtrip_enrichment() {
+        let mut packer = Packer::new().unwrap();
+        for (index, enrichment) in enrichments().into_iter().enumerate() {
+            let e = enriched(index as u32, enrichment.clone());
+            let (mut raw, mut packed) = (Vec::new(), Vec::new());
+            encode(&e, &mut raw);
+            packer.encode(&e, &mut packed).unwrap();
+            for bytes in [&raw, &packed] {
+                assert_eq!(decode(bytes).unwrap(), e);
+                let header = decode_header(bytes).unwrap();
+                assert_eq!(header.country, enrichment.country);
+                assert_eq!(header.asn, enrichment.asn);
+            }
+        }
+        // Not enriched: no enrichment after decoding either.
+        let plain = event(9, &message(9), false);
+        let mut raw = Vec::new();
+        encode(&plain, &mut raw);
+        assert_eq!(decode(&raw).unwrap().enrichment, None);
+    }
+
+    #[test]
+    fn codec_enrichment_org_over_the_cap_is_cut_at_a_character() {
+        let long = format!("a{}", "é".repeat(EVENT_FIELD_BYTES_MAX));
+        let e = enriched(
+            1,
+            Enrichment {
+                as_org: Some(long.clone().into()),
+                ..Enrichment::default()
+            },
+        );
+        let mut raw = Vec::new();
+        encode(&e, &mut raw);
+        let decoded = decode(&raw).unwrap();
+        let org = decoded.enrichment.unwrap().as_org.unwrap();
+        assert!(org.len() <= EVENT_FIELD_BYTES_MAX);
+        assert!(long.starts_with(&*org) && org.len() > 1000);
+    }
+
+    #[test]
+    fn codec_reads_version_2() {
+        // A version-3 record without enrichment differs from version 2 only in its first byte.
+        for index in 0..6 {
+            let e = event(index, &message(index), index % 2 == 0);
+            let mut packed = Vec::new();
+            Packer::new().unwrap().encode(&e, &mut packed).unwrap();
+            packed[0] = CODEC_VERSION_2;
+            assert_eq!(decode(&packed).unwrap(), e);
+            assert!(mark_verified(&mut packed));
+            assert!(decode(&packed).unwrap().source_verified);
+        }
+    }
+
     #[test]
     fn codec_truncated_is_error() {
         let e = event(3, &message(3), true);
@@ -791,7 +971,9 @@ mod tests {
         encode(&e, &mut raw);
         let mut packed = Vec::new();
         Packer::new().unwrap().encode(&e, &mut packed).unwrap();
-        for bytes in [&raw, &packed] {
+        let mut rich = Vec::new();
+        encode(&enriched(3, enrichments().remove(3)), &mut rich);
+        for bytes in [&raw, &packed, &rich] {
             for cut in 0..bytes.len() {
                 assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
             }
@@ -808,8 +990,10 @@ mod tests {
         Packer::new().unwrap().encode(&e, &mut packed).unwrap();
         let mut raw = Vec::new();
         encode(&e, &mut raw);
+        let mut rich = Vec::new();
+        encode(&enriched(5, enrichments().remove(2)), &mut rich);
         let mut state: u64 = 0x1234_5678;
-        for bytes in [&packed, &raw] {
+        for bytes in [&packed, &raw, &rich] {
             for round in 0..2_000 {
                 let mut corrupt = bytes.clone();
                 state = state
@@ -822,7 +1006,7 @@ mod tests {
                 let _ = decode_header(&corrupt);
             }
         }
-        assert_eq!(decode(&[3]), Err(CodecError::Version(3)));
+        assert_eq!(decode(&[4]), Err(CodecError::Version(4)));
         assert_eq!(decode(&[]), Err(CodecError::Truncated));
         let mut huge = vec![CODEC_VERSION, 0, 0];
         huge.extend_from_slice(&[0; 8 + 32 + 12]);

@@ -1,6 +1,8 @@
-//! The encoder thread: drains the shards' event channel into batches (a size or a time bound)
-//! and encodes every event's store record (zstd) before the writer opens its transaction, so
-//! that compression runs beside the previous batch's commit and fsync instead of before it.
+//! The encoder thread: drains the shards' event channel into batches (a size or a time bound),
+//! enriches every event with its source's country and AS when `--geoip-db`/`--asn-db` are set
+//! ([`crate::enrich`]; one look-up per distinct source IP and batch), and encodes every event's
+//! store record (zstd) before the writer opens its transaction, so that compression runs beside
+//! the previous batch's commit and fsync instead of before it.
 //!
 //! The channel to the writer holds [`WRITER_ENCODED_BATCHES_MAX`] batches; when it is full the encoder
 //! waits and the shards' channel fills (the shards drop and count, never block). Emptied batches
@@ -8,17 +10,21 @@
 //!
 //! Never: touches LMDB, drops an event it took from the channel.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use foldhash::fast::RandomState;
 
 use super::StoreError;
 use super::codec::{self, Packer};
 use crate::config::limits::WRITER_ENCODED_BATCHES_MAX;
-use crate::event::Event;
+use crate::enrich::Enricher;
+use crate::event::{Enrichment, Event, display_ip};
 
 /// Events with their encoded store records, in channel order.
 pub(crate) struct Batch {
@@ -64,6 +70,18 @@ impl Batch {
 
     pub(super) fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// Sets every event's enrichment from the databases in use now; `seen` (emptied first)
+    /// holds one look-up per distinct source IP of the batch.
+    fn enrich(&mut self, enricher: &Enricher, seen: &mut HashMap<IpAddr, Enrichment, RandomState>) {
+        let databases = enricher.databases();
+        seen.clear();
+        for event in &mut self.events {
+            let ip = display_ip(event.source);
+            let found = seen.entry(ip).or_insert_with(|| databases.lookup(ip));
+            event.enrichment = Some(Box::new(found.clone()));
+        }
     }
 
     fn encode(&mut self, packer: &mut Packer) {
@@ -126,6 +144,7 @@ pub(super) fn spawn_encoder(
     packer: Packer,
     batch_events_max: usize,
     batch_interval: Duration,
+    enricher: Option<Arc<Enricher>>,
 ) -> Result<EncoderLink, StoreError> {
     let (batches_tx, batches) = crossbeam_channel::bounded(WRITER_ENCODED_BATCHES_MAX);
     let (empties, empties_rx) = crossbeam_channel::bounded(WRITER_ENCODED_BATCHES_MAX + 1);
@@ -140,6 +159,8 @@ pub(super) fn spawn_encoder(
         packer,
         batch_events_max,
         batch_interval,
+        enricher,
+        seen: HashMap::default(),
     };
     let thread = std::thread::Builder::new()
         .name("encoder".into())
@@ -163,6 +184,10 @@ struct Encoder {
     packer: Packer,
     batch_events_max: usize,
     batch_interval: Duration,
+    /// `None` when no MMDB file is configured: events keep `enrichment: None`.
+    enricher: Option<Arc<Enricher>>,
+    /// The batch's look-ups by source IP (at most one batch of entries).
+    seen: HashMap<IpAddr, Enrichment, RandomState>,
 }
 
 impl Encoder {
@@ -186,6 +211,9 @@ impl Encoder {
             if closing {
                 // Before the send, so that the writer knows this batch is the last.
                 self.closed.store(true, Ordering::Release);
+            }
+            if let Some(enricher) = &self.enricher {
+                batch.enrich(enricher, &mut self.seen);
             }
             batch.encode(&mut self.packer);
             // The writer only goes away after this thread ended; nothing to do if it did.

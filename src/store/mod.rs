@@ -13,7 +13,7 @@
 //! events that claim this node's id), `source_ips` / `called_numbers` (key -> first seen,
 //! last seen, count), `source_ips_by_last` / `called_numbers_by_last` ((last seen ns, key) -> empty,
 //! for newest-first lists without a scan), `meta` (schema version, node id, next event key, the
-//! zstd dictionary, delivery cursors `cursor/<name>`). Counts come from LMDB's O(1) table stats.
+//! zstd dictionary, delivery cursors `cursor/<name>`, each AS number's organisation `as_org/<asn>`). Counts come from LMDB's O(1) table stats.
 //!
 //! Concurrency: LMDB serialises write transactions; readers never block the writer. Growing the
 //! map needs no transaction open in this process, so every [`Reader`] and [`Store::set_cursor`]
@@ -69,6 +69,8 @@ const META_CURSOR_PREFIX: &str = "cursor/";
 const META_PROOF_SECRET: &[u8] = b"proof_secret";
 /// How many source IPs are verified (a big-endian u64; absent means 0).
 const META_VERIFIED_IPS: &[u8] = b"verified_ips";
+/// `as_org/<AS number, u32 big-endian>` -> the organisation last looked up for it (UTF-8).
+const META_AS_ORG_PREFIX: &[u8] = b"as_org/";
 
 /// The id written into records compressed with the (one) trained dictionary.
 const DICTIONARY_ID: u32 = 1;
@@ -205,6 +207,15 @@ pub struct IpSeen {
     pub count: u64,
     /// When the IP first proved a two-way exchange (`None`: never).
     pub verified_ns: Option<u64>,
+    /// Its enrichment when last seen with a database configured (`None`: never enriched).
+    pub source: Option<SourceTag>,
+}
+
+/// A source IP's country and AS as last looked up (each `None` on a miss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceTag {
+    pub country: Option<[u8; 2]>,
+    pub asn: Option<u32>,
 }
 
 /// One called number's aggregate (the number as text, invalid UTF-8 replaced).
@@ -439,6 +450,7 @@ impl Store {
         // foldhash: SipHash was 2% of the sensor's CPU in a flood; a batch bounds each map.
         let mut ips: HashMap<IpKey, Aggregate, RandomState> = HashMap::default();
         let mut numbers: HashMap<&[u8], Aggregate, RandomState> = HashMap::default();
+        let mut as_orgs: HashMap<u32, &str, RandomState> = HashMap::default();
         for event in &batch.events {
             // Our own events carry fresh v4 UUIDs: only other nodes' events can repeat.
             let foreign = event.node_id != self.inner.node_id;
@@ -449,9 +461,11 @@ impl Store {
             // Only our own proofs verify an IP here; a peer's flag stays on its event.
             let proof = !foreign && event.source_verified;
             let sighting = Aggregate::once(event.timestamp_ns, proof);
+            let ip_sighting = sighting.tagged(event.enrichment.as_deref());
+            note_as_org(&mut as_orgs, event);
             ips.entry(ip_key(display_ip(event.source)))
-                .and_modify(|seen| *seen = seen.merge(sighting))
-                .or_insert(sighting);
+                .and_modify(|seen| *seen = seen.merge(ip_sighting))
+                .or_insert(ip_sighting);
             if let Some(number) = number_key(event.called_number()) {
                 numbers
                     .entry(number)
@@ -467,6 +481,7 @@ impl Store {
             next_key += 1;
         }
         let verified_since = bump_ips(tables, &mut txn, ips)?;
+        put_as_orgs(tables, &mut txn, as_orgs)?;
         // In key order, so that the B-tree pages are visited once each, front to back.
         let mut numbers: Vec<_> = numbers.into_iter().collect();
         numbers.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -566,6 +581,18 @@ impl Reader<'_> {
         limit: usize,
         cursor: Option<&PageCursor>,
     ) -> Result<Page<IpSeen>, StoreError> {
+        self.source_ips_of(since_ns, verified_only, &|_| true, limit, cursor)
+    }
+
+    /// [`Self::source_ips`] of the IPs `wanted` accepts (e.g. `?country=`, `?asn=`).
+    pub fn source_ips_of(
+        &self,
+        since_ns: Option<u64>,
+        verified_only: bool,
+        wanted: &dyn Fn(&IpSeen) -> bool,
+        limit: usize,
+        cursor: Option<&PageCursor>,
+    ) -> Result<Page<IpSeen>, StoreError> {
         let tables = &self.store.tables;
         self.newest_first(
             tables.ips_by_last,
@@ -577,7 +604,7 @@ impl Reader<'_> {
                 if verified_only && agg.verified == 0 {
                     return None;
                 }
-                Some(ip_seen(ip_from_key(key)?, agg))
+                Some(ip_seen(ip_from_key(key)?, agg)).filter(|seen| wanted(seen))
             },
         )
     }
@@ -643,6 +670,18 @@ impl Reader<'_> {
         verified_only: bool,
         limit: usize,
     ) -> Result<Vec<(u64, Event)>, StoreError> {
+        self.recent_events_of(since_ns, verified_only, &|_| true, limit)
+    }
+
+    /// [`Self::recent_events`] of the events whose record header `wanted` accepts (e.g. the
+    /// source's country and AS, `?country=`/`?asn=`); the others are skipped undecoded.
+    pub fn recent_events_of(
+        &self,
+        since_ns: Option<u64>,
+        verified_only: bool,
+        wanted: &dyn Fn(&codec::Header) -> bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
         let mut out = Vec::new();
         for entry in self.store.tables.events.rev_iter(&self.txn)? {
             if out.len() >= limit {
@@ -650,10 +689,9 @@ impl Reader<'_> {
             }
             let (key, value) = entry?;
             // The flag is in the fixed header: unverified events are skipped undecoded.
-            if let Some(header) = verified_only
-                .then(|| codec::decode_header(value).ok())
-                .flatten()
-                .filter(|header| !header.source_verified)
+            if let Some(header) = codec::decode_header(value)
+                .ok()
+                .filter(|header| (verified_only && !header.source_verified) || !wanted(header))
             {
                 if since_ns.is_some_and(|since| header.timestamp_ns < since) {
                     break;
@@ -718,6 +756,12 @@ impl Reader<'_> {
             called_numbers: tables.numbers.len(&self.txn)?,
             verified_ips: read_u64(tables.meta.get(&self.txn, META_VERIFIED_IPS)?).unwrap_or(0),
         })
+    }
+
+    /// The organisation of AS `asn` as last looked up (`--asn-db`), if any.
+    pub fn as_org(&self, asn: u32) -> Result<Option<String>, StoreError> {
+        let value = self.store.tables.meta.get(&self.txn, &as_org_key(asn))?;
+        Ok(value.map(|v| String::from_utf8_lossy(v).into_owned()))
     }
 
     /// The delivery cursor `name` (0 when never set).
@@ -813,11 +857,14 @@ fn ip_seen(ip: IpAddr, agg: Aggregate) -> IpSeen {
         last_seen_ns: agg.last,
         count: agg.count,
         verified_ns: (agg.verified != 0).then_some(agg.verified),
+        source: agg.source,
     }
 }
 
 /// First seen, last seen, count: 24 bytes big-endian; then, for a verified source IP, when it
-/// was first verified (8 more bytes; absent means never, so older stores read unchanged).
+/// was first verified (8 more bytes; absent means never, so older stores read unchanged); then,
+/// for an enriched source IP, its [`SourceTag`] as last seen (7 more bytes: present u8 (bit 0
+/// country, bit 1 ASN), country [2], ASN u32; the verified time is then 0 when never).
 #[derive(Debug, Clone, Copy)]
 struct Aggregate {
     first: u64,
@@ -825,6 +872,8 @@ struct Aggregate {
     count: u64,
     /// First verified at (UTC ns); 0: never.
     verified: u64,
+    /// Source IPs only: the enrichment of the newest sighting that had one.
+    source: Option<SourceTag>,
 }
 
 impl Aggregate {
@@ -835,6 +884,18 @@ impl Aggregate {
             last: timestamp_ns,
             count: 1,
             verified: if proof { timestamp_ns.max(1) } else { 0 },
+            source: None,
+        }
+    }
+
+    /// This sighting with the event's enrichment (source IPs).
+    fn tagged(self, enrichment: Option<&crate::event::Enrichment>) -> Self {
+        Self {
+            source: enrichment.map(|e| SourceTag {
+                country: e.country,
+                asn: e.asn,
+            }),
+            ..self
         }
     }
 
@@ -845,11 +906,16 @@ impl Aggregate {
             (this, 0) => this,
             (this, other) => this.min(other),
         };
+        let source = match (self.source, other.source) {
+            (Some(this), Some(that)) => Some(if other.last >= self.last { that } else { this }),
+            (this, that) => this.or(that),
+        };
         Self {
             first: self.first.min(other.first),
             last: self.last.max(other.last),
             count: self.count.saturating_add(other.count),
             verified,
+            source,
         }
     }
 
@@ -857,27 +923,41 @@ impl Aggregate {
         let (first, rest) = bytes.split_first_chunk::<8>()?;
         let (last, rest) = rest.split_first_chunk::<8>()?;
         let (count, rest) = rest.split_first_chunk::<8>()?;
-        let verified = rest
+        let (verified, rest) = rest
             .split_first_chunk::<8>()
-            .map_or(0, |(v, _)| u64::from_be_bytes(*v));
+            .map_or((0, &[][..]), |(v, rest)| (u64::from_be_bytes(*v), rest));
+        let source = rest.split_first_chunk::<7>().map(|(tag, _)| {
+            let [present, c0, c1, a0, a1, a2, a3] = *tag;
+            SourceTag {
+                country: (present & 1 != 0).then_some([c0, c1]),
+                asn: (present & 2 != 0).then_some(u32::from_be_bytes([a0, a1, a2, a3])),
+            }
+        });
         Some(Self {
             first: u64::from_be_bytes(*first),
             last: u64::from_be_bytes(*last),
             count: u64::from_be_bytes(*count),
             verified,
+            source,
         })
     }
 
-    /// The value bytes: 24, or 32 with a verified time.
-    fn encode(&self, out: &mut [u8; 32]) -> usize {
+    /// The value bytes: 24, 32 with a verified time, 39 with a source tag.
+    fn encode(&self, out: &mut [u8; 39]) -> usize {
         out[..8].copy_from_slice(&self.first.to_be_bytes());
         out[8..16].copy_from_slice(&self.last.to_be_bytes());
         out[16..24].copy_from_slice(&self.count.to_be_bytes());
-        if self.verified == 0 {
+        if self.verified == 0 && self.source.is_none() {
             return 24;
         }
-        out[24..].copy_from_slice(&self.verified.to_be_bytes());
-        32
+        out[24..32].copy_from_slice(&self.verified.to_be_bytes());
+        let Some(tag) = self.source else {
+            return 32;
+        };
+        out[32] = u8::from(tag.country.is_some()) | (u8::from(tag.asn.is_some()) << 1);
+        out[33..35].copy_from_slice(&tag.country.unwrap_or_default());
+        out[35..39].copy_from_slice(&tag.asn.unwrap_or_default().to_be_bytes());
+        39
     }
 }
 
@@ -904,7 +984,7 @@ fn bump(
         index_key.extend_from_slice(key);
         by_last.put(txn, &index_key, &[])?;
     }
-    let mut value = [0; 32];
+    let mut value = [0; 39];
     let value_bytes = new.encode(&mut value);
     aggregates.put(txn, key, value.get(..value_bytes).unwrap_or_default())?;
     Ok((old, new))
@@ -938,6 +1018,36 @@ fn bump_ips(
             .put(txn, META_VERIFIED_IPS, &count.to_be_bytes())?;
     }
     Ok(verified_since)
+}
+
+/// Remembers the event's AS organisation for [`put_as_orgs`].
+fn note_as_org<'e>(as_orgs: &mut HashMap<u32, &'e str, RandomState>, event: &'e Event) {
+    let enrichment = event.enrichment.as_deref();
+    if let Some((asn, org)) = enrichment.and_then(|e| e.asn.zip(e.as_org.as_deref())) {
+        as_orgs.insert(asn, org);
+    }
+}
+
+/// Keeps the newest organisation of each AS number the batch saw (written only when it changed).
+fn put_as_orgs(
+    tables: &Tables,
+    txn: &mut heed::RwTxn<'_>,
+    as_orgs: HashMap<u32, &str, RandomState>,
+) -> Result<(), heed::Error> {
+    for (asn, org) in as_orgs {
+        let key = as_org_key(asn);
+        if tables.meta.get(txn, &key)? != Some(org.as_bytes()) {
+            tables.meta.put(txn, &key, org.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn as_org_key(asn: u32) -> [u8; 11] {
+    let mut key = [0; 11];
+    key[..7].copy_from_slice(META_AS_ORG_PREFIX);
+    key[7..].copy_from_slice(&asn.to_be_bytes());
+    key
 }
 
 /// Marks our own event `index` verified when its IP was verified at or before it arrived.
@@ -1259,6 +1369,35 @@ mod tests {
             number_key(Some(&long)).unwrap().len(),
             limits::CALLED_NUMBER_KEY_BYTES_MAX
         );
+    }
+
+    #[test]
+    fn aggregate_source_tag_roundtrip_and_newest_wins() {
+        let old = Aggregate::once(10, false).tagged(Some(&crate::event::Enrichment {
+            country: Some(*b"NL"),
+            asn: Some(64_500),
+            as_org: None,
+        }));
+        let newer = Aggregate::once(20, false).tagged(Some(&crate::event::Enrichment::default()));
+        let plain = Aggregate::once(30, true);
+        let merged = old.merge(newer).merge(plain);
+        assert_eq!(merged.source, Some(SourceTag::default()));
+        assert_eq!(newer.merge(old).source, Some(SourceTag::default()));
+        for agg in [old, newer, plain, merged] {
+            let mut bytes = [0; 39];
+            let len = agg.encode(&mut bytes);
+            let back = Aggregate::decode(&bytes[..len]).unwrap();
+            assert_eq!(
+                (
+                    back.first,
+                    back.last,
+                    back.count,
+                    back.verified,
+                    back.source
+                ),
+                (agg.first, agg.last, agg.count, agg.verified, agg.source)
+            );
+        }
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct WriterOptions {
     pub prune_interval: Duration,
     /// Also send every reported error line here (tests); stderr always gets it.
     pub error_lines: Option<Sender<String>>,
+    /// Country/AS look-ups for every event, in the encoder thread (`--geoip-db`, `--asn-db`).
+    pub enricher: Option<Arc<crate::enrich::Enricher>>,
 }
 
 impl Default for WriterOptions {
@@ -54,6 +56,7 @@ impl Default for WriterOptions {
             syslog_socket: PathBuf::from("/dev/log"),
             prune_interval: limits::STORE_PRUNE_INTERVAL,
             error_lines: None,
+            enricher: None,
         }
     }
 }
@@ -325,7 +328,13 @@ pub fn spawn_writer_with(
         metrics: Arc::clone(&metrics),
         error_lines: options.error_lines.clone(),
     })?;
-    let encoder = spawn_encoder(events, packer, batch_events_max, settings.batch_interval)?;
+    let encoder = spawn_encoder(
+        events,
+        packer,
+        batch_events_max,
+        settings.batch_interval,
+        options.enricher.clone(),
+    )?;
     let writer = Writer {
         store,
         batch_events_max,

@@ -69,5 +69,9 @@ mod top;
 /// The dashboard in headless Chromium: token prompt, totals, charts, live feed, hostile input.
 mod dashboard_browser;
 
+/// Offline enrichment (`--geoip-db`, `--asn-db`) with MMDB files built by the test: look-ups,
+/// store, JSON log, API filters, SIGHUP, a missing file.
+mod enrich;
+
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;
