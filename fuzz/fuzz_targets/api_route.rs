@@ -6,7 +6,7 @@
 //! Invariants: never panics; deterministic; only a path starting with `/` routes; the query never
 //! chooses the route (a path error without a query is the same error with any query, and a route
 //! found with a query is the same kind of route without one); limits and numbers are within their
-//! bounds; only the health check is public; `/` is the root.
+//! bounds; only the health check and the dashboard's static files are public; `/` is the root.
 #![no_main]
 
 use std::mem::discriminant;
@@ -26,7 +26,10 @@ fn check_cursor(cursor: Option<&PageCursor>) {
 
 fn check_route(path: &str, found: &Route) {
     assert!(path.starts_with('/'), "routed a path without a leading /");
-    assert_eq!(found.is_public(), matches!(found, Route::HealthCheck));
+    assert_eq!(
+        found.is_public(),
+        matches!(found, Route::HealthCheck | Route::DashboardAsset(_))
+    );
     match found {
         Route::Root => assert_eq!(path, "/"),
         Route::IpAddresses(query) | Route::Numbers(query) => {
@@ -35,6 +38,8 @@ fn check_route(path: &str, found: &Route) {
         }
         Route::Number(number) => assert!(is_number(number)),
         Route::Events(query) => assert!((1..=API_EVENTS_PAGE_ITEMS_MAX).contains(&query.limit)),
+        Route::DashboardAsset(_) => assert!(path.starts_with("/dashboard")),
+        Route::DashboardApi(_) => assert!(path.starts_with("/dashboard/api/")),
         Route::HealthCheck | Route::IpAddress(_) | Route::Metrics => {}
     }
 }

@@ -16,6 +16,7 @@
 //! close), [`limits::API_HEADER_READ_TIMEOUT`] (close), [`limits::API_PAGE_ITEMS_MAX`],
 //! [`limits::API_EVENTS_PAGE_ITEMS_MAX`], [`limits::API_BLOCKING_THREADS_MAX`].
 
+mod dashboard;
 pub mod dashboard_api;
 mod metrics;
 pub mod render;

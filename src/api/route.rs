@@ -51,6 +51,9 @@ pub enum Route {
     Metrics,
     /// `GET /dashboard/api/...`: the dashboard's JSON (token-protected).
     DashboardApi(DashboardQuery),
+    /// `GET /dashboard`, `/dashboard/app.js`, `/dashboard/app.css`, `/dashboard/icon.svg`: the
+    /// embedded page (public: it holds no data, its API calls carry the token).
+    DashboardAsset(DashboardAsset),
 }
 
 /// What a `/dashboard/api/` request asks for.
@@ -113,8 +116,21 @@ impl Window {
 impl Route {
     /// Whether the route is open without the bearer token.
     pub fn is_public(&self) -> bool {
-        matches!(self, Self::HealthCheck)
+        matches!(self, Self::HealthCheck | Self::DashboardAsset(_))
     }
+}
+
+/// The dashboard's static files (served by `api::dashboard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DashboardAsset {
+    /// `/dashboard`: the HTML page.
+    Page,
+    /// `/dashboard/app.js`
+    Script,
+    /// `/dashboard/app.css`
+    Style,
+    /// `/dashboard/icon.svg` (the page's icon, so that browsers do not ask for `/favicon.ico`).
+    Icon,
 }
 
 /// Why a target has no route.
@@ -221,6 +237,10 @@ pub fn route(path: &str, query: Option<&str>) -> Result<Route, RouteError> {
         ["events"] => Route::Events(events_query(query)?),
         ["metrics"] => Route::Metrics,
         ["dashboard", "api", rest @ ..] => Route::DashboardApi(dashboard_query(rest, query)?),
+        ["dashboard"] => Route::DashboardAsset(DashboardAsset::Page),
+        ["dashboard", "app.js"] => Route::DashboardAsset(DashboardAsset::Script),
+        ["dashboard", "app.css"] => Route::DashboardAsset(DashboardAsset::Style),
+        ["dashboard", "icon.svg"] => Route::DashboardAsset(DashboardAsset::Icon),
         _ => return Err(RouteError::NotFound),
     };
     Ok(found)
@@ -528,6 +548,30 @@ mod tests {
             Ok(Route::Number("+0044".into()))
         );
         assert_eq!(route("/metrics", None), Ok(Route::Metrics));
+    }
+
+    #[test]
+    fn route_dashboard_assets_are_public() {
+        for (path, asset) in [
+            ("/dashboard", DashboardAsset::Page),
+            ("/dashboard/app.js", DashboardAsset::Script),
+            ("/dashboard/app.css", DashboardAsset::Style),
+            ("/dashboard/icon.svg", DashboardAsset::Icon),
+        ] {
+            let found = route(path, Some("x=1")).unwrap();
+            assert_eq!(found, Route::DashboardAsset(asset), "{path}");
+            assert!(found.is_public(), "{path}");
+        }
+        for path in [
+            "/dashboard/",
+            "/dashboard/index.html",
+            "/dashboard/app.js/",
+            "/dashboard/../dashboard",
+            "/Dashboard",
+        ] {
+            assert_eq!(route(path, None), Err(RouteError::NotFound), "{path}");
+        }
+        assert!(!Route::Metrics.is_public());
     }
 
     #[test]

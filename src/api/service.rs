@@ -18,9 +18,10 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
+use super::dashboard;
 use super::metrics::ApiMetrics;
 use super::render::{self, VERSION};
-use super::route::{EventsQuery, Format, ListQuery, Route, RouteError, route};
+use super::route::{DashboardAsset, EventsQuery, Format, ListQuery, Route, RouteError, route};
 use crate::config::Secret;
 use crate::config::limits::{API_URI_BYTES_MAX, IO_ERROR_LOG_INTERVAL};
 use crate::event::timestamp::now_ns;
@@ -54,7 +55,10 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let response = respond(&state, &request).await;
+    let mut response = respond(&state, &request).await;
+    if dashboard::is_dashboard_path(request.uri().path()) {
+        dashboard::secure(response.headers_mut());
+    }
     state
         .metrics
         .record(response.status().as_u16(), started.elapsed());
@@ -121,6 +125,7 @@ async fn serve(state: &Arc<State>, found: Route) -> Result<Response<Body>, Store
             })
             .await?
         }
+        Route::DashboardAsset(asset) => dashboard_asset(asset),
         Route::Metrics => {
             let mut out = String::with_capacity(16 * 1024);
             for part in &state.renders {
@@ -257,6 +262,15 @@ fn events(store: &Store, query: EventsQuery) -> Result<Response<Body>, StoreErro
     let events = reader.recent_events_of(query.since_ns, query.verified, &wanted, query.limit)?;
     drop(reader);
     Ok(json(StatusCode::OK, render::events_json(total, &events)))
+}
+
+/// A dashboard file, embedded in the binary; revalidated on each load (`no-cache`).
+fn dashboard_asset(asset: DashboardAsset) -> Response<Body> {
+    let (content_type, body) = dashboard::asset(asset);
+    let mut response = with_type(StatusCode::OK, content_type, String::new());
+    *response.body_mut() = Full::new(Bytes::from_static(body.as_bytes()));
+    set(&mut response, header::CACHE_CONTROL, "no-cache");
+    response
 }
 
 /// Whether the request carries `Authorization: Bearer <token>` (always, when no token is set).

@@ -69,6 +69,9 @@ mod progress;
 /// `sentrypeer top` in a real terminal (tmux): live screen, hostile user agents, restore on exit.
 mod top;
 
+/// The dashboard in headless Chromium: token prompt, totals, charts, live feed, hostile input.
+mod dashboard_browser;
+
 /// Offline enrichment (`--geoip-db`, `--asn-db`) with MMDB files built by the test: look-ups,
 /// store, JSON log, API filters, SIGHUP, a missing file.
 mod enrich;
