@@ -2,7 +2,7 @@
 # Property-based test of the HTTP API against docs/openapi.yaml with schemathesis (4.x).
 #
 # Usage: tests/schemathesis.sh [--example]
-#   default    runs the built binary: target/debug/sentrypeer -R -a --api-listen 127.0.0.1:$PORT
+#   default    runs the built binary: <target dir>/debug/sentrypeer -R -a --api-listen 127.0.0.1:$PORT
 #              -f <tmp db> (build it first; the store is empty, so lists answer their 404s)
 #   --example  runs `cargo run --example fill_store` instead: a store filled with events, the API
 #              only (used before the app wiring existed; also exercises the 200 paths)
@@ -29,12 +29,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Where cargo puts builds (CARGO_TARGET_DIR or the workspace's target/).
+target=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 if [ "${1:-}" = "--example" ]; then
     cargo build -q --example fill_store
-    target/debug/examples/fill_store --db "$tmp/sentrypeer.db" --events 2000 --ips 300 \
+    "$target/debug/examples/fill_store" --db "$tmp/sentrypeer.db" --events 2000 --ips 300 \
         --numbers 200 --serve "127.0.0.1:$port" >"$tmp/server.log" 2>&1 &
 else
-    binary=${SENTRYPEER:-target/debug/sentrypeer}
+    binary=${SENTRYPEER:-$target/debug/sentrypeer}
     "$binary" -R -a --api-listen "127.0.0.1:$port" -f "$tmp/sentrypeer.db" >"$tmp/server.log" 2>&1 &
 fi
 server_pid=$!
