@@ -17,7 +17,6 @@ use crate::config::limits::{
     DASHBOARD_FEED_EVENTS_INITIAL, DASHBOARD_FEED_EVENTS_MAX, DASHBOARD_TOP_ITEMS_MAX,
 };
 use crate::event::Event;
-use crate::event::json::write_json;
 use crate::store::dashboard::{self, Dimension, Granularity};
 use crate::store::{Reader, Store, StoreError};
 
@@ -191,14 +190,7 @@ fn with_events(head: Value, events: &[(u64, Event)]) -> String {
         out.push(b',');
     }
     out.extend_from_slice(b"\"events\":[");
-    for (index, (_, event)) in events.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        // Writing into a Vec cannot fail.
-        let _ = write_json(event, &mut out);
-    }
-    out.extend_from_slice(b"]}");
+    super::render::write_events_tail(events, &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
 

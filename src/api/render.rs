@@ -270,15 +270,21 @@ pub fn events_json(total: u64, events: &[(u64, Event)]) -> String {
         FmtBytes(&mut out),
         "{{\"events_total\":{total},\"events\":["
     );
+    write_events_tail(events, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the events as JSON-log objects separated by commas, then `]}`: the end of a body
+/// whose `"events":[` is already written (`/events`, the dashboard's feed and detail views).
+pub fn write_events_tail(events: &[(u64, Event)], out: &mut Vec<u8>) {
     for (index, (_, event)) in events.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
         // Writing into a Vec cannot fail.
-        let _ = write_json(event, &mut out);
+        let _ = write_json(event, out);
     }
     out.extend_from_slice(b"]}");
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `fmt::Write` into a byte vector.
