@@ -4,7 +4,9 @@
 //!
 //! - a number the sensor recorded (an INVITE sent to its SIP port first) is answered 403 and never
 //!   reaches the carrier; an unrecorded number is relayed to the carrier, whose 486 comes back;
-//! - with the sensor down the look-up fails open: the recorded number is relayed too;
+//! - with the sensor down the look-up fails open: the recorded number is relayed too; an API
+//!   that accepts and never answers holds a call for the file's 1 s limit, then lets it through
+//!   (without `NEXT_HOP`, the dry run's `480 SentryPeer: allowed`);
 //! - the file's defaults parse (`kamailio -c`) and are the ones an operator would use, and
 //!   `docs/integrations.md` shows the file's `route[SENTRYPEER]` unchanged.
 //!
@@ -14,7 +16,7 @@
 //!
 //! Never: a fixed sleep as a wait, a socket off loopback.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,6 +82,8 @@ struct Kamailio {
     stderr: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
     sip: SocketAddr,
+    /// The group was killed (once only: its id could be reused afterwards).
+    killed: bool,
 }
 
 impl Drop for Kamailio {
@@ -126,6 +130,7 @@ impl Kamailio {
                 stderr,
                 reader: Some(reader),
                 sip: SocketAddr::from(([127, 0, 0, 1], port)),
+                killed: false,
             };
             match running.wait_ready() {
                 Ok(()) => return running,
@@ -168,6 +173,9 @@ impl Kamailio {
     /// SIGKILL to the whole process group (the main process and the children it forked), then
     /// reaps the main process.
     fn kill_group(&mut self) {
+        if std::mem::replace(&mut self.killed, true) {
+            return;
+        }
         if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
             // SAFETY: kill(2) on the process group this test created (the child leads it); no
             // memory is involved.
@@ -287,10 +295,18 @@ impl Carrier {
     }
 }
 
+/// A call's outcome: the final reply and what the carrier got.
+struct Outcome {
+    status: u16,
+    /// The final reply's status line.
+    status_line: String,
+    /// The request line of the INVITE the carrier got; empty when nothing was relayed.
+    relayed: String,
+}
+
 /// Calls `number` through Kamailio (INVITE, then ACK of the final reply); the carrier answers
-/// what Kamailio relays. Returns (final status, the request line the carrier got, empty when
-/// nothing was relayed).
-fn call(kamailio: &Kamailio, number: &str, tag: &str, carrier: &mut Carrier) -> (u16, String) {
+/// what Kamailio relays.
+fn call(kamailio: &Kamailio, number: &str, tag: &str, carrier: &mut Carrier) -> Outcome {
     let caller = UdpSocket::bind("127.0.0.1:0").expect("bind caller");
     caller.set_read_timeout(Some(DEADLINE)).expect("timeout");
     let invite = request("INVITE", number, kamailio.sip, &caller, tag);
@@ -315,7 +331,12 @@ fn call(kamailio: &Kamailio, number: &str, tag: &str, carrier: &mut Carrier) -> 
             caller
                 .send_to(ack.as_bytes(), kamailio.sip)
                 .expect("send ACK");
-            return (status, relayed);
+            let status_line = response.lines().next().unwrap_or_default().to_owned();
+            return Outcome {
+                status,
+                status_line,
+                relayed,
+            };
         }
         // 100 Trying: Kamailio relays the INVITE to the carrier.
         if relayed.is_empty() {
@@ -360,27 +381,38 @@ fn kamailio_rejects_numbers_the_sensor_recorded() {
     ];
     let proxy = Kamailio::start(&kamailio, dir.path(), &defines);
 
-    let (status, relayed) = call(&proxy, RECORDED, "call1", &mut carrier);
-    assert_eq!(status, 403, "stderr:\n{}", proxy.stderr());
-    assert!(relayed.is_empty(), "relayed: {relayed}");
+    let rejected = call(&proxy, RECORDED, "call1", &mut carrier);
+    assert_eq!(
+        rejected.status_line,
+        "SIP/2.0 403 Forbidden",
+        "{}",
+        proxy.stderr()
+    );
+    assert!(rejected.relayed.is_empty(), "relayed: {}", rejected.relayed);
     proxy.wait_log(&format!("SentryPeer: {RECORDED} is called by scanners"));
 
-    let (status, relayed) = call(&proxy, UNRECORDED, "call2", &mut carrier);
-    assert_eq!(status, 486, "stderr:\n{}", proxy.stderr());
+    let allowed = call(&proxy, UNRECORDED, "call2", &mut carrier);
+    assert_eq!(
+        allowed.status,
+        486,
+        "the carrier's reply; {}",
+        proxy.stderr()
+    );
+    let expected = format!("INVITE sip:{UNRECORDED}@");
     assert!(
-        relayed.starts_with(&format!("INVITE sip:{UNRECORDED}@")),
-        "{relayed}"
+        allowed.relayed.starts_with(&expected),
+        "{}",
+        allowed.relayed
     );
 
     // Fail open: with the sensor down, the recorded number goes through (and is logged).
     drop(sensor);
-    let (status, relayed) = call(&proxy, RECORDED, "call3", &mut carrier);
-    assert_eq!(status, 486, "stderr:\n{}", proxy.stderr());
-    assert!(
-        relayed.starts_with(&format!("INVITE sip:{RECORDED}@")),
-        "{relayed}"
-    );
-    proxy.wait_log(&format!("SentryPeer: look-up of {RECORDED} answered"));
+    let open = call(&proxy, RECORDED, "call3", &mut carrier);
+    assert_eq!(open.status, 486, "the carrier's reply; {}", proxy.stderr());
+    let expected = format!("INVITE sip:{RECORDED}@");
+    assert!(open.relayed.starts_with(&expected), "{}", open.relayed);
+    // curl's "couldn't connect".
+    proxy.wait_log(&format!("SentryPeer: look-up of {RECORDED} answered 7;"));
 
     // The rejected call never reached the carrier.
     let mut calls = carrier.invites.clone();
@@ -413,4 +445,39 @@ fn kamailio_cfg_defaults_are_an_operators_and_documented() {
         docs.contains(route),
         "docs/integrations.md must show the cfg's route[SENTRYPEER]:\n{route}"
     );
+}
+
+#[test]
+fn kamailio_stalled_api_fails_open_after_timeout_and_dry_run_answers_480() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(kamailio) = require_kamailio(dir.path()) else {
+        return;
+    };
+    // An API that accepts connections (the kernel's backlog) and never answers.
+    let stalled = TcpListener::bind("127.0.0.1:0").expect("bind stalled API");
+    let api = stalled.local_addr().expect("addr");
+    // No NEXT_HOP: the dry run answers allowed calls itself.
+    let proxy = Kamailio::start(
+        &kamailio,
+        dir.path(),
+        &[format!("SENTRYPEER_API=\"http://{api}\"")],
+    );
+    let mut carrier = Carrier::new();
+    let started = Instant::now();
+    let outcome = call(&proxy, RECORDED, "stalled1", &mut carrier);
+    let waited = started.elapsed();
+    assert_eq!(
+        outcome.status_line,
+        "SIP/2.0 480 SentryPeer: allowed",
+        "{}",
+        proxy.stderr()
+    );
+    assert!(outcome.relayed.is_empty(), "{}", outcome.relayed);
+    // SENTRYPEER_TIMEOUT_S (1 s by default) bounds the look-up: the call waited for it, no more.
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // curl's "timed out".
+    proxy.wait_log(&format!("SentryPeer: look-up of {RECORDED} answered 28;"));
 }
