@@ -7,6 +7,8 @@
 //! - with the sensor down the look-up fails open: the recorded number is relayed too; an API
 //!   that accepts and never answers holds a call for the file's 1 s limit, then lets it through
 //!   (without `NEXT_HOP`, the dry run's `480 SentryPeer: allowed`);
+//! - a source outside `TRUSTED_SUBNETS` (127.0.0.3 against the default loopback-only list) gets
+//!   `403 Not relaying`: the proxy is no open relay to the carrier;
 //! - the file's defaults parse (`kamailio -c`) and are the ones an operator would use, and
 //!   `docs/integrations.md` shows the file's `route[SENTRYPEER]` unchanged.
 //!
@@ -316,7 +318,18 @@ struct Outcome {
 /// Calls `number` through Kamailio (INVITE, then ACK of the final reply); the carrier answers
 /// what Kamailio relays.
 fn call(kamailio: &Kamailio, number: &str, tag: &str, carrier: &mut Carrier) -> Outcome {
-    let caller = UdpSocket::bind("127.0.0.1:0").expect("bind caller");
+    call_from([127, 0, 0, 1], kamailio, number, tag, carrier)
+}
+
+/// [`call`] from the loopback address `ip`.
+fn call_from(
+    ip: [u8; 4],
+    kamailio: &Kamailio,
+    number: &str,
+    tag: &str,
+    carrier: &mut Carrier,
+) -> Outcome {
+    let caller = UdpSocket::bind(SocketAddr::from((ip, 0))).expect("bind caller");
     caller.set_read_timeout(Some(DEADLINE)).expect("timeout");
     let invite = request("INVITE", number, kamailio.sip, &caller, tag);
     caller
@@ -489,4 +502,24 @@ fn kamailio_stalled_api_fails_open_after_timeout_and_dry_run_answers_480() {
     );
     // curl's "timed out".
     proxy.wait_log(&format!("SentryPeer: look-up of {RECORDED} answered 28;"));
+}
+
+#[test]
+fn kamailio_is_not_an_open_relay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(kamailio) = require_kamailio(dir.path()) else {
+        return;
+    };
+    // The defaults: only 127.0.0.1 and ::1 may place calls.
+    let proxy = Kamailio::start(&kamailio, dir.path(), &[]);
+    let mut carrier = Carrier::new();
+    let outcome = call_from(
+        [127, 0, 0, 3],
+        &proxy,
+        UNRECORDED,
+        "stranger1",
+        &mut carrier,
+    );
+    assert_eq!(outcome.status_line, "SIP/2.0 403 Not relaying");
+    assert!(outcome.relayed.is_empty(), "{}", outcome.relayed);
 }
