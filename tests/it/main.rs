@@ -78,3 +78,7 @@ mod enrich;
 
 /// Operations: contrib/ (fail2ban, systemd, nftables, logrotate, Dockerfile) checked by their tools.
 mod ops;
+
+/// Debian's Kamailio with `contrib/kamailio/sentrypeer.cfg` asks the real binary's
+/// `/numbers/{n}`: recorded numbers get 403, others reach the carrier, the sensor down fails open.
+mod kamailio;

@@ -184,7 +184,10 @@ impl Launch {
     }
 }
 
-fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
+pub(crate) fn collect(
+    pipe: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             let mut text = into.lock().unwrap_or_else(|p| p.into_inner());
