@@ -10,3 +10,9 @@
 //! writer or a shard.
 
 pub mod connect;
+mod publish_loop;
+mod publish_metrics;
+mod publish_policy;
+pub mod publisher;
+
+pub use publish_metrics::PublisherMetrics;
