@@ -2,7 +2,7 @@
 //! `support::nats`), read back with an async-nats client in the test.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
@@ -285,4 +285,149 @@ fn nats_publish_catches_up_when_the_server_comes() {
     let db = dir.path().join("sentrypeer.db");
     drop(node);
     assert_stream_matches_store(&config, dir.path(), &db, 200);
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, written to `dir`: returns the
+/// `tls {}` block for nats-server and the CA file.
+fn tls_files(dir: &Path) -> (String, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sentrypeer test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server params");
+    let server_cert = server_params
+        .signed_by(&server_key, &ca)
+        .expect("server certificate");
+    let (ca_file, cert_file, key_file) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    std::fs::write(&cert_file, server_cert.pem()).expect("write certificate");
+    std::fs::write(&key_file, server_key.serialize_pem()).expect("write key");
+    let block = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+        cert_file.display(),
+        key_file.display()
+    );
+    (block, ca_file)
+}
+
+/// Whether a client with `config` can reach the stream within 2 s.
+fn stream_reachable(config: &NatsConfig) -> bool {
+    runtime().block_on(async {
+        let Ok(client) = connect::connect(config, "test-probe").await else {
+            return false;
+        };
+        let context = jetstream::new(client);
+        let probe = tokio::time::timeout(Duration::from_secs(2), context.get_stream("TEST"));
+        matches!(probe.await, Ok(Ok(_)))
+    })
+}
+
+/// TLS to the server with `--nats-ca`: the sensor publishes through it; a client that trusts only
+/// the system roots does not get through.
+#[test]
+fn nats_publish_over_tls_with_nats_ca() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (block, ca_file) = tls_files(certs.path());
+    let Some(server) = NatsServer::start(&block) else {
+        return;
+    };
+    let mut config = nats_config(&server);
+    config.ca = Some(ca_file);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "tls", 50, 2_000);
+    wait_published(&node, 50);
+    assert_eq!(node.metric("sentrypeer_nats_acknowledged_total"), 50);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 50);
+    let system_roots = NatsConfig {
+        ca: None,
+        ..config.clone()
+    };
+    assert!(!stream_reachable(&system_roots), "{}", server.log());
+}
+
+/// A credentials file: an operator-signed account (with JetStream) and a user it signed, with a
+/// nonce to sign (not a bearer token); nats-server trusts the operator key and preloads the
+/// account. Returns the extra server configuration and the file.
+fn creds_files(dir: &Path) -> (String, PathBuf) {
+    use nats_io_jwt::{Account, KeyPair, OperatorLimits, Token, User};
+    let operator = KeyPair::new_operator();
+    let account = KeyPair::new_account();
+    let user = KeyPair::new_user();
+    let account_claims: Account = Account::builder()
+        .limits(Some(OperatorLimits::default()))
+        .try_into()
+        .expect("account claims");
+    let account_jwt = Token::new(account.public_key())
+        .name("SENSORS")
+        .claims(account_claims)
+        .sign(&operator);
+    let user_claims: User = User::builder()
+        .bearer_token(false)
+        .try_into()
+        .expect("user claims");
+    let user_jwt = Token::new(user.public_key())
+        .name("sensor")
+        .claims(user_claims)
+        .sign(&account);
+    // JetStream in operator mode needs a system account.
+    let system = KeyPair::new_account();
+    let system_claims: Account = Account::builder().try_into().expect("system claims");
+    let system_jwt = Token::new(system.public_key())
+        .name("SYS")
+        .claims(system_claims)
+        .sign(&operator);
+    let seed = user.seed().expect("user seed");
+    let creds = format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    let creds_file = dir.join("sensor.creds");
+    std::fs::write(&creds_file, creds).expect("write creds");
+    let block = format!(
+        "trusted_keys: [\"{}\"]\nsystem_account: {}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {}: \"{account_jwt}\"\n  {}: \"{system_jwt}\"\n}}\n",
+        operator.public_key(),
+        system.public_key(),
+        account.public_key(),
+        system.public_key()
+    );
+    (block, creds_file)
+}
+
+/// `--nats-creds`: the sensor authenticates with a user JWT and signs the server's nonce with
+/// its NKey seed; without the file the server refuses the client.
+#[test]
+fn nats_publish_with_nats_creds() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (block, creds_file) = creds_files(keys.path());
+    let Some(server) = NatsServer::start(&block) else {
+        return;
+    };
+    let mut config = nats_config(&server);
+    config.creds = Some(creds_file);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "creds", 50, 2_000);
+    wait_published(&node, 50);
+    assert_eq!(node.metric("sentrypeer_nats_acknowledged_total"), 50);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 50);
+    let anonymous = NatsConfig {
+        creds: None,
+        ..config.clone()
+    };
+    assert!(!stream_reachable(&anonymous), "{}", server.log());
 }
