@@ -431,3 +431,39 @@ fn nats_publish_with_nats_creds() {
     };
     assert!(!stream_reachable(&anonymous), "{}", server.log());
 }
+
+/// The fleet section's leaf-node set-up: the sensor publishes to a leaf `nats-server` without
+/// JetStream on its host, which dials out to the hub's server; the events land in the hub's
+/// stream, each once.
+#[test]
+fn nats_publish_through_a_leaf_node() {
+    let leaf_port = crate::support::free_port();
+    let hub_config = format!("leafnodes {{\n  listen: \"127.0.0.1:{leaf_port}\"\n}}\n");
+    let Some(hub) = NatsServer::start(&hub_config) else {
+        return;
+    };
+    let remote = format!(
+        "leafnodes {{\n  remotes = [\n    {{ urls: [\"nats-leaf://127.0.0.1:{leaf_port}\"] }}\n  ]\n}}\n"
+    );
+    let Some(leaf) = NatsServer::start_leaf(&remote) else {
+        return;
+    };
+    // The hub makes the stream (as `--nats-ingest` does): nats-server keeps the JetStream API
+    // of an account from crossing a leaf connection, only the publishes and their
+    // acknowledgements do.
+    let hub_config = nats_config(&hub);
+    runtime().block_on(async {
+        let client = connect::connect(&hub_config, "hub").await.expect("connect");
+        let context = connect::jetstream_context(client, 16);
+        connect::ensure_stream(&context, &hub_config)
+            .await
+            .expect("stream on the hub");
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &nats_config(&leaf));
+    send(&node, "leaf", 100, 2_000);
+    wait_published(&node, 100);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&hub_config, dir.path(), &db, 100);
+}
