@@ -467,3 +467,55 @@ fn nats_publish_through_a_leaf_node() {
     drop(node);
     assert_stream_matches_store(&hub_config, dir.path(), &db, 100);
 }
+
+/// A server that stops answering (frozen with SIGSTOP) slows nothing: every event is committed
+/// at once, the unacknowledged publishes time out and are retried, and once it answers again the
+/// stream holds each event once.
+#[test]
+fn nats_publish_frozen_server_does_not_slow_capture() {
+    let Some(server) = NatsServer::start("") else {
+        return;
+    };
+    let config = nats_config(&server);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "before", 50, 2_000);
+    wait_published(&node, 50);
+    server.freeze(true);
+    send(&node, "frozen", 1_000, 2_000);
+    node.wait_committed(1_050);
+    wait_until(
+        "publishes to the frozen server to time out",
+        DEADLINE,
+        || node.metric("sentrypeer_nats_publish_retried_total") > 0,
+    );
+    assert!(node.metric("sentrypeer_nats_backlog_events") > 0);
+    server.freeze(false);
+    wait_published(&node, 1_050);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 1_050);
+}
+
+/// The cursor survives a restart of the sensor: the second run publishes only its own events.
+#[test]
+fn nats_publish_cursor_survives_a_restart() {
+    let Some(server) = NatsServer::start("") else {
+        return;
+    };
+    let config = nats_config(&server);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "first", 100, 2_000);
+    wait_published(&node, 100);
+    let (status, stderr) = node.stop();
+    assert!(status.success(), "{stderr}");
+    let node = sensor(dir.path(), &config);
+    send(&node, "second", 50, 2_000);
+    wait_published(&node, 50);
+    assert_eq!(node.metric("sentrypeer_nats_published_total"), 50);
+    assert_eq!(node.metric("sentrypeer_nats_acknowledged_total"), 50);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 150);
+}

@@ -1,7 +1,7 @@
 //! A real `nats-server` with JetStream (or a leaf node without) for the NATS tests: a free loopback port, a temporary
 //! store directory, optional extra configuration (TLS, accounts), ready when its `/healthz`
-//! (monitoring port) answers ok; killed (SIGKILL) and restarted on the same port and store; killed
-//! on drop.
+//! (monitoring port) answers ok; frozen (SIGSTOP) and thawed, killed (SIGKILL) and restarted on
+//! the same port and store; killed on drop.
 //!
 //! Never: a fixed sleep as a wait (readiness is polled against a deadline), a port or address off
 //! loopback, a silently skipped test (a missing `nats-server` goes through `require`).
@@ -85,9 +85,24 @@ impl NatsServer {
     /// Kills the server at once (SIGKILL: no flush, no goodbye to clients).
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen process dies of SIGKILL too; SIGCONT first keeps its exit prompt.
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            let _ = libc::pid_t::try_from(child.id())
+                .map(|pid| unsafe { libc::kill(pid, libc::SIGCONT) });
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: a server that accepts bytes and answers
+    /// nothing, the slowest a server can be.
+    pub(crate) fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("nats-server running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal})");
     }
 
     /// Starts the server again on the same port and store directory; waits until it is ready.
