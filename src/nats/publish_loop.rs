@@ -136,8 +136,10 @@ impl Publisher {
         }
         self.persist_cursor();
         self.metrics.connected.set(0);
+        // No drain: it could wait on a frozen server, and what was not acknowledged is published
+        // again by the next run anyway.
         drop(context);
-        let _ = client.drain().await;
+        drop(client);
     }
 
     fn connected(&self, client: &Client) -> bool {
