@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::connect;
 use super::publish_metrics::PublisherMetrics;
 use super::publish_policy::{backoff_delay, cursor_persist_due, is_own};
-use super::publisher::{CURSOR_NAME, PublisherOptions, StopSignal};
+use super::publisher::{CURSOR_NAME, PublisherOptions, Signals};
 use crate::config::{NatsConfig, limits};
 use crate::event::Event;
 use crate::event::json::write_json;
@@ -44,8 +44,10 @@ pub(crate) struct Publisher {
     store: Store,
     commits: Arc<CommitWatch>,
     metrics: Arc<PublisherMetrics>,
-    stop: Arc<StopSignal>,
+    stop: Arc<Signals>,
     options: PublisherOptions,
+    /// Connections lost before the current round began.
+    round_disconnects: u64,
     node_id: Uuid,
     subject: String,
     /// The last event acknowledged, skipped or pruned.
@@ -65,7 +67,7 @@ impl Publisher {
         store: Store,
         commits: Arc<CommitWatch>,
         metrics: Arc<PublisherMetrics>,
-        stop: Arc<StopSignal>,
+        stop: Arc<Signals>,
         options: PublisherOptions,
         cursor: u64,
     ) -> Self {
@@ -78,6 +80,7 @@ impl Publisher {
             metrics,
             stop,
             options,
+            round_disconnects: 0,
             node_id,
             cursor,
             cursor_stored: cursor,
@@ -186,6 +189,7 @@ impl Publisher {
         context: &jetstream::Context,
         events: &[(u64, Event)],
     ) -> Round {
+        self.round_disconnects = self.stop.disconnects();
         let in_flight_max = self.options.in_flight_max.max(1);
         let mut pending: VecDeque<Pending> = VecDeque::with_capacity(in_flight_max);
         let mut body = Vec::with_capacity(4 * 1024);
@@ -240,22 +244,36 @@ impl Publisher {
         sent.map_err(|error| (error.kind(), format!("publish failed: {error}")))
     }
 
-    /// Awaits the oldest pending acknowledgement and moves the cursor over it.
+    /// Awaits the oldest pending acknowledgement and moves the cursor over it; fails at once when
+    /// the connection it was sent on is lost (its acknowledgement will not come).
     async fn settle_front(&mut self, pending: &mut VecDeque<Pending>) -> Result<(), String> {
         let Some((key, ack)) = pending.pop_front() else {
             return Ok(());
         };
         if let Some(ack) = ack {
-            match ack.await {
+            let lost = self.stop.disconnected.notified();
+            tokio::pin!(lost);
+            lost.as_mut().enable();
+            // An acknowledgement already received still counts after a loss.
+            let already_lost = self.stop.disconnects() != self.round_disconnects;
+            let acked = tokio::select! {
+                biased;
+                acked = ack => acked.map_err(|error| format!("no acknowledgement: {error}")),
+                () = lost, if !already_lost => Err("the connection was lost".to_owned()),
+                () = std::future::ready(()), if already_lost => {
+                    Err("the connection was lost".to_owned())
+                }
+            };
+            match acked {
                 Ok(ack) => {
                     self.metrics.acknowledged_total.inc();
                     if ack.duplicate {
                         self.metrics.duplicates_total.inc();
                     }
                 }
-                Err(error) => {
+                Err(reason) => {
                     self.metrics.retried_total.inc();
-                    return Err(format!("no acknowledgement: {error}"));
+                    return Err(reason);
                 }
             }
         }
