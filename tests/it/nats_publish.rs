@@ -239,9 +239,9 @@ fn nats_publish_server_killed_during_flood() {
     let config = nats_config(&server);
     let dir = tempfile::tempdir().expect("tempdir");
     let node = sensor(dir.path(), &config);
-    let total = 3_000;
+    let (flood, while_down) = (1_500, 500);
     thread::scope(|scope| {
-        scope.spawn(|| send(&node, "flood", total, 1_000));
+        scope.spawn(|| send(&node, "flood", flood, 1_000));
         wait_until("some events acknowledged", DEADLINE, || {
             node.metric("sentrypeer_nats_acknowledged_total") >= 300
         });
@@ -249,12 +249,13 @@ fn nats_publish_server_killed_during_flood() {
         wait_until("the publisher to see the server gone", DEADLINE, || {
             node.metric("sentrypeer_nats_connected") == 0
         });
-        // Capture does not wait for NATS: events keep being committed while it is down.
-        let committed = node.metric("sentrypeer_writer_events_committed_total");
-        node.wait_committed(committed + 300);
-        assert!(node.metric("sentrypeer_nats_backlog_events") >= 300);
-        server.restart();
+        send(&node, "down", while_down, 2_000);
     });
+    let total = flood + while_down;
+    // Capture does not wait for NATS: every event is committed while it is down.
+    node.wait_committed(total as u64);
+    assert!(node.metric("sentrypeer_nats_backlog_events") >= while_down as u64);
+    server.restart();
     wait_published(&node, total as u64);
     assert_eq!(node.metric("sentrypeer_nats_connected"), 1);
     let acknowledged = node.metric("sentrypeer_nats_acknowledged_total");
