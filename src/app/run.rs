@@ -1,8 +1,8 @@
 //! The `run` sequence: start the parts in dependency order, wait for signals, stop in reverse.
 //!
 //! Start: MMDB files (`--geoip-db`, `--asn-db`) -> store (owns the node id) -> writer -> webhook
-//! -> P2P -> sensor -> API. Stop: sensor and P2P (the producers) -> writer drains and commits ->
-//! webhook -> API. SIGHUP: the writer reopens the JSON log, this thread the MMDB files.
+//! -> NATS publisher (not on a `--nats-ingest` hub) -> P2P -> sensor -> API. Stop: sensor and
+//! P2P (the producers) -> writer drains and commits -> webhook -> NATS publisher -> API. SIGHUP: the writer reopens the JSON log, this thread the MMDB files.
 
 use std::error::Error;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::config::limits::{EVENT_CHANNEL_CAPACITY, STATUS_LINE_INTERVAL};
 use crate::enrich::Enricher;
 use crate::event::Event;
 use crate::metrics::Render;
+use crate::nats::publisher::{self as nats_publisher, PublisherHandle};
 use crate::p2p::{self, P2pHandle};
 use crate::sensor::{self, Sensor};
 use crate::store::writer::WriterHandle;
@@ -31,6 +32,7 @@ struct Parts {
     events: Sender<Event>,
     writer: WriterHandle,
     webhook: Option<WebhookHandle>,
+    nats_publisher: Option<PublisherHandle>,
     p2p: Option<P2pHandle>,
     sensor: Option<Sensor>,
     api: Option<ApiHandle>,
@@ -103,13 +105,7 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
         writer_options,
     )?;
     let mut renders: Vec<Arc<dyn Render>> = vec![writer.metrics()];
-    let webhook = match &config.webhook {
-        Some(settings) => Some(webhook::spawn(settings, store.clone(), writer.commits())?),
-        None => None,
-    };
-    if let Some(handle) = &webhook {
-        renders.push(handle.metrics());
-    }
+    let (webhook, nats_publisher) = start_commit_readers(config, &store, &writer, &mut renders)?;
     let p2p = if config.p2p.enabled {
         let commits = writer.commits();
         let handle = p2p::start(
@@ -145,11 +141,41 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
         events,
         writer,
         webhook,
+        nats_publisher,
         p2p,
         sensor,
         api,
         enricher,
     })
+}
+
+/// The workers that read committed events after their own cursor: the webhook, and the NATS
+/// publisher (not on a hub: the events it ingested from the stream would go back into it).
+fn start_commit_readers(
+    config: &Config,
+    store: &Store,
+    writer: &WriterHandle,
+    renders: &mut Vec<Arc<dyn Render>>,
+) -> Result<(Option<WebhookHandle>, Option<PublisherHandle>), Box<dyn Error>> {
+    let webhook = match &config.webhook {
+        Some(settings) => Some(webhook::spawn(settings, store.clone(), writer.commits())?),
+        None => None,
+    };
+    if let Some(handle) = &webhook {
+        renders.push(handle.metrics());
+    }
+    let nats_publisher = match &config.nats {
+        Some(settings) if !settings.ingest => Some(nats_publisher::spawn(
+            settings,
+            store.clone(),
+            writer.commits(),
+        )?),
+        _ => None,
+    };
+    if let Some(handle) = &nats_publisher {
+        renders.push(handle.metrics());
+    }
+    Ok((webhook, nats_publisher))
 }
 
 impl Parts {
@@ -165,6 +191,9 @@ impl Parts {
         self.writer.join();
         if let Some(webhook) = self.webhook {
             webhook.stop();
+        }
+        if let Some(publisher) = self.nats_publisher {
+            publisher.stop();
         }
         if let Some(api) = self.api {
             api.stop();
