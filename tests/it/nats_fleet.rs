@@ -1,0 +1,285 @@
+//! A fleet through a real `nats-server -js`: sensors publish their committed events to
+//! JetStream, a hub (`-R --nats-ingest`) gathers them into its own store. Every event a sensor
+//! stored is in the hub's store exactly once with its `event_uuid`, `created_by_node_id` and
+//! timestamp, through a server killed and restarted during a flood and a hub killed and
+//! restarted; garbage and invalid events published on the subject are counted and never stored.
+//!
+//! Real parts only: the `sentrypeer` binary (SIP over UDP on loopback), `nats-server`, the
+//! hub's HTTP API and `sentrypeer export` of its store, an `async-nats` client for the garbage.
+//! Every wait polls against a deadline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use crate::support::nats::NatsServer;
+use crate::support::{Launch, Node, run_command, send_paced, udp_from, wait_until};
+
+/// Longest wait for the fleet to converge (three sensors, a hub and a server on two busy cores).
+const CONVERGE: Duration = Duration::from_secs(60);
+
+/// `(event_uuid, created_by_node_id, event_timestamp)` of every event in a store, with how
+/// often each UUID appears.
+type Identities = HashMap<String, (String, String, u32)>;
+
+fn identities(home: &Path, db: &Path) -> Identities {
+    let db = db.to_str().expect("utf-8 path");
+    let (status, stdout, stderr) = run_command(home, &["export", "--format", "jsonl", "-f", db]);
+    assert!(status.success(), "export failed: {stderr}");
+    let mut found = Identities::new();
+    for line in stdout.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("export line");
+        let text = |key: &str| value[key].as_str().expect(key).to_owned();
+        let entry = found
+            .entry(text("event_uuid"))
+            .or_insert_with(|| (text("created_by_node_id"), text("event_timestamp"), 0));
+        entry.2 += 1;
+    }
+    found
+}
+
+fn sensor(dir: &Path, nats: &NatsServer) -> Node {
+    Launch::new(dir).arg(&["--nats-url", &nats.url()]).start()
+}
+
+fn hub_launch(dir: &Path, nats: &NatsServer) -> Launch {
+    Launch::new(dir).arg(&["-R", "--nats-ingest", "--nats-url", &nats.url()])
+}
+
+fn committed(node: &Node) -> u64 {
+    node.metric("sentrypeer_writer_events_committed_total")
+}
+
+/// Waits until the hub's store holds every event of the sensors' stores, then checks each is
+/// there exactly once with the sensor's node id and timestamp; returns how many.
+fn assert_gathered(hub_dir: &Path, sensors: &[(&Path, &Node)], hub: &Node) -> usize {
+    let mut expected = Identities::new();
+    for (dir, _) in sensors {
+        expected.extend(identities(dir, &dir.join("sentrypeer.db")));
+    }
+    assert!(expected.values().all(|(_, _, count)| *count == 1));
+    let mut last = Identities::new();
+    let converged = (0..)
+        .map(|_| {
+            last = identities(hub_dir, &hub_dir.join("sentrypeer.db"));
+            last.len() >= expected.len()
+        })
+        .zip(std::iter::repeat_with(|| {
+            thread::sleep(Duration::from_millis(100));
+        }))
+        .take((CONVERGE.as_millis() / 100) as usize)
+        .any(|(done, ())| done);
+    assert!(
+        converged,
+        "the hub has {} of {} events; hub stderr: {}",
+        last.len(),
+        expected.len(),
+        hub.stderr()
+    );
+    for (uuid, (node, timestamp, _)) in &expected {
+        let got = last.get(uuid).unwrap_or_else(|| panic!("{uuid} missing at the hub"));
+        assert_eq!((&got.0, &got.1), (node, timestamp), "{uuid}");
+        assert_eq!(got.2, 1, "{uuid} stored {} times at the hub", got.2);
+    }
+    assert_eq!(last.len(), expected.len(), "the hub has events no sensor stored");
+    expected.len()
+}
+
+/// Sends `count` OPTIONS from 127.0.0.`source` to each sensor and waits until each stored them.
+fn send_to(sensors: &[&Node], source: u8, prefix: &str, count: usize, rate: u32) {
+    let socket = udp_from([127, 0, 0, source]);
+    for (index, node) in sensors.iter().enumerate() {
+        let before = committed(node);
+        send_paced(&socket, node.sip, &format!("{prefix}-{index}"), count, rate, 0);
+        wait_until("the sensor stored what was sent", CONVERGE, || {
+            committed(node) >= before + count as u64
+        });
+    }
+}
+
+#[test]
+fn nats_fleet_three_sensors_one_hub() {
+    let Some(nats) = NatsServer::start("") else {
+        return;
+    };
+    let _heavy = crate::support::heavy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dirs: Vec<_> = ["hub", "s1", "s2", "s3"]
+        .iter()
+        .map(|name| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).expect("mkdir");
+            path
+        })
+        .collect();
+    let hub = hub_launch(&dirs[0], &nats).start();
+    let sensors: Vec<Node> = dirs[1..].iter().map(|d| sensor(d, &nats)).collect();
+    let refs: Vec<&Node> = sensors.iter().collect();
+    send_to(&refs, 21, "fleet", 150, 2_000);
+    let pairs: Vec<(&Path, &Node)> = dirs[1..].iter().map(|d| d.as_path()).zip(refs).collect();
+    assert_eq!(assert_gathered(&dirs[0], &pairs, &hub), 450);
+    // The hub's API shows the fleet: the source IP with every sensor's events.
+    let counts = hub.ip_counts();
+    assert_eq!(counts.get("127.0.0.21"), Some(&450), "{counts:?}");
+    assert_eq!(hub.metric("sentrypeer_nats_ingest_stored_total"), 450);
+    assert_eq!(hub.metric("sentrypeer_nats_ingest_in_flight"), 0);
+    publish_garbage(&nats, &dirs[0], &hub);
+}
+
+/// Garbage and invalid events on the subject: acknowledged, counted by reason, never stored.
+fn publish_garbage(nats: &NatsServer, hub_dir: &Path, hub: &Node) {
+    let valid = |uuid: &str| {
+        serde_json::json!({
+            "event_timestamp": "2026-01-01 00:00:00.000000000",
+            "event_uuid": uuid,
+            "created_by_node_id": "5f0c2a3e-1b7d-4c1a-9e55-6a8d3f1e2b10",
+            "collected_method": "passive",
+            "transport_type": "UDP",
+            "source_ip": "198.51.100.7",
+            "destination_ip": "127.0.0.1",
+            "called_number": "100",
+            "sip_method": "OPTIONS",
+            "sip_user_agent": "NOT_FOUND",
+            "sip_message": "OPTIONS sip:100@x SIP/2.0\r\n\r\n",
+        })
+    };
+    let with = |key: &str, value: serde_json::Value| {
+        let mut object = valid("0b7e2c1a-8a55-4f2e-b3f1-1d2c3b4a5f60");
+        object[key] = value;
+        object.to_string().into_bytes()
+    };
+    let mut missing = valid("1b7e2c1a-8a55-4f2e-b3f1-1d2c3b4a5f60");
+    missing.as_object_mut().expect("object").remove("source_ip");
+    let payloads: Vec<(&str, Vec<u8>)> = vec![
+        ("malformed", b"\x00\xffnot json at all".to_vec()),
+        ("malformed", b"[1,2,3]".to_vec()),
+        ("missing", missing.to_string().into_bytes()),
+        ("uuid", with("event_uuid", "not-a-uuid".into())),
+        ("timestamp", with("event_timestamp", "yesterday".into())),
+        ("future", with("event_timestamp", "2999-01-01 00:00:00.0".into())),
+        ("ip", with("source_ip", "999.1.1.1".into())),
+        ("enum", with("transport_type", "SCTP".into())),
+        ("method", with("sip_method", "IN VITE".into())),
+    ];
+    let before = hub.metric("sentrypeer_nats_ingest_acked_total");
+    publish_all(
+        &nats.url(),
+        "sentrypeer.events.intruder",
+        payloads.iter().map(|(_, p)| p.clone()).collect(),
+    );
+    let mut wanted: HashMap<&str, u64> = HashMap::new();
+    for (reason, _) in &payloads {
+        *wanted.entry(reason).or_default() += 1;
+    }
+    wait_until("every garbage message acknowledged", CONVERGE, || {
+        hub.metric("sentrypeer_nats_ingest_acked_total") >= before + payloads.len() as u64
+    });
+    for (reason, count) in wanted {
+        let name = format!("sentrypeer_nats_ingest_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(hub.metric(&name), count, "{reason}");
+    }
+    let stored = identities(hub_dir, &hub_dir.join("sentrypeer.db"));
+    assert_eq!(stored.len(), 450, "garbage was stored");
+    assert!(!stored.contains_key("0b7e2c1a-8a55-4f2e-b3f1-1d2c3b4a5f60"));
+    assert_eq!(hub.metric("sentrypeer_nats_ingest_stored_total"), 450);
+}
+
+/// Publishes each payload to JetStream on `subject` and waits for the stream's acknowledgement
+/// (an `async-nats` client on a current-thread runtime).
+fn publish_all(url: &str, subject: &'static str, payloads: Vec<Vec<u8>>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect to nats");
+        let jetstream = async_nats::jetstream::new(client);
+        for payload in payloads {
+            let ack = jetstream
+                .publish(subject, payload.into())
+                .await
+                .expect("publish");
+            ack.await.expect("stream acknowledgement");
+        }
+    });
+}
+
+/// Floods a sensor from a thread while `during` runs; returns when both are done.
+fn flood_during(target: SocketAddr, prefix: &str, count: usize, during: impl FnOnce()) {
+    let prefix = prefix.to_owned();
+    let flood = thread::spawn(move || {
+        let socket = udp_from([127, 0, 0, 22]);
+        send_paced(&socket, target, &prefix, count, 1_000, 0);
+    });
+    during();
+    flood.join().expect("flood thread");
+}
+
+#[test]
+fn nats_fleet_server_killed_during_flood() {
+    let Some(mut nats) = NatsServer::start("") else {
+        return;
+    };
+    let _heavy = crate::support::heavy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub_dir, sensor_dir) = (dir.path().join("hub"), dir.path().join("s1"));
+    std::fs::create_dir(&hub_dir).expect("mkdir");
+    std::fs::create_dir(&sensor_dir).expect("mkdir");
+    let hub = hub_launch(&hub_dir, &nats).start();
+    let node = sensor(&sensor_dir, &nats);
+    flood_during(node.sip, "outage", 3_000, || {
+        wait_until("the hub got part of the flood", CONVERGE, || {
+            hub.metric("sentrypeer_nats_ingest_stored_total") >= 300
+        });
+        nats.kill();
+        wait_until("the sensor stored more while the server was down", CONVERGE, || {
+            committed(&node) >= 1_500
+        });
+        nats.restart();
+    });
+    wait_until("the sensor stored the whole flood", CONVERGE, || {
+        committed(&node) >= 2_900
+    });
+    let total = assert_gathered(&hub_dir, &[(&sensor_dir, &node)], &hub);
+    assert!(total >= 2_900, "{total}");
+}
+
+#[test]
+fn nats_fleet_hub_restarted_resumes() {
+    let Some(nats) = NatsServer::start("") else {
+        return;
+    };
+    let _heavy = crate::support::heavy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub_dir, sensor_dir) = (dir.path().join("hub"), dir.path().join("s1"));
+    std::fs::create_dir(&hub_dir).expect("mkdir");
+    std::fs::create_dir(&sensor_dir).expect("mkdir");
+    let node = sensor(&sensor_dir, &nats);
+    let launch = hub_launch(&hub_dir, &nats);
+    let hub = launch.start();
+    let mut hub_slot = Some(hub);
+    flood_during(node.sip, "hub-down", 2_000, || {
+        let hub = hub_slot.take().expect("hub");
+        wait_until("the hub got part of the flood", CONVERGE, || {
+            hub.metric("sentrypeer_nats_ingest_stored_total") >= 200
+        });
+        // SIGKILL: whatever was committed and not yet acknowledged comes again.
+        hub.kill9();
+        wait_until("the sensor stored more while the hub was down", CONVERGE, || {
+            committed(&node) >= 1_200
+        });
+        hub_slot = Some(launch.start());
+    });
+    let hub = hub_slot.expect("hub");
+    wait_until("the sensor stored the whole flood", CONVERGE, || {
+        committed(&node) >= 1_900
+    });
+    let total = assert_gathered(&hub_dir, &[(&sensor_dir, &node)], &hub);
+    assert!(total >= 1_900, "{total}");
+    // The restarted hub took only what it had not stored: the rest came from the durable
+    // consumer's position, not from the stream's start.
+    let received = hub.metric("sentrypeer_nats_ingest_received_total");
+    assert!(received < total as u64, "received {received} of {total} again");
+}
