@@ -7,7 +7,8 @@
 //!    `--ignore-ip`, is acknowledged at once and counted (it will never be stored);
 //! 2. if its UUID is already in the store's UUID index (`Reader::has_foreign_uuid`: every event
 //!    of another node is indexed in the transaction that stores it), it is a duplicate:
-//!    acknowledged, not sent;
+//!    acknowledged, not sent; if a message with the same UUID is in flight, it is a duplicate
+//!    too, not sent, and waits with that one;
 //! 3. otherwise the event is `try_send` to the writer channel (a full channel keeps it here and
 //!    offers it again on the next tick: nothing is dropped) and the message's acknowledger waits
 //!    in `sent`;
@@ -31,7 +32,7 @@
 //! writer or a shard (its own thread and current-thread tokio runtime), or holds more than
 //! `NATS_INGEST_IN_FLIGHT_MAX` messages.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -127,6 +128,7 @@ pub fn start(
         stop: stop_rx,
         unsent: VecDeque::new(),
         sent: Vec::new(),
+        in_flight_uuids: HashSet::new(),
         seen_key: 0,
         checked_at: Instant::now(),
         error_logged_at: None,
@@ -146,6 +148,8 @@ pub fn start(
 struct Sent {
     uuid: Uuid,
     acker: Acker,
+    /// Another message in flight carries the same event; this one was not sent.
+    duplicate: bool,
 }
 
 struct Worker {
@@ -160,6 +164,8 @@ struct Worker {
     /// Events the full writer channel refused, oldest first, with their acknowledgers.
     unsent: VecDeque<(Event, Acker)>,
     sent: Vec<Sent>,
+    /// The UUIDs of `unsent` and `sent`.
+    in_flight_uuids: HashSet<Uuid>,
     /// The commit watch's key at the last look-up.
     seen_key: u64,
     checked_at: Instant,
@@ -289,10 +295,20 @@ impl Worker {
             self.metrics.ignored_source_total.inc();
             return self.ack(&message.split().1).await;
         }
+        if self.in_flight_uuids.contains(&event.uuid) {
+            self.sent.push(Sent {
+                uuid: event.uuid,
+                acker: message.split().1,
+                duplicate: true,
+            });
+            self.metrics.in_flight.set(self.in_flight() as u64);
+            return;
+        }
         if self.is_stored(&[event.uuid]).first() == Some(&true) {
             self.metrics.duplicate_total.inc();
             return self.ack(&message.split().1).await;
         }
+        self.in_flight_uuids.insert(event.uuid);
         self.unsent.push_back((event, message.split().1));
         self.send_unsent();
         self.metrics.in_flight.set(self.in_flight() as u64);
@@ -313,7 +329,11 @@ impl Worker {
         while let Some((event, acker)) = self.unsent.pop_front() {
             let uuid = event.uuid;
             match self.events.try_send(event) {
-                Ok(()) => self.sent.push(Sent { uuid, acker }),
+                Ok(()) => self.sent.push(Sent {
+                    uuid,
+                    acker,
+                    duplicate: false,
+                }),
                 Err(TrySendError::Full(event) | TrySendError::Disconnected(event)) => {
                     self.metrics.channel_full_total.inc();
                     self.unsent.push_front((event, acker));
@@ -337,8 +357,14 @@ impl Worker {
             .into_iter()
             .partition(|_| flags.next().unwrap_or(false));
         self.sent = waiting;
-        self.metrics.stored_total.add(done.len() as u64);
         for sent in &done {
+            self.in_flight_uuids.remove(&sent.uuid);
+            let counter = if sent.duplicate {
+                &self.metrics.duplicate_total
+            } else {
+                &self.metrics.stored_total
+            };
+            counter.inc();
             self.ack(&sent.acker).await;
         }
         self.metrics.in_flight.set(self.in_flight() as u64);

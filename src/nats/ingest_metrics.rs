@@ -14,7 +14,7 @@ pub struct IngestMetrics {
     pub received_total: Counter,
     /// Events handed to the writer and seen committed.
     pub stored_total: Counter,
-    /// Messages whose event UUID was already stored when they arrived (skipped).
+    /// Messages whose event UUID was already stored, or in flight in another message (skipped).
     pub duplicate_total: Counter,
     /// Messages that are not a valid event, per [`Reject`] reason (acknowledged and dropped).
     pub rejected_total: [Counter; Reject::ALL.len()],
@@ -54,7 +54,7 @@ impl Render for IngestMetrics {
             ),
             (
                 "nats_ingest_duplicate_total",
-                "Messages whose event UUID was already stored (skipped, acknowledged).",
+                "Messages whose event UUID was already stored or in flight (skipped, acknowledged).",
                 &self.duplicate_total,
             ),
             (

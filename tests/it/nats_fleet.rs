@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -206,6 +207,22 @@ fn publish_all(url: &str, subject: &'static str, payloads: Vec<Vec<u8>>) {
     });
 }
 
+/// The durable consumer's `(num_ack_pending, num_pending)` on the server, `None` while it (or
+/// its stream) does not exist.
+fn consumer_pending(url: &str, durable: &str) -> Option<(usize, u64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect to nats");
+        let jetstream = async_nats::jetstream::new(client);
+        let stream = jetstream.get_stream("SENTRYPEER").await.ok()?;
+        let info = stream.consumer_info(durable).await.ok()?;
+        Some((info.num_ack_pending, info.num_pending))
+    })
+}
+
 /// Floods a sensor from a thread while `during` runs; returns when both are done.
 fn flood_during(target: SocketAddr, prefix: &str, count: usize, during: impl FnOnce()) {
     let prefix = prefix.to_owned();
@@ -282,4 +299,109 @@ fn nats_fleet_hub_restarted_resumes() {
     // consumer's position, not from the stream's start.
     let received = hub.metric("sentrypeer_nats_ingest_received_total");
     assert!(received < total as u64, "received {received} of {total} again");
+}
+
+/// The hub's worker in process, against a real server and a real store: messages whose events
+/// are handed over but not committed (no writer yet) stay unacknowledged; once a writer commits
+/// them they are acknowledged; events published directly (no sensor) are stored once each,
+/// copies of them (no `Nats-Msg-Id`, so JetStream keeps them) are skipped as duplicates, an
+/// ignored source is dropped, and the server ends with nothing pending on the consumer.
+#[test]
+fn nats_ingest_in_process_duplicates_and_acks() {
+    use sentrypeer::config::{NatsConfig, OutputConfig};
+    use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport, json::to_json};
+    use sentrypeer::nats::ingest::{self, IngestSettings};
+
+    let Some(nats) = NatsServer::start("") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::support::store_config(dir.path(), 64);
+    let store = sentrypeer::store::Store::open(&config).expect("store");
+    let (events, receiver) = crossbeam_channel::bounded(256);
+    let outputs = OutputConfig {
+        json_log_file: None,
+        syslog: false,
+        syslog_socket: "/nonexistent".into(),
+        verified_only: false,
+    };
+    let nats_config = NatsConfig {
+        urls: vec![nats.url()],
+        subject_prefix: "sentrypeer.events".into(),
+        stream: "SENTRYPEER".into(),
+        creds: None,
+        ca: None,
+        ingest: true,
+    };
+    let settings = IngestSettings {
+        ignore_ip: sentrypeer::ignore::IgnoreList::new(["198.51.100.0/24".parse().unwrap()]),
+        retention_days: None,
+    };
+    // No writer yet: the events wait in the channel, uncommitted.
+    let commits = Arc::new(sentrypeer::store::CommitWatch::default());
+    let hub = ingest::start(&nats_config, store.clone(), events, commits, settings)
+        .expect("ingest start");
+    let metrics = hub.metrics();
+    let node = uuid::Uuid::new_v4();
+    let now = sentrypeer::event::timestamp::now_ns();
+    let event = |index: u64, source: &str| {
+        to_json(&Event::new(&EventParts {
+            timestamp_ns: now - index,
+            uuid: uuid::Uuid::new_v4(),
+            node_id: node,
+            transport: Transport::Udp,
+            collected_method: CollectedMethod::Passive,
+            source: format!("{source}:5060").parse().unwrap(),
+            destination: "127.0.0.1:5060".parse().unwrap(),
+            method: b"OPTIONS",
+            called_number: Some(index.to_string().as_bytes()),
+            user_agent: None,
+            message: b"OPTIONS sip:1@x SIP/2.0\r\n\r\n",
+            source_verified: false,
+            auth_username: None,
+        }))
+        .into_bytes()
+    };
+    let originals: Vec<Vec<u8>> = (0..1_000).map(|i| event(i, "203.0.113.9")).collect();
+    let durable = format!("sentrypeer-hub-{}", store.node_id().hyphenated());
+    wait_until("the hub's durable consumer", CONVERGE, || {
+        consumer_pending(&nats.url(), &durable).is_some()
+    });
+    let subject = "sentrypeer.events.direct";
+    // Received and handed over, not committed: not acknowledged.
+    publish_all(&nats.url(), subject, originals[..100].to_vec());
+    wait_until("100 messages in flight", CONVERGE, || {
+        metrics.in_flight.get() == 100
+    });
+    assert_eq!(metrics.acked_total.get(), 0, "acknowledged before the commit");
+    assert_eq!(
+        consumer_pending(&nats.url(), &durable).map(|(ack_pending, _)| ack_pending),
+        Some(100)
+    );
+    let writer =
+        sentrypeer::store::writer::spawn_writer(store.clone(), receiver, &outputs, &config)
+            .expect("writer");
+    wait_until("the first 100 acknowledged after their commit", CONVERGE, || {
+        metrics.acked_total.get() == 100
+    });
+    let mut payloads = originals[100..].to_vec();
+    payloads.extend(originals.iter().step_by(10).cloned());
+    payloads.push(event(0, "198.51.100.20"));
+    publish_all(&nats.url(), subject, payloads);
+    wait_until("every message settled", CONVERGE, || {
+        metrics.acked_total.get() >= 1_101
+    });
+    assert_eq!(metrics.stored_total.get(), 1_000);
+    assert_eq!(metrics.duplicate_total.get(), 100);
+    assert_eq!(metrics.ignored_source_total.get(), 1);
+    assert_eq!(metrics.rejected(), 0);
+    assert_eq!(metrics.in_flight.get(), 0);
+    let reader = store.read().expect("read");
+    assert_eq!(reader.totals().expect("totals").events, 1_000);
+    drop(reader);
+    wait_until("the server saw every acknowledgement", CONVERGE, || {
+        consumer_pending(&nats.url(), &durable) == Some((0, 0))
+    });
+    hub.stop();
+    writer.join();
 }
