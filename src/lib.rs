@@ -15,6 +15,7 @@ pub mod enrich;
 pub mod event;
 pub mod ignore;
 pub mod metrics;
+pub mod nats;
 pub mod p2p;
 pub mod sensor;
 pub mod sip;

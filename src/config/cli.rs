@@ -266,6 +266,38 @@ pub(crate) struct Cli {
     #[arg(long, env = "SENTRYPEER_WEBHOOK_BATCH", value_name = "N")]
     pub(crate) webhook_batch: Option<OsString>,
 
+    /// NATS server to publish events to (JetStream), or to ingest them from with --nats-ingest
+    /// (repeatable; env: comma-separated)
+    #[arg(
+        long,
+        env = "SENTRYPEER_NATS_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub(crate) nats_url: Vec<OsString>,
+
+    /// Subject prefix: each node publishes on PREFIX.<node id>; the stream holds PREFIX.>
+    #[arg(long, env = "SENTRYPEER_NATS_SUBJECT", value_name = "PREFIX")]
+    pub(crate) nats_subject: Option<OsString>,
+
+    /// JetStream stream the events go to (created when missing)
+    #[arg(long, env = "SENTRYPEER_NATS_STREAM", value_name = "NAME")]
+    pub(crate) nats_stream: Option<OsString>,
+
+    /// NATS credentials file (user JWT and NKey seed)
+    #[arg(long, env = "SENTRYPEER_NATS_CREDS", value_name = "FILE")]
+    pub(crate) nats_creds: Option<OsString>,
+
+    /// CA certificate(s) (PEM) trusted for TLS to the NATS server, instead of the system roots;
+    /// setting it requires TLS
+    #[arg(long, env = "SENTRYPEER_NATS_CA", value_name = "FILE")]
+    pub(crate) nats_ca: Option<OsString>,
+
+    /// Hub: store the events of the whole fleet from the NATS stream (this node then does not
+    /// publish its own)
+    #[arg(long, env = "SENTRYPEER_NATS_INGEST", value_parser = FalseyValueParser::new())]
+    pub(crate) nats_ingest: bool,
+
     /// Test hook: pretend the io_uring probe failed
     #[arg(long, hide = true, env = "SENTRYPEER_DANGER_FORCE_PORTABLE_FALLBACK",
         value_parser = FalseyValueParser::new())]
@@ -319,7 +351,7 @@ pub(crate) enum CliExportFormat {
 ///
 /// The defaults are only shown; `resolve` applies them, after the config file.
 pub(crate) fn command() -> clap::Command {
-    let shown_defaults: [(&str, String); 15] = [
+    let shown_defaults: [(&str, String); 17] = [
         ("db_file", defaults::DB_FILE.to_owned()),
         ("json_log_file", defaults::JSON_LOG_FILE.to_owned()),
         ("bootstrap_node", defaults::BOOTSTRAP_NODE.to_owned()),
@@ -344,6 +376,8 @@ pub(crate) fn command() -> clap::Command {
             "writer_interval_ms",
             limits::WRITER_BATCH_INTERVAL.as_millis().to_string(),
         ),
+        ("nats_subject", defaults::NATS_SUBJECT_PREFIX.to_owned()),
+        ("nats_stream", defaults::NATS_STREAM.to_owned()),
     ];
     let numeric_defaults: [(&str, String); 5] = [
         (

@@ -52,5 +52,11 @@ pub const SERVER_HEADER: &str = "FPBX-16.0.33(18.13.0)";
 /// imitates an Asterisk-based PBX.
 pub const SIP_REALM: &str = "asterisk";
 
+/// `--nats-subject`: the subject prefix; each node publishes on `<prefix>.<node id>`.
+pub const NATS_SUBJECT_PREFIX: &str = "sentrypeer.events";
+
+/// `--nats-stream`: the JetStream stream holding `<prefix>.>`.
+pub const NATS_STREAM: &str = "SENTRYPEER";
+
 /// The config file read when none is named, relative to `$HOME`, and only if it exists.
 pub const CONFIG_FILE_IN_HOME: &str = ".config/sentrypeer/default-config.toml";

@@ -54,11 +54,17 @@ pub(crate) struct FileConfig {
     pub(crate) retention_days: Option<i64>,
     pub(crate) api_token: Option<String>,
     pub(crate) webhook_batch: Option<i64>,
+    pub(crate) nats_url: Option<OneOrMany>,
+    pub(crate) nats_subject: Option<String>,
+    pub(crate) nats_stream: Option<String>,
+    pub(crate) nats_creds: Option<String>,
+    pub(crate) nats_ca: Option<String>,
+    pub(crate) nats_ingest: Option<bool>,
     pub(crate) danger_force_portable_fallback: Option<bool>,
     pub(crate) syslog_socket: Option<String>,
 }
 
-/// `sip_listen = "a"` or `sip_listen = ["a", "b"]` (also `ignore_ip`).
+/// `sip_listen = "a"` or `sip_listen = ["a", "b"]` (also `ignore_ip`, `nats_url`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum OneOrMany {

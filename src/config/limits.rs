@@ -641,3 +641,58 @@ const _: () = assert!(DASHBOARD_KEY_BYTES_MAX < 511);
 const _: () = assert!(DASHBOARD_BUCKET_KEYS_MAX <= u16::MAX as usize);
 const _: () = assert!(DASHBOARD_TOP_ITEMS_MAX <= DASHBOARD_BUCKET_KEYS_MAX);
 const _: () = assert!(DASHBOARD_FEED_EVENTS_INITIAL <= DASHBOARD_FEED_EVENTS_MAX);
+
+// NATS (the publisher, and the connection the hub shares).
+
+/// `--nats-url` values at most: a cluster's seed list, not a fleet.
+pub const NATS_URLS_MAX: usize = 16;
+
+/// Bytes of `--nats-subject` at most; the node id (36 bytes) and a dot are appended, and NATS
+/// subjects stay well under the server's default 1 MiB payload with room to spare.
+pub const NATS_SUBJECT_PREFIX_BYTES_MAX: usize = 128;
+
+/// Bytes of `--nats-stream` at most: the server makes a directory of the name, and NATS advises
+/// short names (32 is what its tooling keeps to; 64 leaves room).
+pub const NATS_STREAM_NAME_BYTES_MAX: usize = 64;
+
+/// Time one TCP (and TLS) connect to a NATS server may take before the client tries the next.
+pub const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reconnect waits of the NATS client: `NATS_RECONNECT_DELAY_STEP` per consecutive failed
+/// attempt, capped at `NATS_RECONNECT_DELAY_MAX`, forever (a sensor outlives a server outage).
+pub const NATS_RECONNECT_DELAY_STEP: Duration = Duration::from_millis(100);
+pub const NATS_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
+
+/// Time JetStream has to acknowledge one publish (or answer one API request) before the
+/// publisher counts it failed and retries (counter `nats_publish_retried_total`).
+pub const NATS_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Publishes awaiting a JetStream acknowledgement at most: enough to keep a loopback or LAN
+/// server busy (an acknowledgement round trip per 256 events), while a stalled server holds at
+/// most this many rendered events (~1 KiB each) in the publisher.
+pub const NATS_PUBLISH_IN_FLIGHT_MAX: usize = 256;
+
+/// Events read from the store per read transaction by the publisher.
+pub const NATS_READ_EVENTS_MAX: usize = 1_024;
+
+/// First wait after a failed publish round; it doubles per consecutive failure (with jitter) up
+/// to `NATS_BACKOFF_MAX`: retries never end, but come at least every 10 s once the server is
+/// back.
+pub const NATS_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+pub const NATS_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The publisher's cursor (`meta` key `cursor/nats`) is written after this many acknowledged
+/// events or this long after the last write, and at stop: a crash republishes at most that
+/// much, and JetStream drops the repeats by `Nats-Msg-Id` within its duplicate window.
+pub const NATS_CURSOR_PERSIST_EVENTS: u64 = 1_000;
+pub const NATS_CURSOR_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest single wait of the idle publisher on the commit watch before it checks for a stop.
+pub const NATS_IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Time the publisher's stop gives the last publishes in flight to be acknowledged.
+pub const NATS_STOP_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+const _: () = assert!(NATS_BACKOFF_INITIAL.as_millis() <= NATS_BACKOFF_MAX.as_millis());
+const _: () = assert!(NATS_PUBLISH_IN_FLIGHT_MAX >= 1);
+const _: () = assert!(NATS_READ_EVENTS_MAX >= NATS_PUBLISH_IN_FLIGHT_MAX);

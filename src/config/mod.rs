@@ -18,7 +18,9 @@
 //! `UDP_RCVBUF_BYTES_MAX`, `TCP_IDLE_TIMEOUT_MAX`, `TCP_CONNECTIONS_PER_SHARD_MAX`,
 //! `REPLY_RATE_PER_SECOND_MAX`, `REPLY_BURST_MAX`, `SERVER_HEADER_BYTES_MAX`,
 //! `WRITER_BATCH_EVENTS_MAX`, `WRITER_BATCH_INTERVAL_MAX`, `RETENTION_DAYS_MAX`,
-//! `WEBHOOK_BATCH_EVENTS_MAX`), and the `--ignore-ip` list against `IGNORE_IP_ENTRIES_MAX`.
+//! `WEBHOOK_BATCH_EVENTS_MAX`), the `--ignore-ip` list against `IGNORE_IP_ENTRIES_MAX`, and the
+//! NATS settings against `NATS_URLS_MAX`, `NATS_SUBJECT_PREFIX_BYTES_MAX` and
+//! `NATS_STREAM_NAME_BYTES_MAX`.
 
 mod cli;
 pub mod defaults;
@@ -144,6 +146,42 @@ pub struct WebhookConfig {
     pub batch: Option<usize>,
 }
 
+/// NATS JetStream (`--nats-url` and the other `--nats-*` options): publish this node's events,
+/// or, with `--nats-ingest`, gather the fleet's.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://`, `tls://`, `ws://`, `wss://` or `host:port`); may hold a user and
+    /// password, so `Debug` shows only their hosts.
+    pub urls: Vec<String>,
+    /// Subjects are `<subject_prefix>.<node id>`; the stream holds `<subject_prefix>.>`.
+    pub subject_prefix: String,
+    pub stream: String,
+    /// `--nats-creds`: a credentials file (user JWT and NKey seed).
+    pub creds: Option<PathBuf>,
+    /// `--nats-ca`: CA certificates trusted instead of the system roots; TLS is then required.
+    pub ca: Option<PathBuf>,
+    /// `--nats-ingest`: this node is a hub (it stores the stream's events and does not publish).
+    pub ingest: bool,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<&str> = self
+            .urls
+            .iter()
+            .map(|url| url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host))
+            .collect();
+        f.debug_struct("NatsConfig")
+            .field("urls", &urls)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("stream", &self.stream)
+            .field("creds", &self.creds)
+            .field("ca", &self.ca)
+            .field("ingest", &self.ingest)
+            .finish()
+    }
+}
+
 /// Peer to peer (`-p`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct P2pConfig {
@@ -210,6 +248,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `None` when the webhook is off.
     pub webhook: Option<WebhookConfig>,
+    /// `None` when no `--nats-url` is given.
+    pub nats: Option<NatsConfig>,
     pub p2p: P2pConfig,
     pub enrich: EnrichConfig,
     pub verbose: bool,
@@ -302,6 +342,9 @@ where
     }
     if config.command == Command::Run {
         check_database_files(&config.enrich)?;
+        if let Some(nats) = &config.nats {
+            check_nats_files(nats)?;
+        }
     }
     Ok(config)
 }
@@ -375,6 +418,25 @@ fn check_json_log_file(path: &Path) -> Result<(), ConfigError> {
 /// sensor opens them).
 fn check_database_files(enrich: &EnrichConfig) -> Result<(), ConfigError> {
     let named = [("geoip_db", &enrich.geoip_db), ("asn_db", &enrich.asn_db)];
+    for (key, path) in named {
+        let Some(path) = path else { continue };
+        let problem = |problem: String| ConfigError::DatabaseFile {
+            key,
+            path: path.clone(),
+            problem,
+        };
+        if path.is_dir() {
+            return Err(problem("is a directory".into()));
+        }
+        std::fs::File::open(path).map_err(|error| problem(error.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The NATS credentials and CA files must be readable regular files (their contents are checked
+/// when the client connects).
+fn check_nats_files(nats: &NatsConfig) -> Result<(), ConfigError> {
+    let named = [("nats_creds", &nats.creds), ("nats_ca", &nats.ca)];
     for (key, path) in named {
         let Some(path) = path else { continue };
         let problem = |problem: String| ConfigError::DatabaseFile {

@@ -21,6 +21,8 @@ use super::{
 };
 use crate::ignore::{IgnoreList, parse_cidr};
 
+mod nats;
+
 /// A lookup of one environment variable.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
@@ -43,6 +45,7 @@ pub(crate) fn resolve(sources: &Sources<'_>) -> Result<Config, ConfigError> {
         output: resolve_output(sources)?,
         api: resolve_api(sources)?,
         webhook: resolve_webhook(sources)?,
+        nats: nats::resolve_nats(sources)?,
         p2p: resolve_p2p(sources)?,
         enrich: resolve_enrich(sources)?,
         verbose: sources.flag("verbose", sources.cli.verbose, sources.file.verbose),

@@ -93,6 +93,7 @@ fn config_defaults() {
     assert_eq!(config.api.listen, addr("0.0.0.0:8082"));
     assert_eq!(config.api.token, None);
     assert_eq!(config.webhook, None);
+    assert_eq!(config.nats, None);
     assert!(!config.p2p.enabled);
     assert_eq!(config.p2p.listen, addr("0.0.0.0:4222"));
     assert_eq!(config.p2p.bootstrap, "bootstrap.sentrypeer.org:4222");
@@ -1104,3 +1105,5 @@ fn config_enrichment_databases_sources_and_checks() {
     let config = load_ok(&["--geoip-db", path_str(&missing), "stats"], &[]);
     assert_eq!(config.command, Command::Stats);
 }
+
+mod nats;

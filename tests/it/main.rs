@@ -44,6 +44,10 @@ mod store;
 /// The webhook worker against a local HTTP server.
 mod webhook;
 
+/// The NATS JetStream publisher against a real nats-server: exactly once, kill and restart,
+/// late server, TLS and credentials.
+mod nats_publish;
+
 /// Peer to peer: several nodes in one process, a hostile gossipsub peer, bandwidth bounds.
 #[cfg(feature = "p2p")]
 mod p2p;

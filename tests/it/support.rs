@@ -8,6 +8,8 @@
 
 /// Forged UDP sources through a raw socket.
 pub(crate) mod forge;
+/// A real `nats-server -js` on loopback: start, kill, restart on the same store.
+pub(crate) mod nats;
 /// What a test needs from its machine, and the one policy when it is missing.
 pub(crate) mod require;
 

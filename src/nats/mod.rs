@@ -1,0 +1,12 @@
+//! NATS JetStream: this node's committed events published to a stream (`publisher`), and, on a
+//! hub (`--nats-ingest`), the fleet's events read back from it into the local store (`ingest`).
+//!
+//! `connect` builds the client options (credentials, TLS, bounded reconnects) and makes sure the
+//! stream exists; both sides use it. Each side runs on its own thread with its own
+//! current-thread tokio runtime, so a slow or absent NATS server never touches the sensor's
+//! shards or the writer.
+//!
+//! Never: publish on a hub (events it ingested would loop back into the stream), or block the
+//! writer or a shard.
+
+pub mod connect;
