@@ -317,10 +317,9 @@ impl Worker {
     /// Events older than this are stale: a year, or the retention if shorter.
     fn age_max_ns(&self) -> u64 {
         let year = u64::try_from(NATS_INGEST_EVENT_AGE_MAX.as_nanos()).unwrap_or(u64::MAX);
-        let retention = self
-            .settings
-            .retention_days
-            .map_or(u64::MAX, |days| u64::from(days).saturating_mul(86_400_000_000_000));
+        let retention = self.settings.retention_days.map_or(u64::MAX, |days| {
+            u64::from(days).saturating_mul(86_400_000_000_000)
+        });
         year.min(retention)
     }
 

@@ -10,3 +10,6 @@
 //! writer or a shard.
 
 pub mod connect;
+pub mod ingest;
+pub mod ingest_decode;
+pub mod ingest_metrics;
