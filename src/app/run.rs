@@ -1,8 +1,10 @@
 //! The `run` sequence: start the parts in dependency order, wait for signals, stop in reverse.
 //!
 //! Start: MMDB files (`--geoip-db`, `--asn-db`) -> store (owns the node id) -> writer -> webhook
-//! -> P2P -> NATS hub (`--nats-ingest`) -> sensor -> API. Stop: sensor, P2P and the NATS hub (the
-//! producers) -> writer drains and commits -> webhook -> API. SIGHUP: the writer reopens the JSON log, this thread the MMDB files.
+//! -> NATS publisher (not on a `--nats-ingest` hub) -> P2P -> NATS hub (`--nats-ingest`) -> sensor
+//! -> API. Stop: sensor, P2P and the NATS hub (the producers) -> writer drains and commits ->
+//! webhook -> NATS publisher -> API. SIGHUP: the writer reopens the JSON log, this thread the MMDB
+//! files.
 
 use std::error::Error;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::enrich::Enricher;
 use crate::event::Event;
 use crate::metrics::Render;
 use crate::nats::ingest::{self as nats_ingest, IngestHandle, IngestSettings};
+use crate::nats::publisher::{self as nats_publisher, PublisherHandle};
 use crate::p2p::{self, P2pHandle};
 use crate::sensor::{self, Sensor};
 use crate::store::writer::WriterHandle;
@@ -32,6 +35,7 @@ struct Parts {
     events: Sender<Event>,
     writer: WriterHandle,
     webhook: Option<WebhookHandle>,
+    nats_publisher: Option<PublisherHandle>,
     p2p: Option<P2pHandle>,
     /// `--nats-ingest`: the fleet's events from JetStream.
     nats_ingest: Option<IngestHandle>,
@@ -106,13 +110,7 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
         writer_options,
     )?;
     let mut renders: Vec<Arc<dyn Render>> = vec![writer.metrics()];
-    let webhook = match &config.webhook {
-        Some(settings) => Some(webhook::spawn(settings, store.clone(), writer.commits())?),
-        None => None,
-    };
-    if let Some(handle) = &webhook {
-        renders.push(handle.metrics());
-    }
+    let (webhook, nats_publisher) = start_commit_readers(config, &store, &writer, &mut renders)?;
     let p2p = if config.p2p.enabled {
         let commits = writer.commits();
         let handle = p2p::start(
@@ -152,6 +150,7 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
         events,
         writer,
         webhook,
+        nats_publisher,
         p2p,
         nats_ingest,
         sensor,
@@ -184,6 +183,35 @@ fn start_nats_ingest(
     Ok(Some(handle))
 }
 
+/// The workers that read committed events after their own cursor: the webhook, and the NATS
+/// publisher (not on a hub: the events it ingested from the stream would go back into it).
+fn start_commit_readers(
+    config: &Config,
+    store: &Store,
+    writer: &WriterHandle,
+    renders: &mut Vec<Arc<dyn Render>>,
+) -> Result<(Option<WebhookHandle>, Option<PublisherHandle>), Box<dyn Error>> {
+    let webhook = match &config.webhook {
+        Some(settings) => Some(webhook::spawn(settings, store.clone(), writer.commits())?),
+        None => None,
+    };
+    if let Some(handle) = &webhook {
+        renders.push(handle.metrics());
+    }
+    let nats_publisher = match &config.nats {
+        Some(settings) if !settings.ingest => Some(nats_publisher::spawn(
+            settings,
+            store.clone(),
+            writer.commits(),
+        )?),
+        _ => None,
+    };
+    if let Some(handle) = &nats_publisher {
+        renders.push(handle.metrics());
+    }
+    Ok((webhook, nats_publisher))
+}
+
 impl Parts {
     /// Producers first, then the writer drains the channel and commits, then its consumers.
     fn stop(self) {
@@ -200,6 +228,9 @@ impl Parts {
         self.writer.join();
         if let Some(webhook) = self.webhook {
             webhook.stop();
+        }
+        if let Some(publisher) = self.nats_publisher {
+            publisher.stop();
         }
         if let Some(api) = self.api {
             api.stop();

@@ -98,12 +98,14 @@ pub fn server_addrs(config: &NatsConfig) -> Result<Vec<ServerAddr>, NatsSetupErr
         .collect()
 }
 
-/// A JetStream context whose API requests and publish acknowledgements time out after
-/// [`limits::NATS_ACK_TIMEOUT`], with at most `in_flight_max` publishes awaiting acknowledgement.
-pub fn jetstream_context(client: Client, in_flight_max: usize) -> jetstream::Context {
+/// A JetStream context whose API requests and publish acknowledgements (awaited or dropped) time
+/// out after [`limits::NATS_ACK_TIMEOUT`], with at most `ack_pending_max` publishes awaiting an
+/// acknowledgement (a further publish waits for a slot).
+pub fn jetstream_context(client: Client, ack_pending_max: usize) -> jetstream::Context {
     jetstream::ContextBuilder::new()
         .timeout(limits::NATS_ACK_TIMEOUT)
-        .max_ack_inflight(in_flight_max.max(1))
+        .ack_timeout(limits::NATS_ACK_TIMEOUT)
+        .max_ack_inflight(ack_pending_max.max(1))
         .backpressure_on_inflight(true)
         .build(client)
 }

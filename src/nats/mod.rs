@@ -13,3 +13,9 @@ pub mod connect;
 pub mod ingest;
 pub mod ingest_decode;
 pub mod ingest_metrics;
+mod publish_loop;
+mod publish_metrics;
+mod publish_policy;
+pub mod publisher;
+
+pub use publish_metrics::PublisherMetrics;

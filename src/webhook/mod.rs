@@ -48,6 +48,8 @@ use crate::store::{CommitWatch, Store, StoreError};
 
 pub use clock::{SystemClock, WebhookClock};
 pub use metrics::WebhookMetrics;
+/// The capped, jittered back-off and the failure-log rate (the NATS publisher uses them too).
+pub(crate) use policy::{backoff_delay, failure_log_due};
 use worker::{Log, OAuth, Shape, StopSignal, Timing, Worker};
 
 /// The store cursor name the webhook keeps.

@@ -1,0 +1,381 @@
+//! The `nats-publisher` loop: reads committed events after its cursor, publishes them to
+//! JetStream with many acknowledgements awaited at once, and moves the cursor over the
+//! acknowledged prefix only. The decisions are in `publish_policy.rs`.
+//!
+//! Never: wait without a bound (connects, publishes and acknowledgements time out, back-offs are
+//! capped), hold more than `in_flight_max` unacknowledged publishes, or skip an event that could
+//! still be published (only oversize ones, counted and logged).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::{Client, ConnectOptions, ServerAddr};
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::connect;
+use super::publish_metrics::PublisherMetrics;
+use super::publish_policy::{backoff_delay, cursor_persist_due, is_own};
+use super::publisher::{CURSOR_NAME, PublisherOptions, StopSignal};
+use crate::config::{NatsConfig, limits};
+use crate::event::Event;
+use crate::event::json::write_json;
+use crate::store::{CommitWatch, Store, StoreError};
+use crate::webhook::failure_log_due;
+
+/// One publish awaiting its acknowledgement, or an event passed over (`None`).
+type Pending = (u64, Option<PublishAckFuture>);
+
+/// How one round of publishes ended.
+enum Round {
+    /// Every event of the round was acknowledged (or passed over).
+    Done,
+    /// A publish or an acknowledgement failed; the unacknowledged rest is published again.
+    Failed(String),
+    Stopped,
+}
+
+pub(crate) struct Publisher {
+    nats: NatsConfig,
+    store: Store,
+    commits: Arc<CommitWatch>,
+    metrics: Arc<PublisherMetrics>,
+    stop: Arc<StopSignal>,
+    options: PublisherOptions,
+    node_id: Uuid,
+    subject: String,
+    /// The last event acknowledged, skipped or pruned.
+    cursor: u64,
+    cursor_stored: u64,
+    cursor_stored_at: Instant,
+    /// Consecutive failed rounds (0: the last one succeeded).
+    failures: u32,
+    failure_logged_at: Option<Instant>,
+    stream_ready: bool,
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        nats: &NatsConfig,
+        store: Store,
+        commits: Arc<CommitWatch>,
+        metrics: Arc<PublisherMetrics>,
+        stop: Arc<StopSignal>,
+        options: PublisherOptions,
+        cursor: u64,
+    ) -> Self {
+        let node_id = store.node_id();
+        Self {
+            subject: connect::node_subject(&nats.subject_prefix, node_id),
+            nats: nats.clone(),
+            store,
+            commits,
+            metrics,
+            stop,
+            options,
+            node_id,
+            cursor,
+            cursor_stored: cursor,
+            cursor_stored_at: Instant::now(),
+            failures: 0,
+            failure_logged_at: None,
+            stream_ready: false,
+        }
+    }
+
+    /// Runs until stopped, or until the writer has finished and everything is acknowledged.
+    pub(crate) async fn run(mut self, options: ConnectOptions, addrs: Vec<ServerAddr>) {
+        let client = match options.connect(addrs).await {
+            Ok(client) => client,
+            Err(error) => {
+                self.log(&format!("cannot start the NATS client: {error}"));
+                return;
+            }
+        };
+        let ack_pending_max = self.options.in_flight_max.max(1).saturating_mul(2);
+        let context = connect::jetstream_context(client.clone(), ack_pending_max);
+        while !self.stop.is_stopped() {
+            if !self.connected(&client) {
+                self.pause(limits::NATS_IDLE_WAIT).await;
+                continue;
+            }
+            if !self.stream_ready && !self.ensure_stream(&context).await {
+                continue;
+            }
+            // Read `finished` before the store: a commit after this read is then seen below.
+            let finished = self.commits.is_finished();
+            let events = match self.read_after_cursor() {
+                Ok(events) => events,
+                Err(error) => {
+                    self.back_off(&format!("cannot read the store: {error}"))
+                        .await;
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                self.persist_cursor_if_due();
+                if finished {
+                    break;
+                }
+                self.wait_for_commits().await;
+                continue;
+            }
+            match self.publish_round(&context, &events).await {
+                Round::Done => self.recovered(),
+                Round::Failed(reason) => {
+                    self.stream_ready = false;
+                    self.back_off(&reason).await;
+                }
+                Round::Stopped => break,
+            }
+        }
+        self.persist_cursor();
+        self.metrics.connected.set(0);
+        drop(context);
+        let _ = client.drain().await;
+    }
+
+    fn connected(&self, client: &Client) -> bool {
+        let connected = client.connection_state() == State::Connected;
+        self.metrics.connected.set(u64::from(connected));
+        connected
+    }
+
+    /// Looks the stream up or creates it; backs off on failure. True when it is there.
+    async fn ensure_stream(&mut self, context: &jetstream::Context) -> bool {
+        match connect::ensure_stream(context, &self.nats).await {
+            Ok(_) => {
+                self.stream_ready = true;
+                true
+            }
+            Err(error) => {
+                self.back_off(&error.to_string()).await;
+                false
+            }
+        }
+    }
+
+    /// Up to [`limits::NATS_READ_EVENTS_MAX`] events after the cursor; moves the cursor over
+    /// events that no longer exist (retention), counting them as pruned.
+    fn read_after_cursor(&mut self) -> Result<Vec<(u64, Event)>, StoreError> {
+        let reader = self.store.read()?;
+        let events = reader.events_after(self.cursor, limits::NATS_READ_EVENTS_MAX)?;
+        let missing_until = match events.first() {
+            Some((key, _)) => key.saturating_sub(1),
+            None => reader.last_key()?,
+        };
+        drop(reader);
+        if missing_until > self.cursor {
+            let pruned = missing_until - self.cursor;
+            self.metrics.pruned_total.add(pruned);
+            self.log(&format!(
+                "{pruned} events were removed from the store before they were published"
+            ));
+            self.advance(missing_until);
+        }
+        Ok(events)
+    }
+
+    /// Publishes `events` in order with up to `in_flight_max` acknowledgements awaited at once;
+    /// the cursor follows the acknowledged prefix.
+    async fn publish_round(
+        &mut self,
+        context: &jetstream::Context,
+        events: &[(u64, Event)],
+    ) -> Round {
+        let in_flight_max = self.options.in_flight_max.max(1);
+        let mut pending: VecDeque<Pending> = VecDeque::with_capacity(in_flight_max);
+        let mut body = Vec::with_capacity(4 * 1024);
+        for (key, event) in events {
+            if self.stop.is_stopped() {
+                return self.drain(pending).await;
+            }
+            while pending.len() >= in_flight_max {
+                if let Err(reason) = self.settle_front(&mut pending).await {
+                    return self.abandon(pending, reason);
+                }
+            }
+            if !is_own(event.node_id, self.node_id) {
+                pending.push_back((*key, None));
+                continue;
+            }
+            match self.publish(context, event, &mut body).await {
+                Ok(ack) => pending.push_back((*key, Some(ack))),
+                Err((PublishErrorKind::MaxPayloadExceeded, _)) => {
+                    self.skipped(event, body.len());
+                    pending.push_back((*key, None));
+                }
+                Err((_, reason)) => {
+                    self.metrics.retried_total.inc();
+                    return self.abandon(pending, reason);
+                }
+            }
+        }
+        while !pending.is_empty() {
+            if let Err(reason) = self.settle_front(&mut pending).await {
+                return self.abandon(pending, reason);
+            }
+        }
+        Round::Done
+    }
+
+    /// Sends one event; the acknowledgement is awaited later.
+    async fn publish(
+        &self,
+        context: &jetstream::Context,
+        event: &Event,
+        body: &mut Vec<u8>,
+    ) -> Result<PublishAckFuture, (PublishErrorKind, String)> {
+        body.clear();
+        // Writing into a Vec cannot fail.
+        let _ = write_json(event, body);
+        let message = PublishMessage::build()
+            .payload(Bytes::copy_from_slice(body))
+            .message_id(event.uuid.hyphenated().to_string());
+        let sent = context.send_publish(self.subject.clone(), message).await;
+        self.metrics.published_total.inc();
+        sent.map_err(|error| (error.kind(), format!("publish failed: {error}")))
+    }
+
+    /// Awaits the oldest pending acknowledgement and moves the cursor over it.
+    async fn settle_front(&mut self, pending: &mut VecDeque<Pending>) -> Result<(), String> {
+        let Some((key, ack)) = pending.pop_front() else {
+            return Ok(());
+        };
+        if let Some(ack) = ack {
+            match ack.await {
+                Ok(ack) => {
+                    self.metrics.acknowledged_total.inc();
+                    if ack.duplicate {
+                        self.metrics.duplicates_total.inc();
+                    }
+                }
+                Err(error) => {
+                    self.metrics.retried_total.inc();
+                    return Err(format!("no acknowledgement: {error}"));
+                }
+            }
+        }
+        self.advance(key);
+        Ok(())
+    }
+
+    /// Gives up on the round: the unacknowledged publishes will be sent again.
+    fn abandon(&self, pending: VecDeque<Pending>, reason: String) -> Round {
+        let unacknowledged = pending.iter().filter(|(_, ack)| ack.is_some()).count();
+        self.metrics.retried_total.add(unacknowledged as u64);
+        Round::Failed(reason)
+    }
+
+    /// On stop: the pending acknowledgements get up to [`limits::NATS_STOP_DRAIN_TIMEOUT`].
+    async fn drain(&mut self, mut pending: VecDeque<Pending>) -> Round {
+        let deadline = tokio::time::Instant::now() + limits::NATS_STOP_DRAIN_TIMEOUT;
+        while !pending.is_empty() {
+            let settled = tokio::time::timeout_at(deadline, self.settle_front(&mut pending));
+            if !matches!(settled.await, Ok(Ok(()))) {
+                break;
+            }
+        }
+        Round::Stopped
+    }
+
+    fn skipped(&self, event: &Event, bytes: usize) {
+        self.metrics.skipped_total.inc();
+        self.log(&format!(
+            "skipped event {}: {bytes} bytes of JSON exceed the server's max_payload",
+            event.uuid.hyphenated()
+        ));
+    }
+
+    fn advance(&mut self, key: u64) {
+        self.cursor = self.cursor.max(key);
+        self.metrics.cursor.set(self.cursor);
+        self.persist_cursor_if_due();
+    }
+
+    fn persist_cursor_if_due(&mut self) {
+        let behind = self.cursor.saturating_sub(self.cursor_stored);
+        let since_stored = self.cursor_stored_at.elapsed();
+        if cursor_persist_due(behind, since_stored, self.options.persist_interval) {
+            self.persist_cursor();
+        }
+    }
+
+    fn persist_cursor(&mut self) {
+        if self.cursor == self.cursor_stored {
+            return;
+        }
+        match self.store.set_cursor(CURSOR_NAME, self.cursor) {
+            Ok(()) => self.cursor_stored = self.cursor,
+            Err(error) => self.log(&format!("cannot store the cursor: {error}")),
+        }
+        self.cursor_stored_at = Instant::now();
+    }
+
+    /// Waits (off the runtime's thread) for a commit past the cursor, at most
+    /// [`limits::NATS_IDLE_WAIT`].
+    async fn wait_for_commits(&self) {
+        let commits = Arc::clone(&self.commits);
+        let cursor = self.cursor;
+        let waited = tokio::task::spawn_blocking(move || {
+            commits.wait_past(cursor, limits::NATS_IDLE_WAIT);
+        });
+        let _ = waited.await;
+    }
+
+    /// Counts and logs a failure, then waits out the back-off (or until stopped).
+    async fn back_off(&mut self, reason: &str) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = backoff_delay(
+            self.failures,
+            self.options.backoff_initial,
+            self.options.backoff_max,
+            fastrand::u64(..),
+        );
+        let now = Instant::now();
+        let since_logged = self.failure_logged_at.map(|at| now.duration_since(at));
+        if failure_log_due(self.failures, since_logged) {
+            self.log(&format!(
+                "{reason}; retrying in {} ms ({} failed attempts in a row)",
+                delay.as_millis(),
+                self.failures
+            ));
+            self.failure_logged_at = Some(now);
+        }
+        self.persist_cursor_if_due();
+        self.pause(delay).await;
+    }
+
+    /// Sleeps for `delay` unless a stop comes first.
+    async fn pause(&self, delay: Duration) {
+        if self.stop.is_stopped() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.stop.notify.notified() => {}
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            self.log(&format!(
+                "publishing again after {} failed attempts",
+                self.failures
+            ));
+        }
+        self.failures = 0;
+        self.failure_logged_at = None;
+    }
+
+    fn log(&self, text: &str) {
+        eprintln!("sentrypeer: nats: {text}");
+        if let Some(lines) = &self.options.log_lines {
+            let _: Result<(), _> = lines.try_send(text.to_owned());
+        }
+    }
+}
