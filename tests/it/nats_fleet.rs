@@ -174,7 +174,7 @@ fn publish_garbage(nats: &NatsServer, hub_dir: &Path, hub: &Node) {
         ("timestamp", with("event_timestamp", "yesterday".into())),
         (
             "future",
-            with("event_timestamp", "2999-01-01 00:00:00.0".into()),
+            with("event_timestamp", "2030-01-01 00:00:00.000000000".into()),
         ),
         ("ip", with("source_ip", "999.1.1.1".into())),
         ("enum", with("transport_type", "SCTP".into())),
