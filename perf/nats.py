@@ -15,6 +15,9 @@ script reads the sensor's /metrics (events committed; the publisher's counters, 
   - end_to_end_per_s: the step's events / (flood + catch-up seconds);
   - keeps_up: the publisher's rate is at least 0.95 x the sensor's store rate and its backlog
     at the flood's end is under one second of the sensor's rate.
+Then the hub alone: it is stopped, a flood at --drain-rate for --seconds goes into the stream,
+and once the publisher has it all, the hub starts again on its store and durable consumer; its
+rate through that backlog (from its start, start-up included) is hub_drain.hub_stored_per_s.
 Writes perf/results/<date>-nats.json and prints a table. Run through perf/nats.sh.
 
 Never: sends anywhere but 127.0.0.0/8; leaves a child running (every child is killed at exit).
@@ -125,13 +128,41 @@ def start_nats(args, tmp):
 
 
 def start_node(args, tmp, name, extra):
-    os.makedirs(f"{tmp}/{name}")
+    """Starts (or restarts, on the same store) a node; returns (API port, process)."""
+    os.makedirs(f"{tmp}/{name}", exist_ok=True)
     api = free_port()
     command = [args.sentrypeer, "-f", f"{tmp}/{name}/sentrypeer.db", "-a",
                "--api-listen", f"127.0.0.1:{api}"] + extra
-    start(command, f"{tmp}/{name}.log", f"{tmp}/{name}")
+    child = start(command, f"{tmp}/{name}.log", f"{tmp}/{name}")
     wait_for(name, lambda: get(f"http://127.0.0.1:{api}/health-check") is not None, 20)
-    return api
+    return api, child
+
+
+def hub_drain(args, tmp, url, sensor_api, sip, hub):
+    """The hub alone: stopped while the sensor publishes a flood into the stream, then started
+    again; its rate through the stored backlog (the durable consumer resumes)."""
+    hub.terminate()
+    hub.wait(timeout=30)
+    before = metrics(sensor_api)
+    committed0 = before.get("sentrypeer_writer_events_committed_total", 0)
+    published0 = published(before) or 0
+    subprocess.run([args.loadgen, "udp", "--target", f"127.0.0.1:{sip}", "--rate",
+                    str(args.drain_rate), "--duration", str(args.seconds), "--sources",
+                    "127.0.0.0/16", "--seed", "2"], capture_output=True, timeout=120)
+    def all_published():
+        sample = metrics(sensor_api)
+        stored = sample.get("sentrypeer_writer_events_committed_total", 0) - committed0
+        return stored > 0 and (published(sample) or 0) - published0 >= stored
+    wait_for("the publisher to empty its backlog", all_published, args.catch_up_seconds)
+    backlog = metrics(sensor_api).get("sentrypeer_writer_events_committed_total", 0) - committed0
+    started = time.monotonic()
+    hub_api, hub = start_node(args, tmp, "hub", ["-R", "--nats-ingest", "--nats-url", url])
+    wait_for("the hub to store the backlog",
+             lambda: metrics(hub_api).get("sentrypeer_nats_ingest_stored_total", 0) >= backlog,
+             args.catch_up_seconds)
+    elapsed = time.monotonic() - started
+    return {"events": int(backlog), "seconds_from_start": round(elapsed, 2),
+            "hub_stored_per_s": round(backlog / elapsed)}, hub_api
 
 
 def step(args, rate, ports):
@@ -187,9 +218,11 @@ def step(args, rate, ports):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="20000,50000,100000,150000")
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--catch-up-seconds", type=float, default=120)
+    parser.add_argument("--rates", default="10000,20000,50000,150000")
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--catch-up-seconds", type=float, default=180)
+    parser.add_argument("--drain-rate", type=int, default=20000,
+                        help="UDP rate of the flood published while the hub is stopped")
     parser.add_argument("--sentrypeer", required=True)
     parser.add_argument("--loadgen", required=True)
     parser.add_argument("--nats-server", default="nats-server")
@@ -197,16 +230,19 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = start_nats(args, tmp)
-        hub_api = start_node(args, tmp, "hub", ["-R", "--nats-ingest", "--nats-url", url])
+        hub_api, hub = start_node(args, tmp, "hub", ["-R", "--nats-ingest", "--nats-url", url])
         sip, tls = free_port(), free_port()
-        sensor_api = start_node(args, tmp, "sensor", [
+        sensor_api, _ = start_node(args, tmp, "sensor", [
             "--nats-url", url, "--sip-listen", f"127.0.0.1:{sip}", "-z", f"127.0.0.1:{tls}",
             "-j", "-l", f"{tmp}/sensor/json.log"])
         steps = []
         for rate in [int(r) for r in args.rates.split(",")]:
             steps.append(step(args, rate, (sensor_api, hub_api, sip)))
             print(json.dumps(steps[-1]), flush=True)
+        drain, hub_api = hub_drain(args, tmp, url, sensor_api, sip, hub)
+        print(json.dumps({"hub_drain": drain}), flush=True)
         final_sensor, final_hub = metrics(sensor_api), metrics(hub_api)
+        kill_children()
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -215,7 +251,7 @@ def main():
         "load_at_end": open("/proc/loadavg").read().split()[:3],
         "nats_server": subprocess.run([args.nats_server, "--version"], capture_output=True,
                                       text=True).stdout.strip(),
-        "command": " ".join(sys.argv), "steps": steps,
+        "command": " ".join(sys.argv), "steps": steps, "hub_drain": drain,
         "sensor_nats_metrics": {k: v for k, v in final_sensor.items()
                                 if k.startswith("sentrypeer_nats_")},
         "hub_nats_metrics": {k: v for k, v in final_hub.items()
@@ -229,6 +265,8 @@ def main():
         print(f"{s['rate']:>8} {s['sensor_stored_per_s']:>9} {s['published_per_s']:>11} "
               f"{s['hub_stored_per_s']:>8} {s['backlog_at_flood_end']:>8} "
               f"{str(s['catch_up_s']):>10} {str(s['end_to_end_per_s']):>8} {s['keeps_up']}")
+    print(f"hub alone, through a stored backlog of {drain['events']} events: "
+          f"{drain['hub_stored_per_s']}/s ({drain['seconds_from_start']} s from its start)")
     print(args.out)
 
 
