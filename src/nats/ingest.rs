@@ -190,7 +190,13 @@ impl Worker {
         let context = connect::jetstream_context(client, 1);
         let mut backoff = NATS_INGEST_BACKOFF_INITIAL;
         while !*self.stop.borrow() {
-            let ended = match self.open(&context).await {
+            // A stop does not wait for a JetStream request to a server that is down.
+            let mut stop = self.stop.clone();
+            let opened = tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => break,
+                opened = self.open(&context) => opened,
+            };
+            let ended = match opened {
                 Ok(messages) => {
                     backoff = NATS_INGEST_BACKOFF_INITIAL;
                     self.consume(messages).await
@@ -202,7 +208,6 @@ impl Worker {
             };
             self.metrics.consumer_errors_total.inc();
             self.report(&problem, backoff);
-            let mut stop = self.stop.clone();
             tokio::select! {
                 _ = stop.wait_for(|stopped| *stopped) => break,
                 () = tokio::time::sleep(backoff) => {}

@@ -443,3 +443,24 @@ fn nats_ingest_in_process_duplicates_and_acks() {
     hub.stop();
     writer.join();
 }
+
+/// A hub whose server is not there: it starts (the server is dialled in the background), its
+/// API answers, and SIGTERM ends it at once with success, not after a JetStream request's
+/// timeout (5 s).
+#[test]
+fn nats_fleet_hub_without_server_stops_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nowhere = format!("nats://127.0.0.1:{}", crate::support::free_port());
+    let hub = Launch::new(dir.path())
+        .arg(&["-R", "--nats-ingest", "--nats-url", &nowhere])
+        .start();
+    assert_eq!(hub.metric("sentrypeer_nats_ingest_received_total"), 0);
+    let asked = std::time::Instant::now();
+    let (status, stderr) = hub.stop();
+    assert!(status.success(), "{status}; stderr: {stderr}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "stop took {:?}; stderr: {stderr}",
+        asked.elapsed()
+    );
+}
