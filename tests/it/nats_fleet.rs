@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::nats::NatsServer;
 use crate::support::{Launch, Node, run_command, send_paced, udp_from, wait_until};
@@ -53,44 +53,39 @@ fn committed(node: &Node) -> u64 {
     node.metric("sentrypeer_writer_events_committed_total")
 }
 
-/// Waits until the hub's store holds every event of the sensors' stores, then checks each is
-/// there exactly once with the sensor's node id and timestamp; returns how many.
+/// Waits until the hub's store holds exactly the events of the sensors' stores (both read again
+/// on every poll: a sensor may still be committing the end of a flood), then checks each is
+/// there once with the sensor's node id and timestamp; returns how many.
 fn assert_gathered(hub_dir: &Path, sensors: &[(&Path, &Node)], hub: &Node) -> usize {
-    let mut expected = Identities::new();
-    for (dir, _) in sensors {
-        expected.extend(identities(dir, &dir.join("sentrypeer.db")));
-    }
-    assert!(expected.values().all(|(_, _, count)| *count == 1));
-    let mut last = Identities::new();
-    let converged = (0..)
-        .map(|_| {
-            last = identities(hub_dir, &hub_dir.join("sentrypeer.db"));
-            last.len() >= expected.len()
-        })
-        .zip(std::iter::repeat_with(|| {
-            thread::sleep(Duration::from_millis(100));
-        }))
-        .take((CONVERGE.as_millis() / 100) as usize)
-        .any(|(done, ())| done);
-    assert!(
-        converged,
-        "the hub has {} of {} events; hub stderr: {}",
-        last.len(),
-        expected.len(),
-        hub.stderr()
-    );
-    for (uuid, (node, timestamp, _)) in &expected {
-        let got = last
-            .get(uuid)
-            .unwrap_or_else(|| panic!("{uuid} missing at the hub"));
+    let deadline = Instant::now() + CONVERGE;
+    let (expected, gathered) = loop {
+        let mut expected = Identities::new();
+        for (dir, _) in sensors {
+            expected.extend(identities(dir, &dir.join("sentrypeer.db")));
+        }
+        let gathered = identities(hub_dir, &hub_dir.join("sentrypeer.db"));
+        let missing = expected
+            .keys()
+            .filter(|k| !gathered.contains_key(*k))
+            .count();
+        if missing == 0 && gathered.len() == expected.len() {
+            break (expected, gathered);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hub has {} events, the sensors {} ({missing} missing at the hub); hub stderr: {}",
+            gathered.len(),
+            expected.len(),
+            hub.stderr()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    for (uuid, (node, timestamp, count)) in &expected {
+        assert_eq!(*count, 1, "{uuid} stored {count} times at its sensor");
+        let got = &gathered[uuid];
         assert_eq!((&got.0, &got.1), (node, timestamp), "{uuid}");
         assert_eq!(got.2, 1, "{uuid} stored {} times at the hub", got.2);
     }
-    assert_eq!(
-        last.len(),
-        expected.len(),
-        "the hub has events no sensor stored"
-    );
     expected.len()
 }
 
@@ -455,7 +450,7 @@ fn nats_fleet_hub_without_server_stops_at_once() {
         .arg(&["-R", "--nats-ingest", "--nats-url", &nowhere])
         .start();
     assert_eq!(hub.metric("sentrypeer_nats_ingest_received_total"), 0);
-    let asked = std::time::Instant::now();
+    let asked = Instant::now();
     let (status, stderr) = hub.stop();
     assert!(status.success(), "{status}; stderr: {stderr}");
     assert!(
