@@ -138,6 +138,19 @@ fn outputs(config: &Config) -> Vec<String> {
     if let Some(webhook) = &config.webhook {
         outputs.push(format!("webhook {}", url_host(&webhook.url)));
     }
+    if let Some(nats) = &config.nats {
+        let role = if nats.ingest {
+            "ingest from"
+        } else {
+            "publish to"
+        };
+        let hosts: Vec<String> = nats.urls.iter().map(|url| nats_host(url)).collect();
+        outputs.push(format!(
+            "nats {role} stream {} at {}",
+            nats.stream,
+            hosts.join(",")
+        ));
+    }
     if config.p2p.enabled {
         outputs.push(format!("p2p on {}", config.p2p.listen));
     }
@@ -145,6 +158,17 @@ fn outputs(config: &Config) -> Vec<String> {
         outputs.push("store only".to_string());
     }
     outputs
+}
+
+/// A NATS server URL without credentials; a bare `host:port` stays bare.
+fn nats_host(url: &str) -> String {
+    if url.contains("://") {
+        url_host(url)
+    } else {
+        url.rsplit_once('@')
+            .map_or(url, |(_, host)| host)
+            .to_owned()
+    }
 }
 
 /// `scheme://host[:port]` of a URL, without credentials, path or query (they may hold secrets).
@@ -159,7 +183,14 @@ fn url_host(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::url_host;
+    use super::{nats_host, url_host};
+
+    #[test]
+    fn status_nats_host_hides_credentials() {
+        assert_eq!(nats_host("nats://u:p@h:4222"), "nats://h:4222");
+        assert_eq!(nats_host("u:p@h:4222"), "h:4222");
+        assert_eq!(nats_host("h"), "h");
+    }
 
     #[test]
     fn status_url_host_hides_credentials() {

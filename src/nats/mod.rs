@@ -4,7 +4,8 @@
 //! `connect` builds the client options (credentials, TLS, bounded reconnects) and makes sure the
 //! stream exists; both sides use it. Each side runs on its own thread with its own
 //! current-thread tokio runtime, so a slow or absent NATS server never touches the sensor's
-//! shards or the writer.
+//! shards or the writer. The publisher: `publisher` (handle, thread, options), `publish_loop`
+//! (the async loop), `publish_policy` (its pure decisions), `publish_metrics` (`/metrics`).
 //!
 //! Never: publish on a hub (events it ingested would loop back into the stream), or block the
 //! writer or a shard.

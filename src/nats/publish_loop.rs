@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::connect;
 use super::publish_metrics::PublisherMetrics;
 use super::publish_policy::{backoff_delay, cursor_persist_due, is_own};
-use super::publisher::{CURSOR_NAME, PublisherOptions, StopSignal};
+use super::publisher::{CURSOR_NAME, PublisherOptions, Signals};
 use crate::config::{NatsConfig, limits};
 use crate::event::Event;
 use crate::event::json::write_json;
@@ -44,8 +44,10 @@ pub(crate) struct Publisher {
     store: Store,
     commits: Arc<CommitWatch>,
     metrics: Arc<PublisherMetrics>,
-    stop: Arc<StopSignal>,
+    stop: Arc<Signals>,
     options: PublisherOptions,
+    /// Connections lost before the current round began.
+    round_disconnects: u64,
     node_id: Uuid,
     subject: String,
     /// The last event acknowledged, skipped or pruned.
@@ -55,7 +57,8 @@ pub(crate) struct Publisher {
     /// Consecutive failed rounds (0: the last one succeeded).
     failures: u32,
     failure_logged_at: Option<Instant>,
-    stream_ready: bool,
+    /// Whether the stream was looked up (or created) since the last failed round.
+    stream_checked: bool,
 }
 
 impl Publisher {
@@ -64,7 +67,7 @@ impl Publisher {
         store: Store,
         commits: Arc<CommitWatch>,
         metrics: Arc<PublisherMetrics>,
-        stop: Arc<StopSignal>,
+        stop: Arc<Signals>,
         options: PublisherOptions,
         cursor: u64,
     ) -> Self {
@@ -77,13 +80,14 @@ impl Publisher {
             metrics,
             stop,
             options,
+            round_disconnects: 0,
             node_id,
             cursor,
             cursor_stored: cursor,
             cursor_stored_at: Instant::now(),
             failures: 0,
             failure_logged_at: None,
-            stream_ready: false,
+            stream_checked: false,
         }
     }
 
@@ -103,8 +107,8 @@ impl Publisher {
                 self.pause(limits::NATS_IDLE_WAIT).await;
                 continue;
             }
-            if !self.stream_ready && !self.ensure_stream(&context).await {
-                continue;
+            if !self.stream_checked {
+                self.check_stream(&context).await;
             }
             // Read `finished` before the store: a commit after this read is then seen below.
             let finished = self.commits.is_finished();
@@ -127,7 +131,7 @@ impl Publisher {
             match self.publish_round(&context, &events).await {
                 Round::Done => self.recovered(),
                 Round::Failed(reason) => {
-                    self.stream_ready = false;
+                    self.stream_checked = false;
                     self.back_off(&reason).await;
                 }
                 Round::Stopped => break,
@@ -135,8 +139,10 @@ impl Publisher {
         }
         self.persist_cursor();
         self.metrics.connected.set(0);
+        // No drain: it could wait on a frozen server, and what was not acknowledged is published
+        // again by the next run anyway.
         drop(context);
-        let _ = client.drain().await;
+        drop(client);
     }
 
     fn connected(&self, client: &Client) -> bool {
@@ -145,17 +151,13 @@ impl Publisher {
         connected
     }
 
-    /// Looks the stream up or creates it; backs off on failure. True when it is there.
-    async fn ensure_stream(&mut self, context: &jetstream::Context) -> bool {
-        match connect::ensure_stream(context, &self.nats).await {
-            Ok(_) => {
-                self.stream_ready = true;
-                true
-            }
-            Err(error) => {
-                self.back_off(&error.to_string()).await;
-                false
-            }
+    /// Looks the stream up or creates it. A failure only logs: through a leaf node the JetStream
+    /// API of the hub's account is out of reach while publishing to its stream works, so the
+    /// acknowledgements decide (a missing stream fails the round and this runs again).
+    async fn check_stream(&mut self, context: &jetstream::Context) {
+        self.stream_checked = true;
+        if let Err(error) = connect::ensure_stream(context, &self.nats).await {
+            self.log(&format!("{error}; publishing anyway"));
         }
     }
 
@@ -187,6 +189,7 @@ impl Publisher {
         context: &jetstream::Context,
         events: &[(u64, Event)],
     ) -> Round {
+        self.round_disconnects = self.stop.disconnects();
         let in_flight_max = self.options.in_flight_max.max(1);
         let mut pending: VecDeque<Pending> = VecDeque::with_capacity(in_flight_max);
         let mut body = Vec::with_capacity(4 * 1024);
@@ -241,22 +244,36 @@ impl Publisher {
         sent.map_err(|error| (error.kind(), format!("publish failed: {error}")))
     }
 
-    /// Awaits the oldest pending acknowledgement and moves the cursor over it.
+    /// Awaits the oldest pending acknowledgement and moves the cursor over it; fails at once when
+    /// the connection it was sent on is lost (its acknowledgement will not come).
     async fn settle_front(&mut self, pending: &mut VecDeque<Pending>) -> Result<(), String> {
         let Some((key, ack)) = pending.pop_front() else {
             return Ok(());
         };
         if let Some(ack) = ack {
-            match ack.await {
+            let lost = self.stop.disconnected.notified();
+            tokio::pin!(lost);
+            lost.as_mut().enable();
+            // An acknowledgement already received still counts after a loss.
+            let already_lost = self.stop.disconnects() != self.round_disconnects;
+            let acked = tokio::select! {
+                biased;
+                acked = ack => acked.map_err(|error| format!("no acknowledgement: {error}")),
+                () = lost, if !already_lost => Err("the connection was lost".to_owned()),
+                () = std::future::ready(()), if already_lost => {
+                    Err("the connection was lost".to_owned())
+                }
+            };
+            match acked {
                 Ok(ack) => {
                     self.metrics.acknowledged_total.inc();
                     if ack.duplicate {
                         self.metrics.duplicates_total.inc();
                     }
                 }
-                Err(error) => {
+                Err(reason) => {
                     self.metrics.retried_total.inc();
-                    return Err(format!("no acknowledgement: {error}"));
+                    return Err(reason);
                 }
             }
         }

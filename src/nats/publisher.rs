@@ -12,7 +12,7 @@
 //! shard wait (it only reads the store and writes its cursor), or log a credential.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -65,14 +65,18 @@ impl Default for PublisherOptions {
     }
 }
 
-/// Asks the publisher to stop; wakes it from a back-off or an idle wait.
+/// What other threads and the client's event callback tell the publisher loop: a stop request
+/// (wakes it from a back-off or an idle wait), and each lost connection (ends the wait for
+/// acknowledgements that will never come on it).
 #[derive(Debug, Default)]
-pub(crate) struct StopSignal {
+pub(crate) struct Signals {
     stopped: AtomicBool,
     pub(crate) notify: Notify,
+    disconnects: AtomicU64,
+    pub(crate) disconnected: Notify,
 }
 
-impl StopSignal {
+impl Signals {
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         self.notify.notify_one();
@@ -81,17 +85,31 @@ impl StopSignal {
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
     }
+
+    fn connection_lost(&self) {
+        self.disconnects.fetch_add(1, Ordering::SeqCst);
+        self.disconnected.notify_waiters();
+    }
+
+    /// Connections lost so far.
+    pub(crate) fn disconnects(&self) -> u64 {
+        self.disconnects.load(Ordering::SeqCst)
+    }
 }
 
 /// The client's connection events: the `nats_connected` gauge follows them at once (even while
 /// the loop waits for an acknowledgement), and server errors are logged.
 fn on_event(
     metrics: Arc<PublisherMetrics>,
+    signals: Arc<Signals>,
 ) -> impl Fn(Event) -> std::future::Ready<()> + Send + Sync + 'static {
     move |event| {
         match &event {
             Event::Connected => metrics.connected.set(1),
-            Event::Disconnected | Event::Closed => metrics.connected.set(0),
+            Event::Disconnected | Event::Closed => {
+                metrics.connected.set(0);
+                signals.connection_lost();
+            }
             Event::ServerError(_) | Event::ClientError(_) => {
                 eprintln!("sentrypeer: nats: {event}");
             }
@@ -105,7 +123,7 @@ fn on_event(
 #[derive(Debug)]
 pub struct PublisherHandle {
     thread: JoinHandle<()>,
-    stop: Arc<StopSignal>,
+    stop: Arc<Signals>,
     metrics: Arc<PublisherMetrics>,
 }
 
@@ -160,9 +178,9 @@ pub fn spawn_with(
     let name = format!("sentrypeer-publisher {}", node_id.hyphenated());
     let addrs = connect::server_addrs(config)?;
     let metrics = Arc::new(PublisherMetrics::new(Arc::clone(&commits), cursor));
-    let connect_options =
-        connect::connect_options(config, &name)?.event_callback(on_event(Arc::clone(&metrics)));
-    let stop = Arc::new(StopSignal::default());
+    let stop = Arc::new(Signals::default());
+    let connect_options = connect::connect_options(config, &name)?
+        .event_callback(on_event(Arc::clone(&metrics), Arc::clone(&stop)));
     let publisher = Publisher::new(
         config,
         store,

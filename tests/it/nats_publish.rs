@@ -2,7 +2,7 @@
 //! `support::nats`), read back with an async-nats client in the test.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
@@ -239,9 +239,9 @@ fn nats_publish_server_killed_during_flood() {
     let config = nats_config(&server);
     let dir = tempfile::tempdir().expect("tempdir");
     let node = sensor(dir.path(), &config);
-    let total = 3_000;
+    let (flood, while_down) = (1_500, 500);
     thread::scope(|scope| {
-        scope.spawn(|| send(&node, "flood", total, 1_000));
+        scope.spawn(|| send(&node, "flood", flood, 1_000));
         wait_until("some events acknowledged", DEADLINE, || {
             node.metric("sentrypeer_nats_acknowledged_total") >= 300
         });
@@ -249,12 +249,13 @@ fn nats_publish_server_killed_during_flood() {
         wait_until("the publisher to see the server gone", DEADLINE, || {
             node.metric("sentrypeer_nats_connected") == 0
         });
-        // Capture does not wait for NATS: events keep being committed while it is down.
-        let committed = node.metric("sentrypeer_writer_events_committed_total");
-        node.wait_committed(committed + 300);
-        assert!(node.metric("sentrypeer_nats_backlog_events") >= 300);
-        server.restart();
+        send(&node, "down", while_down, 2_000);
     });
+    let total = flood + while_down;
+    // Capture does not wait for NATS: every event is committed while it is down.
+    node.wait_committed(total as u64);
+    assert!(node.metric("sentrypeer_nats_backlog_events") >= while_down as u64);
+    server.restart();
     wait_published(&node, total as u64);
     assert_eq!(node.metric("sentrypeer_nats_connected"), 1);
     let acknowledged = node.metric("sentrypeer_nats_acknowledged_total");
@@ -285,4 +286,241 @@ fn nats_publish_catches_up_when_the_server_comes() {
     let db = dir.path().join("sentrypeer.db");
     drop(node);
     assert_stream_matches_store(&config, dir.path(), &db, 200);
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, written to `dir`: returns the
+/// `tls {}` block for nats-server and the CA file.
+fn tls_files(dir: &Path) -> (String, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sentrypeer test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server params");
+    let server_cert = server_params
+        .signed_by(&server_key, &ca)
+        .expect("server certificate");
+    let (ca_file, cert_file, key_file) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    std::fs::write(&cert_file, server_cert.pem()).expect("write certificate");
+    std::fs::write(&key_file, server_key.serialize_pem()).expect("write key");
+    let block = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+        cert_file.display(),
+        key_file.display()
+    );
+    (block, ca_file)
+}
+
+/// Whether a client with `config` can reach the stream within 2 s.
+fn stream_reachable(config: &NatsConfig) -> bool {
+    runtime().block_on(async {
+        let Ok(client) = connect::connect(config, "test-probe").await else {
+            return false;
+        };
+        let context = jetstream::new(client);
+        let probe = tokio::time::timeout(Duration::from_secs(2), context.get_stream("TEST"));
+        matches!(probe.await, Ok(Ok(_)))
+    })
+}
+
+/// TLS to the server with `--nats-ca`: the sensor publishes through it; a client that trusts only
+/// the system roots does not get through.
+#[test]
+fn nats_publish_over_tls_with_nats_ca() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (block, ca_file) = tls_files(certs.path());
+    let Some(server) = NatsServer::start(&block) else {
+        return;
+    };
+    let mut config = nats_config(&server);
+    config.ca = Some(ca_file);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "tls", 50, 2_000);
+    wait_published(&node, 50);
+    assert_eq!(node.metric("sentrypeer_nats_acknowledged_total"), 50);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 50);
+    let system_roots = NatsConfig {
+        ca: None,
+        ..config.clone()
+    };
+    assert!(!stream_reachable(&system_roots), "{}", server.log());
+}
+
+/// A credentials file: an operator-signed account (with JetStream) and a user it signed, with a
+/// nonce to sign (not a bearer token); nats-server trusts the operator key and preloads the
+/// account. Returns the extra server configuration and the file.
+fn creds_files(dir: &Path) -> (String, PathBuf) {
+    use nats_io_jwt::{Account, KeyPair, OperatorLimits, Token, User};
+    let operator = KeyPair::new_operator();
+    let account = KeyPair::new_account();
+    let user = KeyPair::new_user();
+    let account_claims: Account = Account::builder()
+        .limits(Some(OperatorLimits::default()))
+        .try_into()
+        .expect("account claims");
+    let account_jwt = Token::new(account.public_key())
+        .name("SENSORS")
+        .claims(account_claims)
+        .sign(&operator);
+    let user_claims: User = User::builder()
+        .bearer_token(false)
+        .try_into()
+        .expect("user claims");
+    let user_jwt = Token::new(user.public_key())
+        .name("sensor")
+        .claims(user_claims)
+        .sign(&account);
+    // JetStream in operator mode needs a system account.
+    let system = KeyPair::new_account();
+    let system_claims: Account = Account::builder().try_into().expect("system claims");
+    let system_jwt = Token::new(system.public_key())
+        .name("SYS")
+        .claims(system_claims)
+        .sign(&operator);
+    let seed = user.seed().expect("user seed");
+    let creds = format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    let creds_file = dir.join("sensor.creds");
+    std::fs::write(&creds_file, creds).expect("write creds");
+    let block = format!(
+        "trusted_keys: [\"{}\"]\nsystem_account: {}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {}: \"{account_jwt}\"\n  {}: \"{system_jwt}\"\n}}\n",
+        operator.public_key(),
+        system.public_key(),
+        account.public_key(),
+        system.public_key()
+    );
+    (block, creds_file)
+}
+
+/// `--nats-creds`: the sensor authenticates with a user JWT and signs the server's nonce with
+/// its NKey seed; without the file the server refuses the client.
+#[test]
+fn nats_publish_with_nats_creds() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (block, creds_file) = creds_files(keys.path());
+    let Some(server) = NatsServer::start(&block) else {
+        return;
+    };
+    let mut config = nats_config(&server);
+    config.creds = Some(creds_file);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "creds", 50, 2_000);
+    wait_published(&node, 50);
+    assert_eq!(node.metric("sentrypeer_nats_acknowledged_total"), 50);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 50);
+    let anonymous = NatsConfig {
+        creds: None,
+        ..config.clone()
+    };
+    assert!(!stream_reachable(&anonymous), "{}", server.log());
+}
+
+/// The fleet section's leaf-node set-up: the sensor publishes to a leaf `nats-server` without
+/// JetStream on its host, which dials out to the hub's server; the events land in the hub's
+/// stream, each once.
+#[test]
+fn nats_publish_through_a_leaf_node() {
+    let leaf_port = crate::support::free_port();
+    let hub_config = format!("leafnodes {{\n  listen: \"127.0.0.1:{leaf_port}\"\n}}\n");
+    let Some(hub) = NatsServer::start(&hub_config) else {
+        return;
+    };
+    let remote = format!(
+        "leafnodes {{\n  remotes = [\n    {{ urls: [\"nats-leaf://127.0.0.1:{leaf_port}\"] }}\n  ]\n}}\n"
+    );
+    let Some(leaf) = NatsServer::start_leaf(&remote) else {
+        return;
+    };
+    // The hub makes the stream (as `--nats-ingest` does): nats-server keeps the JetStream API
+    // of an account from crossing a leaf connection, only the publishes and their
+    // acknowledgements do.
+    let hub_config = nats_config(&hub);
+    runtime().block_on(async {
+        let client = connect::connect(&hub_config, "hub").await.expect("connect");
+        let context = connect::jetstream_context(client, 16);
+        connect::ensure_stream(&context, &hub_config)
+            .await
+            .expect("stream on the hub");
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &nats_config(&leaf));
+    send(&node, "leaf", 100, 2_000);
+    wait_published(&node, 100);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&hub_config, dir.path(), &db, 100);
+}
+
+/// A server that stops answering (frozen with SIGSTOP) slows nothing: every event is committed
+/// at once, the unacknowledged publishes time out and are retried, the sensor stops promptly,
+/// and once the server answers again the next run publishes the rest: each event once.
+#[test]
+fn nats_publish_frozen_server_does_not_slow_capture() {
+    let Some(server) = NatsServer::start("") else {
+        return;
+    };
+    let config = nats_config(&server);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "before", 50, 2_000);
+    wait_published(&node, 50);
+    server.freeze(true);
+    send(&node, "frozen", 1_000, 2_000);
+    node.wait_committed(1_050);
+    wait_until(
+        "publishes to the frozen server to time out",
+        DEADLINE,
+        || node.metric("sentrypeer_nats_publish_retried_total") > 0,
+    );
+    assert!(node.metric("sentrypeer_nats_backlog_events") > 0);
+    // Nor does it hold up a stop (`Node::stop` fails the test after its deadline).
+    let (status, stderr) = node.stop();
+    assert!(status.success(), "{stderr}");
+    let node = sensor(dir.path(), &config);
+    server.freeze(false);
+    wait_published(&node, 0);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 1_050);
+}
+
+/// The cursor survives a restart of the sensor: the second run publishes only its own events.
+#[test]
+fn nats_publish_cursor_survives_a_restart() {
+    let Some(server) = NatsServer::start("") else {
+        return;
+    };
+    let config = nats_config(&server);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = sensor(dir.path(), &config);
+    send(&node, "first", 100, 2_000);
+    wait_published(&node, 100);
+    let (status, stderr) = node.stop();
+    assert!(status.success(), "{stderr}");
+    let node = sensor(dir.path(), &config);
+    send(&node, "second", 50, 2_000);
+    wait_published(&node, 50);
+    assert_eq!(node.metric("sentrypeer_nats_published_total"), 50);
+    assert_eq!(node.metric("sentrypeer_nats_acknowledged_total"), 50);
+    let db = dir.path().join("sentrypeer.db");
+    drop(node);
+    assert_stream_matches_store(&config, dir.path(), &db, 150);
 }

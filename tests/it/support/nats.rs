@@ -1,7 +1,7 @@
-//! A real `nats-server` with JetStream for the NATS tests: a free loopback port, a temporary
+//! A real `nats-server` with JetStream (or a leaf node without) for the NATS tests: a free loopback port, a temporary
 //! store directory, optional extra configuration (TLS, accounts), ready when its `/healthz`
-//! (monitoring port) answers ok; killed (SIGKILL) and restarted on the same port and store; killed
-//! on drop.
+//! (monitoring port) answers ok; frozen (SIGSTOP) and thawed, killed (SIGKILL) and restarted on
+//! the same port and store; killed on drop.
 //!
 //! Never: a fixed sleep as a wait (readiness is polled against a deadline), a port or address off
 //! loopback, a silently skipped test (a missing `nats-server` goes through `require`).
@@ -22,6 +22,8 @@ pub(crate) struct NatsServer {
     dir: tempfile::TempDir,
     port: u16,
     monitor_port: u16,
+    /// `-js` and a store directory; off for a leaf node that only relays.
+    jetstream: bool,
     child: Option<Child>,
 }
 
@@ -30,6 +32,15 @@ impl NatsServer {
     /// configuration file (a `tls {}` block, `operator`/`resolver` lines, ...); waits until it is
     /// ready. `None` (after the `require` policy) when `nats-server` is not on `PATH`.
     pub(crate) fn start(extra_config: &str) -> Option<Self> {
+        Self::start_with(extra_config, true)
+    }
+
+    /// A server without JetStream (a leaf node that relays to a hub given in `extra_config`).
+    pub(crate) fn start_leaf(extra_config: &str) -> Option<Self> {
+        Self::start_with(extra_config, false)
+    }
+
+    fn start_with(extra_config: &str, jetstream: bool) -> Option<Self> {
         let binary = require_tool("nats-server")?;
         let dir = tempfile::tempdir().expect("nats tempdir");
         std::fs::create_dir_all(dir.path().join("store")).expect("nats store dir");
@@ -38,6 +49,7 @@ impl NatsServer {
             dir,
             port: 0,
             monitor_port: 0,
+            jetstream,
             child: None,
         };
         let mut last_log = String::new();
@@ -73,9 +85,24 @@ impl NatsServer {
     /// Kills the server at once (SIGKILL: no flush, no goodbye to clients).
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen process dies of SIGKILL too; SIGCONT first keeps its exit prompt.
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            let _ = libc::pid_t::try_from(child.id())
+                .map(|pid| unsafe { libc::kill(pid, libc::SIGCONT) });
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: a server that accepts bytes and answers
+    /// nothing, the slowest a server can be.
+    pub(crate) fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("nats-server running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal})");
     }
 
     /// Starts the server again on the same port and store directory; waits until it is ready.
@@ -89,13 +116,17 @@ impl NatsServer {
     fn write_config(&self, extra_config: &str) {
         let store = self.dir.path().join("store");
         let log = self.dir.path().join("nats.log");
+        let jetstream = if self.jetstream {
+            format!("jetstream {{\n  store_dir: \"{}\"\n}}\n", store.display())
+        } else {
+            String::new()
+        };
         let text = format!(
             "listen: \"127.0.0.1:{}\"\nhttp: \"127.0.0.1:{}\"\nlog_file: \"{}\"\n\
-             jetstream {{\n  store_dir: \"{}\"\n}}\n{extra_config}\n",
+             {jetstream}{extra_config}\n",
             self.port,
             self.monitor_port,
             log.display(),
-            store.display()
         );
         let mut file =
             std::fs::File::create(self.dir.path().join("nats.conf")).expect("nats config");
@@ -105,8 +136,11 @@ impl NatsServer {
     /// Spawns the server and polls `/healthz` until it answers ok (JetStream included); the log
     /// as the error when it exits or the deadline passes.
     fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let child = Command::new(&self.binary)
-            .arg("-js")
+        let mut command = Command::new(&self.binary);
+        if self.jetstream {
+            command.arg("-js");
+        }
+        let child = command
             .arg("-c")
             .arg(self.dir.path().join("nats.conf"))
             .stdin(Stdio::null())
