@@ -179,3 +179,41 @@ TO_VALUES = [
 for n, value in enumerate(TO_VALUES):
     message = b"INVITE sip:9@h SIP/2.0\r\nt : " + value + b"\r\n  folded\r\nUser-Agent: \r\n x\r\n\r\n"
     write("sip_scanner", f"to{n}", message)
+
+# nats_ingest: JSON-log objects as a sensor publishes them (NOW = 2025-11-28 10:40:00 UTC).
+
+
+def log_object(**fields):
+    value = {
+        "app_name": "sentrypeer",
+        "app_version": "0.1.0",
+        "event_timestamp": "2025-11-28 10:39:59.999999000",
+        "event_uuid": str(uuid.UUID(int=0x11)),
+        "created_by_node_id": str(uuid.UUID(int=0x22)),
+        "collected_method": "passive",
+        "transport_type": "UDP",
+        "source_ip": "203.0.113.5",
+        "destination_ip": "127.0.0.1",
+        "called_number": "100",
+        "sip_method": "OPTIONS",
+        "sip_user_agent": "friendly-scanner",
+        "sip_message": "OPTIONS sip:100@x SIP/2.0\r\n\r\n",
+        "source_port": 5070,
+        "destination_port": 5060,
+        "source_verified": False,
+        "auth_username": "NOT_FOUND",
+    }
+    value.update(fields)
+    return json.dumps({k: v for k, v in value.items() if v is not None}).encode()
+
+
+write("nats_ingest", "one", log_object())
+write("nats_ingest", "enriched", log_object(source_country="NL", source_asn="64500"))
+write("nats_ingest", "hostile", log_object(sip_user_agent="ua\r\n\t\u001b", called_number="\u0000"))
+write("nats_ingest", "mapped_ip", log_object(source_ip="::ffff:192.0.2.9", transport_type="TLS"))
+write("nats_ingest", "no_ports", log_object(source_port=None, destination_port=None))
+write("nats_ingest", "missing", log_object(event_uuid=None))
+write("nats_ingest", "own_id", log_object(created_by_node_id=OWN))
+write("nats_ingest", "future", log_object(event_timestamp="2025-11-28 10:45:00.0"))
+write("nats_ingest", "rfc3339", log_object(event_timestamp="2025-11-28T10:00:00+01:00"))
+write("nats_ingest", "garbage", b"\x00\xff{not json")

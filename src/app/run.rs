@@ -1,8 +1,10 @@
 //! The `run` sequence: start the parts in dependency order, wait for signals, stop in reverse.
 //!
 //! Start: MMDB files (`--geoip-db`, `--asn-db`) -> store (owns the node id) -> writer -> webhook
-//! -> NATS publisher (not on a `--nats-ingest` hub) -> P2P -> sensor -> API. Stop: sensor and
-//! P2P (the producers) -> writer drains and commits -> webhook -> NATS publisher -> API. SIGHUP: the writer reopens the JSON log, this thread the MMDB files.
+//! -> NATS publisher (not on a `--nats-ingest` hub) -> P2P -> NATS hub (`--nats-ingest`) -> sensor
+//! -> API. Stop: sensor, P2P and the NATS hub (the producers) -> writer drains and commits ->
+//! webhook -> NATS publisher -> API. SIGHUP: the writer reopens the JSON log, this thread the MMDB
+//! files.
 
 use std::error::Error;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use crate::config::limits::{EVENT_CHANNEL_CAPACITY, STATUS_LINE_INTERVAL};
 use crate::enrich::Enricher;
 use crate::event::Event;
 use crate::metrics::Render;
+use crate::nats::ingest::{self as nats_ingest, IngestHandle, IngestSettings};
 use crate::nats::publisher::{self as nats_publisher, PublisherHandle};
 use crate::p2p::{self, P2pHandle};
 use crate::sensor::{self, Sensor};
@@ -34,6 +37,8 @@ struct Parts {
     webhook: Option<WebhookHandle>,
     nats_publisher: Option<PublisherHandle>,
     p2p: Option<P2pHandle>,
+    /// `--nats-ingest`: the fleet's events from JetStream.
+    nats_ingest: Option<IngestHandle>,
     sensor: Option<Sensor>,
     api: Option<ApiHandle>,
     /// `--geoip-db`/`--asn-db`, reopened on SIGHUP.
@@ -120,6 +125,10 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
     } else {
         None
     };
+    let nats_ingest = start_nats_ingest(config, &store, &events, &writer)?;
+    if let Some(handle) = &nats_ingest {
+        renders.push(handle.metrics());
+    }
     let sensor = if config.sensor.enabled {
         let identity = sensor::Identity {
             node_id: store.node_id(),
@@ -143,10 +152,35 @@ fn start(config: &Config) -> Result<Parts, Box<dyn Error>> {
         webhook,
         nats_publisher,
         p2p,
+        nats_ingest,
         sensor,
         api,
         enricher,
     })
+}
+
+/// The NATS hub worker when `--nats-ingest` is set (with `--nats-url`).
+fn start_nats_ingest(
+    config: &Config,
+    store: &Store,
+    events: &Sender<Event>,
+    writer: &WriterHandle,
+) -> Result<Option<IngestHandle>, Box<dyn Error>> {
+    let Some(nats) = config.nats.as_ref().filter(|nats| nats.ingest) else {
+        return Ok(None);
+    };
+    let settings = IngestSettings {
+        ignore_ip: config.sensor.ignore_ip.clone(),
+        retention_days: config.store.retention_days,
+    };
+    let handle = nats_ingest::start(
+        nats,
+        store.clone(),
+        events.clone(),
+        writer.commits(),
+        settings,
+    )?;
+    Ok(Some(handle))
 }
 
 /// The workers that read committed events after their own cursor: the webhook, and the NATS
@@ -186,6 +220,9 @@ impl Parts {
         }
         if let Some(p2p) = self.p2p {
             p2p.stop();
+        }
+        if let Some(hub) = self.nats_ingest {
+            hub.stop();
         }
         drop(self.events);
         self.writer.join();

@@ -407,6 +407,56 @@ pub const API_LIST_ITEM_BYTES_TYPICAL: usize = 96;
 /// How often `-v` prints its one-line status.
 pub const STATUS_LINE_INTERVAL: Duration = Duration::from_secs(10);
 
+// NATS hub (`--nats-ingest`, `nats/ingest.rs`): the fleet's events from JetStream into the store.
+
+/// Largest message payload the hub decodes; a larger one is acknowledged, dropped and counted
+/// (`nats_ingest_rejected_total{reason="oversize"}`). NATS's own default `max_payload` (1 MiB):
+/// a rendered event is at most ~400 KiB (a 64 KiB SIP message whose every byte became a JSON
+/// escape), so no event a sensor publishes is refused.
+pub const NATS_INGEST_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+
+/// How far in the future a fleet event's timestamp may be (sensor clock skew); later is rejected
+/// (`reason="future"`). The P2P value.
+pub const NATS_INGEST_FUTURE_SKEW: Duration = Duration::from_secs(60);
+
+/// Oldest fleet event accepted (and never older than `--retention-days`); older is rejected
+/// (`reason="stale"`). JetStream holds a sensor's backlog for days while the hub is away, not a
+/// year: older is a broken clock. An event past retention would be pruned before it is
+/// acknowledged.
+pub const NATS_INGEST_EVENT_AGE_MAX: Duration = Duration::from_secs(365 * 86_400);
+
+/// Messages the hub holds unacknowledged at most (its durable consumer's `max_ack_pending`, and
+/// the worker stops pulling at it). Two default writer batches, so the writer always finds a
+/// full batch while the previous one is being acknowledged; each costs an ack subject and a UUID
+/// (the events themselves wait in the writer's bounded channel).
+pub const NATS_INGEST_IN_FLIGHT_MAX: usize = 2 * WRITER_BATCH_EVENTS_DEFAULT;
+
+/// Messages asked of the server per pull request.
+pub const NATS_INGEST_PULL_BATCH: usize = 1_024;
+
+/// JetStream redelivers a message the hub has not acknowledged within this time (the hub died,
+/// or its writer is stuck); the store skips the repeat by UUID.
+pub const NATS_INGEST_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// With messages in flight, how often the hub worker offers refused events to the full writer
+/// channel again and looks at the writer's commit watch (one mutex read); a moved watch means a
+/// UUID look-up of the messages awaiting their commit. Adds at most this much to an
+/// acknowledgement, well under the writer's 20 ms batch interval.
+pub const NATS_INGEST_POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The hub worker looks its waiting messages up at least this often even when the commit watch
+/// did not move (a batch of only duplicates publishes no new key).
+pub const NATS_INGEST_RECHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// First wait after a failed connect or consumer set-up; doubles per consecutive failure up to
+/// `NATS_INGEST_BACKOFF_MAX`, forever.
+pub const NATS_INGEST_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+pub const NATS_INGEST_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+const _: () = assert!(NATS_INGEST_PULL_BATCH <= NATS_INGEST_IN_FLIGHT_MAX);
+const _: () =
+    assert!(NATS_INGEST_BACKOFF_INITIAL.as_millis() <= NATS_INGEST_BACKOFF_MAX.as_millis());
+
 const _: () = assert!(CALLED_NUMBER_KEY_BYTES_MAX + 8 <= 511);
 const _: () = assert!(API_URI_BYTES_MAX < API_REQUEST_HEAD_BYTES_MAX);
 const _: () = assert!(API_REQUEST_HEAD_BYTES_MAX >= 8 * 1024);

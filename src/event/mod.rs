@@ -12,6 +12,7 @@
 
 pub mod json;
 pub mod timestamp;
+pub mod validate;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

@@ -11,6 +11,9 @@
 //! writer or a shard.
 
 pub mod connect;
+pub mod ingest;
+pub mod ingest_decode;
+pub mod ingest_metrics;
 mod publish_loop;
 mod publish_metrics;
 mod publish_policy;

@@ -751,6 +751,13 @@ impl Reader<'_> {
         Ok(first.map(|(_, e)| e).zip(last.map(|(_, e)| e)))
     }
 
+    /// Whether an event of another node with this UUID is stored (only other nodes' events are
+    /// indexed by UUID; the NATS hub acknowledges a message once this is true).
+    pub fn has_foreign_uuid(&self, uuid: &Uuid) -> Result<bool, StoreError> {
+        let found = self.store.tables.uuids.get(&self.txn, uuid.as_bytes())?;
+        Ok(found.is_some())
+    }
+
     /// The key of the last committed event (0 before the first).
     pub fn last_key(&self) -> Result<u64, StoreError> {
         let next = read_u64(self.store.tables.meta.get(&self.txn, META_NEXT_EVENT_KEY)?);

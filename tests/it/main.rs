@@ -52,6 +52,10 @@ mod nats_publish;
 #[cfg(feature = "p2p")]
 mod p2p;
 
+/// A fleet through a real `nats-server`: sensors publish, a hub (`--nats-ingest`) gathers every
+/// event exactly once, through server and hub restarts; garbage on the subject is never stored.
+mod nats_fleet;
+
 /// Forged UDP sources are never verified; `--verified-only` keeps them from syslog, the feed and
 /// peers (needs root for the raw socket, and P2P).
 #[cfg(feature = "p2p")]
