@@ -28,6 +28,7 @@
 
 pub mod codec;
 pub mod commands;
+mod cursor;
 pub mod dashboard;
 mod dashboard_table;
 mod encoder;
@@ -53,6 +54,7 @@ use crate::config::StoreConfig;
 use crate::config::limits;
 use crate::event::{Event, NOT_FOUND, display_ip};
 
+pub use cursor::{CommitCursor, PersistPolicy, ReadAfter};
 pub use dashboard_table::Folded;
 pub use writer::{
     CommitWatch, WriterHandle, WriterMetrics, WriterOptions, spawn_writer, spawn_writer_with,

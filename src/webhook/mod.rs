@@ -44,7 +44,7 @@ use crossbeam_channel::Sender;
 use ureq::Agent;
 
 use crate::config::{WebhookConfig, limits};
-use crate::store::{CommitWatch, Store, StoreError};
+use crate::store::{CommitCursor, CommitWatch, PersistPolicy, Store, StoreError};
 
 pub use clock::{SystemClock, WebhookClock};
 pub use metrics::WebhookMetrics;
@@ -147,8 +147,12 @@ pub fn spawn_with(
     commits: Arc<CommitWatch>,
     options: WebhookOptions,
 ) -> Result<WebhookHandle, WebhookError> {
-    let cursor = store.read()?.cursor(CURSOR_NAME)?;
-    let metrics = Arc::new(WebhookMetrics::new(Arc::clone(&commits), cursor));
+    let policy = PersistPolicy {
+        events: limits::WEBHOOK_CURSOR_PERSIST_EVENTS,
+        interval: options.persist_interval,
+    };
+    let cursor = CommitCursor::load(&store, CURSOR_NAME, policy, options.clock.now())?;
+    let metrics = Arc::new(WebhookMetrics::new(Arc::clone(&commits), cursor.value()));
     let stop = Arc::new(StopSignal::default());
     let oauth = match (&config.oauth2_client_id, &config.oauth2_client_secret) {
         (Some(id), Some(secret)) => Some(OAuth {
@@ -179,12 +183,9 @@ pub fn spawn_with(
         timing: Timing {
             backoff_initial: options.backoff_initial,
             backoff_max: options.backoff_max,
-            persist_interval: options.persist_interval,
         },
         clock: Arc::clone(&options.clock),
         cursor,
-        cursor_stored: cursor,
-        cursor_stored_at: options.clock.now(),
         failures: 0,
         failure_logged_at: None,
         body: Vec::with_capacity(64 * 1024),

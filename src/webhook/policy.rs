@@ -57,18 +57,6 @@ pub(crate) fn backoff_delay(
     Duration::from_millis(half_ms + jitter_ms)
 }
 
-/// Whether the cursor is due to be written: `behind_events` delivered since the last write,
-/// which was `since_stored` ago; due at [`limits::WEBHOOK_CURSOR_PERSIST_EVENTS`] behind, or
-/// when any are behind and `interval` has passed.
-pub(crate) fn cursor_persist_due(
-    behind_events: u64,
-    since_stored: Duration,
-    interval: Duration,
-) -> bool {
-    behind_events >= limits::WEBHOOK_CURSOR_PERSIST_EVENTS
-        || (behind_events > 0 && since_stored >= interval)
-}
-
 /// Whether the `failures`-th failure in a row is logged: the first one, then at most once per
 /// [`limits::IO_ERROR_LOG_INTERVAL`] (`since_logged`: time since the last logged one).
 pub(crate) fn failure_log_due(failures: u32, since_logged: Option<Duration>) -> bool {
@@ -136,17 +124,6 @@ mod tests {
             backoff_delay(3, Duration::ZERO, Duration::ZERO, u64::MAX),
             Duration::from_millis(1)
         );
-    }
-
-    #[test]
-    fn cursor_persist_due_by_count_or_interval() {
-        let interval = Duration::from_secs(1);
-        let many = limits::WEBHOOK_CURSOR_PERSIST_EVENTS;
-        assert!(!cursor_persist_due(0, Duration::from_secs(99), interval));
-        assert!(!cursor_persist_due(1, Duration::from_millis(999), interval));
-        assert!(cursor_persist_due(1, interval, interval));
-        assert!(!cursor_persist_due(many - 1, Duration::ZERO, interval));
-        assert!(cursor_persist_due(many, Duration::ZERO, interval));
     }
 
     #[test]

@@ -10,13 +10,11 @@ use ureq::Agent;
 use super::WebhookMetrics;
 use super::clock::WebhookClock;
 use super::oauth::{parse_token_response, token_request_body};
-use super::policy::{
-    Verdict, backoff_delay, classify_status, cursor_persist_due, failure_log_due, token_usable_for,
-};
+use super::policy::{Verdict, backoff_delay, classify_status, failure_log_due, token_usable_for};
 use crate::config::{Secret, limits};
 use crate::event::Event;
 use crate::event::json::write_json;
-use crate::store::{CommitWatch, Store, StoreError};
+use crate::store::{CommitCursor, CommitWatch, Store, StoreError};
 
 /// The store cursor the webhook keeps (`meta` key `cursor/webhook`).
 pub(crate) const CURSOR_NAME: &str = "webhook";
@@ -124,7 +122,6 @@ enum Outcome {
 pub(crate) struct Timing {
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
-    pub(crate) persist_interval: Duration,
 }
 
 pub(crate) struct Worker {
@@ -140,10 +137,7 @@ pub(crate) struct Worker {
     pub(crate) timing: Timing,
     pub(crate) clock: Arc<dyn WebhookClock>,
     /// The last event delivered, skipped or pruned.
-    pub(crate) cursor: u64,
-    /// The cursor last written to the store.
-    pub(crate) cursor_stored: u64,
-    pub(crate) cursor_stored_at: Instant,
+    pub(crate) cursor: CommitCursor,
     /// Consecutive failed attempts (0: the last one succeeded).
     pub(crate) failures: u32,
     pub(crate) failure_logged_at: Option<Instant>,
@@ -163,7 +157,7 @@ impl Worker {
                         break;
                     }
                     self.commits
-                        .wait_past(self.cursor, limits::WEBHOOK_IDLE_WAIT);
+                        .wait_past(self.cursor.value(), limits::WEBHOOK_IDLE_WAIT);
                 }
                 Ok(events) => self.deliver(&events),
                 Err(error) => {
@@ -181,26 +175,20 @@ impl Worker {
     /// cursor; moves the cursor over events that no longer exist (retention, or a record that
     /// does not decode), counting them as pruned.
     fn read_after_cursor(&mut self) -> Result<Vec<(u64, Event)>, StoreError> {
-        let reader = self.store.read()?;
         let limit = match self.shape {
             Shape::Object => limits::WEBHOOK_READ_EVENTS_MAX,
             Shape::Array(count) => limits::WEBHOOK_READ_EVENTS_MAX.max(count),
         };
-        let events = reader.events_after(self.cursor, limit)?;
-        let missing_until = match events.first() {
-            Some((key, _)) => key.saturating_sub(1),
-            None => reader.last_key()?,
-        };
-        drop(reader);
-        if missing_until > self.cursor {
-            let pruned = missing_until - self.cursor;
-            self.metrics.events_pruned_total.add(pruned);
+        let read = self.cursor.read_after(&self.store, limit)?;
+        if read.pruned > 0 {
+            self.metrics.events_pruned_total.add(read.pruned);
             self.log.line(&format!(
-                "{pruned} events were removed from the store before they were delivered"
+                "{} events were removed from the store before they were delivered",
+                read.pruned
             ));
-            self.advance(missing_until);
+            self.persist_cursor_if_due();
         }
-        Ok(events)
+        Ok(read.events)
     }
 
     /// Delivers `events` in order, in groups of the request shape; returns early when stopped.
@@ -251,31 +239,25 @@ impl Worker {
     }
 
     fn advance(&mut self, key: u64) {
-        self.cursor = self.cursor.max(key);
-        self.metrics.cursor.set(self.cursor);
-        self.persist_cursor_if_due();
+        let result = self.cursor.advance(&self.store, key, self.clock.now());
+        self.cursor_written(result);
     }
 
     fn persist_cursor_if_due(&mut self) {
-        let behind = self.cursor.saturating_sub(self.cursor_stored);
-        let since_stored = self
-            .clock
-            .now()
-            .saturating_duration_since(self.cursor_stored_at);
-        if cursor_persist_due(behind, since_stored, self.timing.persist_interval) {
-            self.persist_cursor();
-        }
+        let result = self.cursor.persist_if_due(&self.store, self.clock.now());
+        self.cursor_written(result);
     }
 
     fn persist_cursor(&mut self) {
-        if self.cursor == self.cursor_stored {
-            return;
+        let result = self.cursor.persist(&self.store, self.clock.now());
+        self.cursor_written(result);
+    }
+
+    fn cursor_written(&mut self, result: Result<(), StoreError>) {
+        self.metrics.cursor.set(self.cursor.value());
+        if let Err(error) = result {
+            self.log.line(&format!("cannot store the cursor: {error}"));
         }
-        match self.store.set_cursor(CURSOR_NAME, self.cursor) {
-            Ok(()) => self.cursor_stored = self.cursor,
-            Err(error) => self.log.line(&format!("cannot store the cursor: {error}")),
-        }
-        self.cursor_stored_at = self.clock.now();
     }
 
     /// Sends `group` until the endpoint accepts or rejects it, backing off between failures.
