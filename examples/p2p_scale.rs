@@ -1,9 +1,9 @@
 //! P2P at scale (not a test; `perf/p2p-scale.sh` runs it): N libp2p nodes in one process on
-//! loopback TCP, each built from the production behaviour (`sentrypeer::p2p::behaviour`: the same
+//! libp2p's in-memory transport (or loopback TCP), each built from the production behaviour (`sentrypeer::p2p::behaviour`: the same
 //! gossipsub configuration, message id, validation mode, peer scoring and topic, transport and
 //! discovery as `sentrypeer -p`). Every node bootstraps through node 0 as a fleet sharing one
 //! `-b` address would; Kademlia finds the rest. Once every mesh holds at least `mesh_n_low`
-//! peers, EVENTS real wire messages (one event each, packed by the production `Outbox`) are
+//! peers and the connection counts have settled, EVENTS real wire messages (one event each, packed by the production `Outbox`) are
 //! published from random nodes at RATE per second. Receivers validate them with the production
 //! `parse_message` and report Accept, as the node does.
 //!
@@ -40,11 +40,15 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// How long the meshes may take to form.
-const MESH_WAIT: Duration = Duration::from_secs(60);
+const MESH_WAIT: Duration = Duration::from_secs(30);
 /// How long after the last publish deliveries are waited for.
 const DRAIN_WAIT: Duration = Duration::from_secs(15);
 /// The first bootstrap back-off of the node (`P2P_BOOTSTRAP_BACKOFF_MIN`).
 const BOOTSTRAP_RETRY: Duration = sentrypeer::config::limits::P2P_BOOTSTRAP_BACKOFF_MIN;
+/// How long connection counts must stay unchanged before publishing starts.
+const SETTLE_QUIET: Duration = Duration::from_secs(5);
+/// How long the fleet may take to settle.
+const SETTLE_WAIT: Duration = Duration::from_secs(60);
 /// How often a node refreshes its connection and mesh counts.
 const STATS_TICK: Duration = Duration::from_millis(200);
 
@@ -64,6 +68,8 @@ struct Counters {
     received_all: u64,
     /// Messages that passed its duplicate filter.
     received_first: u64,
+    /// Bytes of those messages, duplicates included.
+    received_all_bytes: u64,
     /// Bytes written / read on the node's substreams.
     bytes_out: u64,
     bytes_in: u64,
@@ -114,6 +120,7 @@ fn counters(registry: &Registry) -> Counters {
     Counters {
         received_all: sum_metric(&text, "topic_msg_recv_counts_unfiltered_total", ""),
         received_first: sum_metric(&text, "topic_msg_recv_counts_total", ""),
+        received_all_bytes: sum_metric(&text, "topic_msg_recv_bytes_unfiltered_total", ""),
         bytes_out: sum_metric(
             &text,
             "libp2p_bandwidth_bytes_total",
@@ -386,6 +393,30 @@ impl Fleet {
         (started.elapsed().as_secs_f64(), false)
     }
 
+    /// Waits until no node's connection count has changed for [`SETTLE_QUIET`] (Kademlia
+    /// discovery has stopped dialing), or [`SETTLE_WAIT`]; the seconds it took.
+    async fn wait_settled(&self) -> (f64, bool) {
+        let started = Instant::now();
+        let mut poll = tokio::time::interval(STATS_TICK);
+        let mut last: Vec<usize> = Vec::new();
+        let mut quiet_since = Instant::now();
+        while started.elapsed() < SETTLE_WAIT {
+            poll.tick().await;
+            let now: Vec<usize> = self
+                .live
+                .iter()
+                .map(|l| l.connected.load(Ordering::Relaxed))
+                .collect();
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= SETTLE_QUIET {
+                return (started.elapsed().as_secs_f64(), true);
+            }
+        }
+        (started.elapsed().as_secs_f64(), false)
+    }
+
     async fn snapshot(&self) -> Counters {
         let mut total = Counters::default();
         for commands in &self.commands {
@@ -396,6 +427,7 @@ impl Fleet {
             let c = rx.await.unwrap_or_default();
             total.received_all += c.received_all;
             total.received_first += c.received_first;
+            total.received_all_bytes += c.received_all_bytes;
             total.bytes_out += c.bytes_out;
             total.bytes_in += c.bytes_in;
         }
@@ -474,6 +506,7 @@ async fn run(
     let fleet = start_fleet(nodes, wire).await?;
     let want = behaviour::gossipsub_config()?.mesh_n_low().min(nodes - 1);
     let (mesh_s, mesh_formed) = fleet.wait_mesh(want).await;
+    let (settle_s, settled) = fleet.wait_settled().await;
     let connected: Vec<usize> = fleet
         .live
         .iter()
@@ -490,14 +523,11 @@ async fn run(
     let after = fleet.snapshot().await;
     let seen = fleet.stop().await;
     let (delivered, published, latency_us) = deliveries(&seen);
-    let receivers = (nodes - 1) as f64;
-    let expected = events as f64 * receivers;
-    let copies = after.received_all.saturating_sub(before.received_all) as f64;
-    let firsts = after.received_first.saturating_sub(before.received_first) as f64;
-    let bytes_out = after.bytes_out.saturating_sub(before.bytes_out) as f64;
+    let mut report = traffic(&before, &after, events, published, nodes);
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     let ms = |q: f64| latency_us.value_at_quantile(q) as f64 / 1000.0;
-    Ok(serde_json::json!({
+    let expected = (events * (nodes - 1)) as f64;
+    let fleet_report = serde_json::json!({
         "nodes": nodes,
         "transport": if wire == Wire::Tcp { "tcp" } else { "memory" },
         "events": events,
@@ -506,6 +536,8 @@ async fn run(
         "mesh_wait_s": mesh_s,
         "mesh_formed": mesh_formed,
         "mesh_min_wanted": want,
+        "settle_wait_s": settle_s,
+        "settled": settled,
         "mesh_peers_mean": mean(&mesh),
         "mesh_peers_min": mesh.iter().min(),
         "connected_peers_mean": mean(&connected),
@@ -517,17 +549,43 @@ async fn run(
         "propagation_ms_p50": ms(0.5),
         "propagation_ms_p99": ms(0.99),
         "propagation_ms_max": latency_us.max() as f64 / 1000.0,
-        "duplicates_per_message_per_receiver": (copies - firsts) / (published as f64 * receivers).max(1.0),
-        "copies_received": copies,
-        "first_copies_received": firsts,
-        "wire_bytes_per_event": bytes_out / events.max(1) as f64,
-        "wire_bytes_per_event_per_node": bytes_out / events.max(1) as f64 / nodes as f64,
-        "payload_bytes": wire_message(Uuid::new_v4(), Uuid::new_v4(), 1).len(),
         "publish_s": publish_s,
         "total_s": started.elapsed().as_secs_f64(),
         "cpu_s_publishing": cpu_s() - cpu_before_s,
         "cpu_s_total": cpu_s(),
-    }))
+    });
+    if let (Some(all), serde_json::Value::Object(more)) = (report.as_object_mut(), fleet_report) {
+        all.extend(more);
+    }
+    Ok(report)
+}
+
+/// Duplicates and bytes from the counters before and after publishing.
+fn traffic(
+    before: &Counters,
+    after: &Counters,
+    events: usize,
+    published: u64,
+    nodes: usize,
+) -> serde_json::Value {
+    let receivers = (nodes - 1) as f64;
+    let copies = after.received_all.saturating_sub(before.received_all) as f64;
+    let firsts = after.received_first.saturating_sub(before.received_first) as f64;
+    let bytes_out = after.bytes_out.saturating_sub(before.bytes_out) as f64;
+    let message_bytes = after
+        .received_all_bytes
+        .saturating_sub(before.received_all_bytes) as f64;
+    let events = events.max(1) as f64;
+    serde_json::json!({
+        "duplicates_per_message_per_receiver":
+            (copies - firsts) / (published as f64 * receivers).max(1.0),
+        "copies_received": copies,
+        "first_copies_received": firsts,
+        "wire_bytes_per_event": bytes_out / events,
+        "message_copy_bytes_per_event": message_bytes / events,
+        "wire_bytes_per_event_per_node": bytes_out / events / nodes as f64,
+        "payload_bytes": wire_message(Uuid::new_v4(), Uuid::new_v4(), 1).len(),
+    })
 }
 
 /// CPU seconds (user + system) this process has used.

@@ -14,14 +14,14 @@
 # Writes perf/results/<date>-p2p-scale.json (one JSON object: the machine and a run per N).
 # Bounded: each N gets at most RUN_TIMEOUT seconds (150), so under 10 minutes with warm builds.
 # Loopback/in-memory only.
-# Environment (the flags win): NODES, EVENTS (300), RATE (20), TRANSPORT (memory), OUT,
-# NO_BUILD (1: skip cargo build), RUN_TIMEOUT.
+# Environment (the flags win): NODES, EVENTS (300), RATE (10), TRANSPORT (memory), OUT,
+# NO_BUILD (1: skip cargo build), RUN_TIMEOUT (150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nodes=${NODES:-"10 25 50 100"}
 events=${EVENTS:-300}
-rate=${RATE:-20}
+rate=${RATE:-10}
 transport=${TRANSPORT:-memory}
 no_build=${NO_BUILD:-0}
 run_timeout=${RUN_TIMEOUT:-150}
