@@ -9,10 +9,11 @@
 #                     [--no-build] [--out FILE]
 #
 # The default transport is libp2p's in-memory one: on loopback TCP every node has the address
-# 127.0.0.1, and gossipsub's IP colocation score (default: more than 10 peers on one IP are
-# penalised) graylists everyone past a few dozen nodes, which a real fleet does not see.
+# 127.0.0.1, and gossipsub's IP colocation score (default: more than 10 peers on one IP score
+# negative) keeps every peer out of the mesh from 11 peers on, which distinct hosts do not see.
 # Writes perf/results/<date>-p2p-scale.json (one JSON object: the machine and a run per N).
-# Bounded: each N gets at most RUN_TIMEOUT seconds (150), so under 10 minutes with warm builds.
+# Bounded: each N gets at most RUN_TIMEOUT seconds (150; the example's own waits add up to
+# at most 135 s), so under 10 minutes; about 4 minutes with a warm build (3.5 of runs).
 # Loopback/in-memory only.
 # Environment (the flags win): NODES, EVENTS (300), RATE (10), TRANSPORT (memory), OUT,
 # NO_BUILD (1: skip cargo build), RUN_TIMEOUT (150).
