@@ -19,6 +19,8 @@
 
 #[cfg(not(feature = "p2p"))]
 mod absent;
+#[cfg(feature = "p2p")]
+pub mod behaviour;
 pub mod entry;
 #[cfg(feature = "p2p")]
 mod handle;

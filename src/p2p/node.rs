@@ -22,25 +22,22 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, kad, noise, tcp, yamux,
-};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, noise, yamux};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::behaviour::{self, Behaviour, BehaviourEvent, transport_error};
 use super::entry;
 use super::outbox::Outbox;
-use super::{CURSOR, IDENTIFY_PROTOCOL, KAD_PROTOCOL, P2pError, P2pMetrics, Shared, TOPIC};
+use super::{CURSOR, P2pError, P2pMetrics, Shared};
 use crate::config::defaults::BOOTSTRAP_PORT;
 use crate::config::limits::{
     P2P_BOOTSTRAP_BACKOFF_MAX, P2P_BOOTSTRAP_BACKOFF_MIN, P2P_COALESCE_WINDOW,
-    P2P_CONNECTIONS_INCOMING_MAX, P2P_CONNECTIONS_PENDING_INCOMING_MAX,
-    P2P_CONNECTIONS_PER_PEER_MAX, P2P_CURSOR_SAVE_INTERVAL, P2P_DISCOVERED_PEERS_DIALED_MAX,
-    P2P_IDLE_CONNECTION_TIMEOUT, P2P_LISTEN_TIMEOUT, P2P_PEER_MESSAGES_BURST,
+    P2P_CURSOR_SAVE_INTERVAL, P2P_LISTEN_TIMEOUT, P2P_PEER_MESSAGES_BURST,
     P2P_PEER_MESSAGES_PER_SECOND, P2P_PENDING_ENTRIES_MAX, P2P_PUBLISH_MESSAGES_BURST,
     P2P_PUBLISH_MESSAGES_PER_SECOND, P2P_READ_BATCH_EVENTS, P2P_READER_WAIT, P2P_RECENT_UUIDS,
-    P2P_TICK, P2P_TRANSMIT_BYTES_MAX,
+    P2P_TICK,
 };
 use crate::event::Event;
 use crate::event::timestamp::now_ns;
@@ -66,14 +63,6 @@ pub(super) struct Settings {
 pub(super) struct ReadBatch {
     last_key: u64,
     events: Vec<(u64, Event)>,
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    limits: connection_limits::Behaviour,
-    identify: identify::Behaviour,
-    kad: kad::Behaviour<kad::store::MemoryStore>,
-    gossipsub: gossipsub::Behaviour,
 }
 
 /// `-b` text -> multiaddr: a multiaddr (with or without `/p2p/<id>`), `host:port` or `host`.
@@ -128,96 +117,11 @@ fn peer_of(address: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-fn transport_error(error: impl std::fmt::Display) -> P2pError {
-    P2pError::Transport(error.to_string())
-}
-
-fn score_params(
-    topic: &IdentTopic,
-) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
-    let topic_params = gossipsub::TopicScoreParams {
-        topic_weight: 1.0,
-        // P1: a little credit for staying in the mesh (at most 36 after an hour).
-        time_in_mesh_weight: 0.01,
-        time_in_mesh_quantum: Duration::from_secs(1),
-        time_in_mesh_cap: 3600.0,
-        // P2: credit for first deliveries.
-        first_message_deliveries_weight: 1.0,
-        first_message_deliveries_decay: 0.5,
-        first_message_deliveries_cap: 100.0,
-        // P3/P3b off: honeypot traffic is bursty and often quiet, silence is not misbehaviour.
-        mesh_message_deliveries_weight: 0.0,
-        mesh_failure_penalty_weight: 0.0,
-        // P4: each rejected message costs 10 x (invalid count)^2, decaying 10 % a second, so a
-        // few invalid messages take a sender below the graylist threshold.
-        invalid_message_deliveries_weight: -10.0,
-        invalid_message_deliveries_decay: 0.9,
-        ..gossipsub::TopicScoreParams::default()
-    };
-    let mut params = gossipsub::PeerScoreParams::default();
-    params.topics.insert(topic.hash(), topic_params);
-    let thresholds = gossipsub::PeerScoreThresholds {
-        gossip_threshold: -10.0,
-        publish_threshold: -50.0,
-        graylist_threshold: -80.0,
-        accept_px_threshold: 10.0,
-        opportunistic_graft_threshold: 5.0,
-    };
-    (params, thresholds)
-}
-
-fn build_behaviour(keypair: &Keypair, topic: &IdentTopic) -> Result<Behaviour, P2pError> {
-    let peer_id = PeerId::from(keypair.public());
-    let gossip_config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
-        .validate_messages()
-        .max_transmit_size(P2P_TRANSMIT_BYTES_MAX)
-        .heartbeat_interval(Duration::from_secs(1))
-        .build()
-        .map_err(transport_error)?;
-    let mut gossipsub = gossipsub::Behaviour::new(
-        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
-        gossip_config,
-    )
-    .map_err(transport_error)?;
-    let (params, thresholds) = score_params(topic);
-    gossipsub
-        .with_peer_score(params, thresholds)
-        .map_err(transport_error)?;
-    gossipsub.subscribe(topic).map_err(transport_error)?;
-    let mut kad = kad::Behaviour::with_config(
-        peer_id,
-        kad::store::MemoryStore::new(peer_id),
-        kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
-    );
-    kad.set_mode(Some(kad::Mode::Server));
-    let identify = identify::Behaviour::new(
-        identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
-            .with_agent_version(format!("sentrypeer/{}", env!("CARGO_PKG_VERSION"))),
-    );
-    let limits = connection_limits::Behaviour::new(
-        connection_limits::ConnectionLimits::default()
-            .with_max_established_incoming(Some(P2P_CONNECTIONS_INCOMING_MAX))
-            .with_max_pending_incoming(Some(P2P_CONNECTIONS_PENDING_INCOMING_MAX))
-            .with_max_established_per_peer(Some(P2P_CONNECTIONS_PER_PEER_MAX)),
-    );
-    Ok(Behaviour {
-        limits,
-        identify,
-        kad,
-        gossipsub,
-    })
-}
-
 /// The swarm; without DNS resolution (IP bootstrap addresses only) when the system resolver
 /// configuration cannot be read.
-fn build_swarm(
-    keypair: &Keypair,
-    topic: &IdentTopic,
-    debug: bool,
-) -> Result<Swarm<Behaviour>, P2pError> {
-    let behaviour = build_behaviour(keypair, topic)?;
-    let tcp = || tcp::Config::default().nodelay(true);
+fn build_swarm(keypair: &Keypair, debug: bool) -> Result<Swarm<Behaviour>, P2pError> {
+    let behaviour = behaviour::build(keypair, |gossipsub| gossipsub)?;
+    let tcp = behaviour::tcp_config;
     let with_dns = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
         .with_tcp(tcp(), noise::Config::new, yamux::Config::default)
@@ -227,7 +131,7 @@ fn build_swarm(
         Ok(builder) => builder
             .with_behaviour(|_| behaviour)
             .map_err(transport_error)?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(P2P_IDLE_CONNECTION_TIMEOUT))
+            .with_swarm_config(behaviour::swarm_config)
             .build(),
         Err(error) => {
             if debug {
@@ -239,7 +143,7 @@ fn build_swarm(
                 .map_err(transport_error)?
                 .with_behaviour(|_| behaviour)
                 .map_err(transport_error)?
-                .with_swarm_config(|c| c.with_idle_connection_timeout(P2P_IDLE_CONNECTION_TIMEOUT))
+                .with_swarm_config(behaviour::swarm_config)
                 .build()
         }
     };
@@ -267,8 +171,8 @@ pub(super) fn run(
         }
     };
     runtime.block_on(async move {
-        let topic = IdentTopic::new(TOPIC);
-        let started = build_swarm(&settings.keypair, &topic, settings.debug);
+        let topic = behaviour::topic();
+        let started = build_swarm(&settings.keypair, settings.debug);
         let swarm = match started {
             Ok(mut swarm) => match listen(&mut swarm, settings.listen, &shared).await {
                 Ok(()) => swarm,
@@ -629,9 +533,8 @@ impl Node {
             bootstrap.connected = true;
             bootstrap.peer = Some(peer_id);
             bootstrap.backoff = P2P_BOOTSTRAP_BACKOFF_MIN;
-            let kad = &mut self.swarm.behaviour_mut().kad;
-            kad.add_address(&peer_id, bootstrap.address.clone());
-            if kad.bootstrap().is_ok() && self.debug {
+            let address = bootstrap.address.clone();
+            if behaviour::on_bootstrap_connected(&mut self.swarm, peer_id, address) && self.debug {
                 eprintln!("sentrypeer: p2p bootstrap connected, kademlia bootstrap started");
             }
         }
@@ -685,27 +588,14 @@ impl Node {
                 gossipsub::Event::Subscribed { .. } | gossipsub::Event::Unsubscribed { .. },
             ) => self.update_peer_gauges(),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let kad_protocol = StreamProtocol::new(KAD_PROTOCOL);
-                if info.protocols.contains(&kad_protocol) {
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    for address in info.listen_addrs {
-                        kad.add_address(&peer_id, address);
-                    }
-                }
+                behaviour::on_identify(&mut self.swarm, peer_id, info);
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, is_new_peer, ..
-            }) => {
-                let connected = self.swarm.connected_peers().count();
-                if is_new_peer
-                    && !self.swarm.is_connected(&peer)
-                    && connected < P2P_DISCOVERED_PEERS_DIALED_MAX
-                {
-                    if self.debug {
-                        eprintln!("sentrypeer: p2p discovered {peer}, dialing");
-                    }
-                    let _ = self.swarm.dial(peer);
-                }
+            }) if behaviour::on_routing_updated(&mut self.swarm, peer, is_new_peer)
+                && self.debug =>
+            {
+                eprintln!("sentrypeer: p2p discovered {peer}, dialing");
             }
             _ => {}
         }
