@@ -1,5 +1,5 @@
-//! Field rules for events that arrive from elsewhere (another node over NATS; the same rules as
-//! the P2P validator in `p2p::entry`, which keeps its own copy for now): a UUID that is not nil,
+//! Field rules for events that arrive from elsewhere (another node over NATS or P2P; used by
+//! `nats::ingest_decode` and `p2p::entry`): a UUID that is not nil,
 //! a SIP method that is an RFC 3261 token, a timestamp inside a window around now.
 //!
 //! Never: does I/O, reads a clock (`now_ns` is passed in), panics on any input.

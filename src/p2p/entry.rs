@@ -28,7 +28,9 @@ use crate::config::limits::{
     P2P_ENTRIES_PER_MESSAGE_MAX, P2P_ENTRY_BYTES_MAX, P2P_ENTRY_COUNT_MAX, P2P_EVENT_AGE_MAX,
     P2P_FIELD_BYTES_MAX, P2P_FUTURE_SKEW, P2P_MESSAGE_BYTES_MAX, P2P_SIP_MESSAGE_BYTES_MAX,
 };
-use crate::event::timestamp::parse_timestamp;
+use crate::event::validate::{
+    TimestampError, is_sip_token, parse_event_uuid, parse_timestamp_within,
+};
 use crate::event::{CollectedMethod, Event, EventParts, NOT_FOUND, Transport};
 
 /// The schema version this build speaks.
@@ -228,7 +230,7 @@ pub fn validate_entry(
     let transport = Transport::parse(&entry.transport_type).ok_or(EntryError::Enum)?;
     let source_ip: IpAddr = entry.source_ip.parse().map_err(|_| EntryError::Ip)?;
     let destination_ip: IpAddr = entry.destination_ip.parse().map_err(|_| EntryError::Ip)?;
-    if !is_token(&entry.sip_method) {
+    if !is_sip_token(&entry.sip_method) {
         return Err(EntryError::Method);
     }
     if has_control(&entry.called_number) || has_control(&entry.sip_user_agent) {
@@ -289,35 +291,19 @@ fn check_sizes(entry: &WireEntry) -> Result<(), EntryError> {
 
 /// The event timestamp in ns, if it is neither too far in the future nor too old at `now_ns`.
 fn parse_recent_timestamp(text: &str, now_ns: u64) -> Result<u64, EntryError> {
-    let timestamp_ns = parse_timestamp(text).ok_or(EntryError::Timestamp)?;
-    let skew = u64::try_from(P2P_FUTURE_SKEW.as_nanos()).unwrap_or(u64::MAX);
-    if timestamp_ns > now_ns.saturating_add(skew) {
-        return Err(EntryError::Future);
-    }
-    let age_max = u64::try_from(P2P_EVENT_AGE_MAX.as_nanos()).unwrap_or(u64::MAX);
-    if timestamp_ns < now_ns.saturating_sub(age_max) {
-        return Err(EntryError::Stale);
-    }
-    Ok(timestamp_ns)
+    let skew_ns = u64::try_from(P2P_FUTURE_SKEW.as_nanos()).unwrap_or(u64::MAX);
+    let age_max_ns = u64::try_from(P2P_EVENT_AGE_MAX.as_nanos()).unwrap_or(u64::MAX);
+    parse_timestamp_within(text, now_ns, skew_ns, now_ns.saturating_sub(age_max_ns)).map_err(
+        |error| match error {
+            TimestampError::Unparsable => EntryError::Timestamp,
+            TimestampError::Future => EntryError::Future,
+            TimestampError::Stale => EntryError::Stale,
+        },
+    )
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, EntryError> {
-    match Uuid::try_parse(text) {
-        Ok(uuid) if !uuid.is_nil() => Ok(uuid),
-        _ => Err(EntryError::Uuid),
-    }
-}
-
-/// A SIP method: an RFC 3261 token.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-                )
-        })
+    parse_event_uuid(text).ok_or(EntryError::Uuid)
 }
 
 fn has_control(text: &str) -> bool {
