@@ -23,3 +23,4 @@ pub mod store;
 pub mod token_bucket;
 pub mod top;
 pub mod webhook;
+pub mod worker_thread;

@@ -27,7 +27,6 @@ mod stall;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -43,6 +42,7 @@ use crate::config::ApiConfig;
 use crate::config::limits;
 use crate::metrics::Render;
 use crate::store::Store;
+use crate::worker_thread::WorkerThread;
 use service::State;
 
 /// Errors starting the API.
@@ -84,7 +84,7 @@ impl Default for ApiOptions {
 /// The running API server.
 #[derive(Debug)]
 pub struct ApiHandle {
-    thread: JoinHandle<()>,
+    thread: WorkerThread,
     shutdown: watch::Sender<bool>,
     local_addr: SocketAddr,
     metrics: Arc<ApiMetrics>,
@@ -104,9 +104,7 @@ impl ApiHandle {
     /// Stops accepting, lets open requests finish (at most a few seconds), and joins the thread.
     pub fn stop(self) {
         let _ = self.shutdown.send(true);
-        if self.thread.join().is_err() {
-            eprintln!("sentrypeer: the API thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -150,18 +148,16 @@ pub fn start_with(
         error_logged_ns: AtomicU64::new(0),
     });
     let (shutdown, stopping) = watch::channel(false);
-    let thread = std::thread::Builder::new()
-        .name("api".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, state, stopping, options).await,
-                    Err(error) => eprintln!("sentrypeer: API listener: {error}"),
-                }
-            });
-            runtime.shutdown_timeout(limits::API_SHUTDOWN_GRACE);
-        })
-        .map_err(ApiError::Spawn)?;
+    let thread = WorkerThread::spawn("api", move || {
+        runtime.block_on(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => serve(listener, state, stopping, options).await,
+                Err(error) => eprintln!("sentrypeer: API listener: {error}"),
+            }
+        });
+        runtime.shutdown_timeout(limits::API_SHUTDOWN_GRACE);
+    })
+    .map_err(ApiError::Spawn)?;
     Ok(ApiHandle {
         thread,
         shutdown,

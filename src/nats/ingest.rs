@@ -34,7 +34,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
@@ -58,6 +57,7 @@ use crate::event::Event;
 use crate::event::timestamp::now_ns;
 use crate::ignore::IgnoreList;
 use crate::store::{CommitWatch, Store};
+use crate::worker_thread::WorkerThread;
 
 /// What the hub needs besides the NATS settings.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ pub enum IngestError {
 /// The running hub worker.
 #[derive(Debug)]
 pub struct IngestHandle {
-    thread: JoinHandle<()>,
+    thread: WorkerThread,
     stop: watch::Sender<bool>,
     metrics: Arc<IngestMetrics>,
 }
@@ -94,9 +94,7 @@ impl IngestHandle {
     /// the next start.
     pub fn stop(self) {
         let _ = self.stop.send(true);
-        if self.thread.join().is_err() {
-            eprintln!("sentrypeer: the nats-ingest thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -133,9 +131,7 @@ pub fn start(
         checked_at: Instant::now(),
         error_logged_at: None,
     };
-    let thread = std::thread::Builder::new()
-        .name("nats-ingest".into())
-        .spawn(move || runtime.block_on(worker.run()))
+    let thread = WorkerThread::spawn("nats-ingest", move || runtime.block_on(worker.run()))
         .map_err(IngestError::Spawn)?;
     Ok(IngestHandle {
         thread,

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_nats::Event;
@@ -25,6 +24,7 @@ use super::publish_loop::Publisher;
 use super::publish_metrics::PublisherMetrics;
 use crate::config::{NatsConfig, limits};
 use crate::store::{CommitWatch, Store, StoreError};
+use crate::worker_thread::WorkerThread;
 
 /// The store cursor the publisher keeps (`meta` key `cursor/nats`).
 pub const CURSOR_NAME: &str = "nats";
@@ -122,7 +122,7 @@ fn on_event(
 /// The running publisher.
 #[derive(Debug)]
 pub struct PublisherHandle {
-    thread: JoinHandle<()>,
+    thread: WorkerThread,
     stop: Arc<Signals>,
     metrics: Arc<PublisherMetrics>,
 }
@@ -149,9 +149,7 @@ impl PublisherHandle {
     /// Waits for the thread to end by itself: after the writer has finished and every event is
     /// acknowledged. Waits as long as the server is away; prefer [`Self::stop`].
     pub fn join(self) {
-        if self.thread.join().is_err() {
-            eprintln!("sentrypeer: the nats-publisher thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -190,18 +188,16 @@ pub fn spawn_with(
         options,
         cursor,
     );
-    let thread = std::thread::Builder::new()
-        .name("nats-publisher".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            match runtime {
-                Ok(runtime) => runtime.block_on(publisher.run(connect_options, addrs)),
-                Err(error) => eprintln!("sentrypeer: nats: cannot start a runtime: {error}"),
-            }
-        })
-        .map_err(PublisherError::Spawn)?;
+    let thread = WorkerThread::spawn("nats-publisher", move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        match runtime {
+            Ok(runtime) => runtime.block_on(publisher.run(connect_options, addrs)),
+            Err(error) => eprintln!("sentrypeer: nats: cannot start a runtime: {error}"),
+        }
+    })
+    .map_err(PublisherError::Spawn)?;
     Ok(PublisherHandle {
         thread,
         stop,

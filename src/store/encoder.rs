@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -25,6 +24,7 @@ use super::codec::{self, Packer};
 use crate::config::limits::WRITER_ENCODED_BATCHES_MAX;
 use crate::enrich::Enricher;
 use crate::event::{Enrichment, Event, display_ip};
+use crate::worker_thread::WorkerThread;
 
 /// Events with their encoded store records, in channel order.
 pub(crate) struct Batch {
@@ -104,7 +104,7 @@ pub(super) struct EncoderLink {
     empties: Sender<Batch>,
     packers: Sender<Packer>,
     closed: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    thread: WorkerThread,
 }
 
 impl EncoderLink {
@@ -132,9 +132,7 @@ impl EncoderLink {
     /// Waits for the thread, which ends once the event channel closed and was drained.
     pub(super) fn join(self) {
         drop(self.batches);
-        if self.thread.join().is_err() {
-            eprintln!("sentrypeer: the encoder thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -162,10 +160,8 @@ pub(super) fn spawn_encoder(
         enricher,
         seen: HashMap::default(),
     };
-    let thread = std::thread::Builder::new()
-        .name("encoder".into())
-        .spawn(move || encoder.run())
-        .map_err(StoreError::Spawn)?;
+    let thread =
+        WorkerThread::spawn("encoder", move || encoder.run()).map_err(StoreError::Spawn)?;
     Ok(EncoderLink {
         batches,
         empties,

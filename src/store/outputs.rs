@@ -16,7 +16,6 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -29,12 +28,13 @@ use crate::config::limits::{
 };
 use crate::event::Event;
 use crate::event::json::write_json;
+use crate::worker_thread::WorkerThread;
 
 /// The writer's side: hand committed batches over, get empty vectors back.
 pub(super) struct OutputLink {
     batches: Sender<Vec<Event>>,
     empties: Receiver<Vec<Event>>,
-    thread: JoinHandle<()>,
+    thread: WorkerThread,
 }
 
 impl OutputLink {
@@ -52,9 +52,7 @@ impl OutputLink {
     /// Lets the thread write what is queued, flush and end; waits for it.
     pub(super) fn finish(self) {
         drop(self.batches);
-        if self.thread.join().is_err() {
-            eprintln!("sentrypeer: the output thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -88,9 +86,7 @@ pub(super) fn spawn_outputs(settings: OutputSettings) -> Result<Option<OutputLin
     };
     // Opened before start-up finishes, so that a bad path is reported at once.
     outputs.open_json_log();
-    let thread = std::thread::Builder::new()
-        .name("output".into())
-        .spawn(move || outputs.run(&batches_rx, &empties_tx))
+    let thread = WorkerThread::spawn("output", move || outputs.run(&batches_rx, &empties_tx))
         .map_err(StoreError::Spawn)?;
     Ok(Some(OutputLink {
         batches,

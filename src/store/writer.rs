@@ -15,7 +15,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -35,6 +34,7 @@ use crate::config::{OutputConfig, StoreConfig};
 use crate::event::Event;
 use crate::event::timestamp::now_ns;
 use crate::metrics::{self, Counter, Render};
+use crate::worker_thread::WorkerThread;
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
@@ -289,7 +289,7 @@ impl WriterMetrics {
 /// The running writer.
 #[derive(Debug)]
 pub struct WriterHandle {
-    thread: JoinHandle<()>,
+    thread: WorkerThread,
     metrics: Arc<WriterMetrics>,
     commits: Arc<CommitWatch>,
     reopen: Arc<AtomicBool>,
@@ -313,9 +313,7 @@ impl WriterHandle {
     /// Waits for the writer to end: it ends after every sender of its channel is dropped and
     /// what was queued is committed and logged.
     pub fn join(self) {
-        if self.thread.join().is_err() {
-            eprintln!("sentrypeer: the writer thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -383,10 +381,8 @@ pub fn spawn_writer_with(
         dictionary_attempts: 0,
         dashboard_prune_due: Instant::now(),
     };
-    let thread = std::thread::Builder::new()
-        .name("writer".into())
-        .spawn(move || writer.run(encoder))
-        .map_err(StoreError::Spawn)?;
+    let thread =
+        WorkerThread::spawn("writer", move || writer.run(encoder)).map_err(StoreError::Spawn)?;
     Ok(WriterHandle {
         thread,
         metrics,

@@ -37,7 +37,6 @@ mod policy;
 mod worker;
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -45,6 +44,7 @@ use ureq::Agent;
 
 use crate::config::{WebhookConfig, limits};
 use crate::store::{CommitCursor, CommitWatch, PersistPolicy, Store, StoreError};
+use crate::worker_thread::WorkerThread;
 
 pub use clock::{SystemClock, WebhookClock};
 pub use metrics::WebhookMetrics;
@@ -98,7 +98,7 @@ impl Default for WebhookOptions {
 /// The running webhook worker.
 #[derive(Debug)]
 pub struct WebhookHandle {
-    thread: JoinHandle<()>,
+    thread: WorkerThread,
     stop: Arc<StopSignal>,
     metrics: Arc<WebhookMetrics>,
 }
@@ -124,9 +124,7 @@ impl WebhookHandle {
     /// Waits for the worker to end by itself: after the writer has finished and every event is
     /// delivered or skipped. Waits as long as the endpoint is down; prefer [`Self::stop`].
     pub fn join(self) {
-        if self.thread.join().is_err() {
-            eprintln!("sentrypeer: the webhook thread panicked");
-        }
+        self.thread.join();
     }
 }
 
@@ -190,10 +188,8 @@ pub fn spawn_with(
         failure_logged_at: None,
         body: Vec::with_capacity(64 * 1024),
     };
-    let thread = std::thread::Builder::new()
-        .name("webhook".into())
-        .spawn(move || worker.run())
-        .map_err(WebhookError::Spawn)?;
+    let thread =
+        WorkerThread::spawn("webhook", move || worker.run()).map_err(WebhookError::Spawn)?;
     Ok(WebhookHandle {
         thread,
         stop,

@@ -1,0 +1,50 @@
+//! A named background thread of the sensor (writer, encoder, output, webhook, NATS publisher and
+//! hub, API): spawned under its name, and joined with a line on stderr when it panicked.
+//!
+//! Never: detaches a thread or lets its panic pass without a word.
+
+use std::thread::JoinHandle;
+
+/// One running background thread.
+#[derive(Debug)]
+pub struct WorkerThread {
+    name: &'static str,
+    thread: JoinHandle<()>,
+}
+
+impl WorkerThread {
+    /// Starts `run` on a thread named `name`.
+    pub fn spawn(name: &'static str, run: impl FnOnce() + Send + 'static) -> std::io::Result<Self> {
+        let thread = std::thread::Builder::new().name(name.into()).spawn(run)?;
+        Ok(Self { name, thread })
+    }
+
+    /// Whether the thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the thread to end; says so on stderr when it panicked.
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            eprintln!("sentrypeer: the {} thread panicked", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_thread_runs_under_its_name_and_joins() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = WorkerThread::spawn("test-worker", move || {
+            let name = std::thread::current().name().map(str::to_owned);
+            let _ = tx.send(name);
+        })
+        .unwrap();
+        assert_eq!(rx.recv().unwrap().as_deref(), Some("test-worker"));
+        thread.join();
+    }
+}
