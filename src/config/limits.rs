@@ -668,9 +668,10 @@ pub const NATS_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 pub const NATS_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Publishes awaiting a JetStream acknowledgement at most: enough to keep a loopback or LAN
-/// server busy on a loaded machine (with 256 the publisher waited on acknowledgements for about
-/// a quarter of its time, perf/results/2026-12-06-nats-before-1.json), while a stalled server
-/// holds at most this many rendered events (~1 KiB each, 1 MiB in all) in the publisher.
+/// server busy on a loaded machine (with 256, and a window that emptied at every store read,
+/// the publisher waited on acknowledgements in a quarter of its samples:
+/// `perf/results/2026-12-06-nats-profile.txt`), while a stalled server holds at most this many
+/// rendered events (~1 KiB each, 1 MiB in all) in the publisher.
 pub const NATS_PUBLISH_IN_FLIGHT_MAX: usize = 1_024;
 
 /// Events read from the store per read transaction by the publisher (the next read happens
@@ -693,8 +694,9 @@ pub const NATS_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// events or this long after the last write, and at stop: a crash republishes at most that
 /// much, and JetStream drops the repeats by `Nats-Msg-Id` within its duplicate window (a hub
 /// also skips them by UUID). Each write is a synced LMDB transaction on the publisher's thread
-/// that also holds the writer's lock: at 1,000 the publisher spent ~6% of a flood's catch-up in
-/// fsync; at 16,384 it writes about once a second at the rates it reaches here.
+/// that also holds the writer's lock: at 1,000 the publisher was in fsync in 6% of its samples
+/// during a catch-up (`perf/results/2026-12-06-nats-profile.txt`); at 16,384 it writes one to
+/// three times a second at the 16k-40k/s it reaches here.
 pub const NATS_CURSOR_PERSIST_EVENTS: u64 = 16_384;
 pub const NATS_CURSOR_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -254,8 +254,8 @@ impl Publisher {
     }
 
     /// Up to [`limits::NATS_READ_EVENTS_MAX`] events after `key`, the last one sent in this
-    /// round. Events pruned meanwhile are passed over when the cursor moves past them (the
-    /// round's first read, from the cursor, counts pruned events).
+    /// round. Events pruned after the round began are passed over uncounted when the cursor
+    /// moves past them (only the read from the cursor counts pruned events).
     fn read_more(&self, key: u64) -> Result<Vec<(u64, Event)>, StoreError> {
         self.store
             .read()?
