@@ -14,7 +14,11 @@ script reads the sensor's /metrics (events committed; the publisher's counters, 
   - catch_up_s: from the flood's end until the hub holds every event the sensor stored;
   - end_to_end_per_s: the step's events / (flood + catch-up seconds);
   - keeps_up: the publisher's rate is at least 0.95 x the sensor's store rate and its backlog
-    at the flood's end is under one second of the sensor's rate.
+    at the flood's end is under one second of the sensor's rate;
+  - cpu_ms_per_1000: CPU time (user + system, from /proc) from the flood's start to the end of
+    the catch-up, per 1,000 of the step's events, of the sensor's `nats-publisher` thread, of
+    `nats-server` and of the hub; their sum is what carrying one event to the hub costs, and
+    2 cores / that sum is the rate this path could reach with nothing else running.
 Then the hub alone: it is stopped, a flood at --drain-rate for --seconds goes into the stream,
 and once the publisher has it all, the hub starts again on its store and durable consumer; its
 rate through that backlog (from its start, start-up included) is hub_drain.hub_stored_per_s.
@@ -108,6 +112,42 @@ def published(sample):
     return sample[keys[0]] if keys else None
 
 
+def cpu_ticks(pid, thread=None):
+    """User + system clock ticks of a process, or of its thread named `thread` (0 if gone)."""
+    paths = [f"/proc/{pid}/stat"]
+    if thread is not None:
+        paths = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as handle:
+                if handle.read().strip() == thread:
+                    paths.append(f"/proc/{pid}/task/{tid}/stat")
+    total = 0
+    for path in paths:
+        with open(path) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def cpu_sample(pids):
+    """Ticks of the publisher thread, nats-server and the hub; None when one is gone."""
+    try:
+        return {"publisher": cpu_ticks(pids["sensor"], "nats-publisher"),
+                "nats_server": cpu_ticks(pids["nats"]), "hub": cpu_ticks(pids["hub"])}
+    except OSError:
+        return None
+
+
+def cpu_per_1000(before, after, events):
+    """ms of CPU per 1,000 events per part, and their sum."""
+    if before is None or after is None or events <= 0:
+        return None
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    out = {k: round((after[k] - before[k]) * tick_ms * 1000 / events, 1) for k in before}
+    out["sum"] = round(sum(out.values()), 1)
+    return out
+
+
 def start(command, log_path, cwd):
     log = open(log_path, "w")
     child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
@@ -122,9 +162,9 @@ def start_nats(args, tmp):
     with open(f"{tmp}/nats.conf", "w") as handle:
         handle.write(f'listen: "127.0.0.1:{port}"\nhttp: "127.0.0.1:{monitor}"\n'
                      f'jetstream {{\n  store_dir: "{tmp}/nats-store"\n}}\n')
-    start([args.nats_server, "-js", "-c", f"{tmp}/nats.conf"], f"{tmp}/nats.log", tmp)
+    nats = start([args.nats_server, "-js", "-c", f"{tmp}/nats.conf"], f"{tmp}/nats.log", tmp)
     wait_for("nats-server", lambda: "ok" in get(f"http://127.0.0.1:{monitor}/healthz"), 20)
-    return f"nats://127.0.0.1:{port}"
+    return f"nats://127.0.0.1:{port}", nats
 
 
 def start_node(args, tmp, name, extra):
@@ -138,9 +178,10 @@ def start_node(args, tmp, name, extra):
     return api, child
 
 
-def hub_drain(args, tmp, url, sensor_api, sip, hub):
+def hub_drain(args, tmp, url, sensor_api, sip, hub, pids):
     """The hub alone: stopped while the sensor publishes a flood into the stream, then started
-    again; its rate through the stored backlog (the durable consumer resumes)."""
+    again; its rate through the stored backlog (the durable consumer resumes). On the way, the
+    publisher alone (no hub, no flood): its rate through the backlog left when the flood ends."""
     hub.terminate()
     hub.wait(timeout=30)
     before = metrics(sensor_api)
@@ -149,11 +190,22 @@ def hub_drain(args, tmp, url, sensor_api, sip, hub):
     subprocess.run([args.loadgen, "udp", "--target", f"127.0.0.1:{sip}", "--rate",
                     str(args.drain_rate), "--duration", str(args.seconds), "--sources",
                     "127.0.0.0/16", "--seed", "2"], capture_output=True, timeout=120)
+    flood_end = metrics(sensor_api)
+    left = (flood_end.get("sentrypeer_writer_events_committed_total", 0) - committed0) \
+        - ((published(flood_end) or 0) - published0)
+    alone = dict(pids, hub=pids["sensor"])
+    cpu0, started = cpu_sample(alone), time.monotonic()
     def all_published():
         sample = metrics(sensor_api)
         stored = sample.get("sentrypeer_writer_events_committed_total", 0) - committed0
         return stored > 0 and (published(sample) or 0) - published0 >= stored
     wait_for("the publisher to empty its backlog", all_published, args.catch_up_seconds)
+    publish_s = time.monotonic() - started
+    cpu = cpu_per_1000(cpu0, cpu_sample(alone), left)
+    publisher = {"backlog": int(left), "seconds": round(publish_s, 2),
+                 "published_per_s": round(left / publish_s) if left > 0 else None,
+                 "cpu_ms_per_1000": cpu and {"publisher": cpu["publisher"],
+                                             "nats_server": cpu["nats_server"]}}
     backlog = metrics(sensor_api).get("sentrypeer_writer_events_committed_total", 0) - committed0
     started = time.monotonic()
     hub_api, hub = start_node(args, tmp, "hub", ["-R", "--nats-ingest", "--nats-url", url])
@@ -161,12 +213,15 @@ def hub_drain(args, tmp, url, sensor_api, sip, hub):
              lambda: metrics(hub_api).get("sentrypeer_nats_ingest_stored_total", 0) >= backlog,
              args.catch_up_seconds)
     elapsed = time.monotonic() - started
+    hub_cpu = cpu_ticks(hub.pid) * 1000 / os.sysconf("SC_CLK_TCK") * 1000 / backlog
     return {"events": int(backlog), "seconds_from_start": round(elapsed, 2),
-            "hub_stored_per_s": round(backlog / elapsed)}, hub_api
+            "hub_stored_per_s": round(backlog / elapsed),
+            "hub_cpu_ms_per_1000": round(hub_cpu, 1), "publisher_alone": publisher}, hub_api
 
 
-def step(args, rate, ports):
+def step(args, rate, ports, pids):
     sensor_api, hub_api, sip = ports
+    cpu0 = cpu_sample(pids)
     before_sensor, before_hub = metrics(sensor_api), metrics(hub_api)
     committed0 = before_sensor.get("sentrypeer_writer_events_committed_total", 0)
     published0 = published(before_sensor) or 0
@@ -201,6 +256,7 @@ def step(args, rate, ports):
             break
         time.sleep(0.1)
     total = metrics(sensor_api).get("sentrypeer_writer_events_committed_total", 0) - committed0
+    cpu = cpu_per_1000(cpu0, cpu_sample(pids), total)
     sensor_rate = stored / flood_s
     publish_rate = acked / flood_s
     backlog_end = stored - acked
@@ -213,6 +269,7 @@ def step(args, rate, ports):
         "end_to_end_per_s": None if catch_up_s is None
         else round(total / (flood_s + catch_up_s)),
         "keeps_up": publish_rate >= 0.95 * sensor_rate and backlog_end < sensor_rate,
+        "cpu_ms_per_1000": cpu,
     }
 
 
@@ -229,17 +286,18 @@ def main():
     parser.add_argument("--out", default=f"perf/results/{datetime.date.today()}-nats.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        url = start_nats(args, tmp)
+        url, nats = start_nats(args, tmp)
         hub_api, hub = start_node(args, tmp, "hub", ["-R", "--nats-ingest", "--nats-url", url])
         sip, tls = free_port(), free_port()
-        sensor_api, _ = start_node(args, tmp, "sensor", [
+        sensor_api, sensor = start_node(args, tmp, "sensor", [
             "--nats-url", url, "--sip-listen", f"127.0.0.1:{sip}", "-z", f"127.0.0.1:{tls}",
             "-j", "-l", f"{tmp}/sensor/json.log"])
         steps = []
         for rate in [int(r) for r in args.rates.split(",")]:
-            steps.append(step(args, rate, (sensor_api, hub_api, sip)))
+            pids = {"sensor": sensor.pid, "nats": nats.pid, "hub": hub.pid}
+            steps.append(step(args, rate, (sensor_api, hub_api, sip), pids))
             print(json.dumps(steps[-1]), flush=True)
-        drain, hub_api = hub_drain(args, tmp, url, sensor_api, sip, hub)
+        drain, hub_api = hub_drain(args, tmp, url, sensor_api, sip, hub, pids)
         print(json.dumps({"hub_drain": drain}), flush=True)
         final_sensor, final_hub = metrics(sensor_api), metrics(hub_api)
         kill_children()
@@ -267,6 +325,11 @@ def main():
               f"{str(s['catch_up_s']):>10} {str(s['end_to_end_per_s']):>8} {s['keeps_up']}")
     print(f"hub alone, through a stored backlog of {drain['events']} events: "
           f"{drain['hub_stored_per_s']}/s ({drain['seconds_from_start']} s from its start)")
+    alone = drain["publisher_alone"]
+    print(f"publisher alone, through a backlog of {alone['backlog']} events: "
+          f"{alone['published_per_s']}/s ({alone['seconds']} s)")
+    for s in steps:
+        print(f"{s['rate']:>8} CPU ms per 1,000 events: {s['cpu_ms_per_1000']}")
     print(args.out)
 
 

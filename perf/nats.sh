@@ -8,12 +8,13 @@
 # Builds sentrypeer and sentrypeer-loadgen with the `perf` profile (without the P2P feature,
 # as perf/ingest.sh), then runs perf/nats.py: a `nats-server -js` on a temporary store, a hub
 # (`-R --nats-ingest`) and a sensor (`--nats-url`, `-j`), and for each rate a UDP flood of
-# --seconds with `sentrypeer-loadgen udp` (sources 127.0.0.0/16), then the hub alone through a
-# backlog published while it was stopped; see perf/nats.py for what each step reports. Writes
+# --seconds with `sentrypeer-loadgen udp` (sources 127.0.0.0/16), then the publisher alone and
+# the hub alone through a backlog published while the hub was stopped; see perf/nats.py for what
+# each step reports (rates, and CPU per 1,000 events of the publisher, nats-server, hub). Writes
 # perf/results/<date>-nats.json. Needs `nats-server` on PATH (Debian's package). Budget: the
-# publisher's catch-up after each flood dominates (at ~10k/s, 75 s for the 150k/s step); about
-# 3-4 minutes with the defaults, at most 15 (timeout); loopback only; every child is killed at
-# exit.
+# catch-up after each flood dominates (at 15-18k/s end to end, 10-20 s for the 50k/s and 150k/s
+# steps); about 3-4 minutes with the defaults or with --drain-rate 50000, at most 15
+# (timeout); loopback only; every child is killed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

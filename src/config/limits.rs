@@ -668,12 +668,21 @@ pub const NATS_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
 pub const NATS_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Publishes awaiting a JetStream acknowledgement at most: enough to keep a loopback or LAN
-/// server busy (an acknowledgement round trip per 256 events), while a stalled server holds at
-/// most this many rendered events (~1 KiB each) in the publisher.
-pub const NATS_PUBLISH_IN_FLIGHT_MAX: usize = 256;
+/// server busy on a loaded machine (with 256, and a window that emptied at every store read,
+/// the publisher waited on acknowledgements in a quarter of its samples:
+/// `perf/results/2026-12-06-nats-profile.txt`), while a stalled server holds at most this many
+/// rendered events (~1 KiB each, 1 MiB in all) in the publisher.
+pub const NATS_PUBLISH_IN_FLIGHT_MAX: usize = 1_024;
 
-/// Events read from the store per read transaction by the publisher.
+/// Events read from the store per read transaction by the publisher (the next read happens
+/// while the previous ones await their acknowledgements).
 pub const NATS_READ_EVENTS_MAX: usize = 1_024;
+
+/// The publisher renders each event's JSON into chunks of this many bytes, split off without a
+/// copy; a new chunk is taken when less than `NATS_RENDER_BYTES_MIN` is left (an event's JSON
+/// is ~1 KiB; a bigger one only grows the chunk).
+pub const NATS_RENDER_CHUNK_BYTES: usize = 64 * 1024;
+pub const NATS_RENDER_BYTES_MIN: usize = 4 * 1024;
 
 /// First wait after a failed publish round; it doubles per consecutive failure (with jitter) up
 /// to `NATS_BACKOFF_MAX`: retries never end, but come at least every 10 s once the server is
@@ -683,8 +692,12 @@ pub const NATS_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// The publisher's cursor (`meta` key `cursor/nats`) is written after this many acknowledged
 /// events or this long after the last write, and at stop: a crash republishes at most that
-/// much, and JetStream drops the repeats by `Nats-Msg-Id` within its duplicate window.
-pub const NATS_CURSOR_PERSIST_EVENTS: u64 = 1_000;
+/// much, and JetStream drops the repeats by `Nats-Msg-Id` within its duplicate window (a hub
+/// also skips them by UUID). Each write is a synced LMDB transaction on the publisher's thread
+/// that also holds the writer's lock: at 1,000 the publisher was in fsync in 6% of its samples
+/// during a catch-up (`perf/results/2026-12-06-nats-profile.txt`); at 16,384 it writes one to
+/// three times a second at the 16k-40k/s it reaches here.
+pub const NATS_CURSOR_PERSIST_EVENTS: u64 = 16_384;
 pub const NATS_CURSOR_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest single wait of the idle publisher on the commit watch before it checks for a stop.

@@ -15,7 +15,8 @@
 //! 4. on every tick ([`NATS_INGEST_POLL_INTERVAL`]) where the writer's [`CommitWatch`] moved (one
 //!    mutex read; the writer publishes once per batch), and at least every
 //!    [`NATS_INGEST_RECHECK_INTERVAL`] (a batch of duplicates publishes no new key), one read
-//!    transaction looks up the UUIDs in `sent`; each one found is committed (by us, or by a copy
+//!    transaction looks up the UUIDs in `sent` (on a tick, the oldest ones up to the first not
+//!    yet stored; every one at the re-check); each one found is committed (by us, or by a copy
 //!    of the same event that came first), and only then is its message acknowledged.
 //!
 //! So an acknowledged message's event is on disk; a message whose event is not (the hub
@@ -211,7 +212,7 @@ impl Worker {
             backoff = (backoff * 2).min(NATS_INGEST_BACKOFF_MAX);
         }
         // Acknowledge what is already committed; the rest is delivered again next time.
-        self.settle().await;
+        self.settle(true).await;
     }
 
     /// The stream (created when missing), the durable consumer, and its message stream.
@@ -270,9 +271,9 @@ impl Worker {
             return;
         }
         self.send_unsent();
-        let moved = self.commits.last_key() != self.seen_key;
-        if moved || self.checked_at.elapsed() >= NATS_INGEST_RECHECK_INTERVAL {
-            self.settle().await;
+        let full = self.checked_at.elapsed() >= NATS_INGEST_RECHECK_INTERVAL;
+        if full || self.commits.last_key() != self.seen_key {
+            self.settle(full).await;
         }
     }
 
@@ -343,20 +344,30 @@ impl Worker {
         }
     }
 
-    /// Acknowledges every sent message whose event is committed.
-    async fn settle(&mut self) {
+    /// Acknowledges sent messages whose events are committed: with `full`, every one; else the
+    /// committed prefix of `sent` (the writer commits in channel order, so one look-up past
+    /// the last commit ends the scan instead of all of `sent` on every tick; what waits out of
+    /// order is found by the next full scan, at most [`NATS_INGEST_RECHECK_INTERVAL`] later).
+    async fn settle(&mut self, full: bool) {
         self.seen_key = self.commits.last_key();
-        self.checked_at = Instant::now();
+        if full {
+            self.checked_at = Instant::now();
+        }
         if self.sent.is_empty() {
             return;
         }
-        let uuids: Vec<Uuid> = self.sent.iter().map(|sent| sent.uuid).collect();
-        let stored = self.is_stored(&uuids);
-        let mut flags = stored.into_iter();
-        let (done, waiting): (Vec<Sent>, Vec<Sent>) = std::mem::take(&mut self.sent)
-            .into_iter()
-            .partition(|_| flags.next().unwrap_or(false));
-        self.sent = waiting;
+        let done: Vec<Sent> = if full {
+            let uuids: Vec<Uuid> = self.sent.iter().map(|sent| sent.uuid).collect();
+            let mut flags = self.is_stored(&uuids).into_iter();
+            let (done, waiting) = std::mem::take(&mut self.sent)
+                .into_iter()
+                .partition(|_| flags.next().unwrap_or(false));
+            self.sent = waiting;
+            done
+        } else {
+            let committed = self.stored_prefix();
+            self.sent.drain(..committed).collect()
+        };
         for sent in &done {
             self.in_flight_uuids.remove(&sent.uuid);
             let counter = if sent.duplicate {
@@ -368,6 +379,17 @@ impl Worker {
             self.ack(&sent.acker).await;
         }
         self.metrics.in_flight.set(self.in_flight() as u64);
+    }
+
+    /// How many of `sent`, from the oldest, the store holds (one read transaction).
+    fn stored_prefix(&self) -> usize {
+        let Ok(reader) = self.store.read() else {
+            return 0;
+        };
+        self.sent
+            .iter()
+            .take_while(|sent| reader.has_foreign_uuid(&sent.uuid).unwrap_or(false))
+            .count()
     }
 
     /// For each UUID, whether the store holds it (false when the store cannot be read: the

@@ -10,11 +10,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::Subject;
 use async_nats::connection::State;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::{Client, ConnectOptions, ServerAddr};
-use bytes::Bytes;
+use bytes::{BufMut, BytesMut};
 use uuid::Uuid;
 
 use super::connect;
@@ -49,7 +50,8 @@ pub(crate) struct Publisher {
     /// Connections lost before the current round began.
     round_disconnects: u64,
     node_id: Uuid,
-    subject: String,
+    /// `<prefix>.<node id>`, built once (a clone shares its bytes).
+    subject: Subject,
     /// The last event acknowledged, skipped or pruned.
     cursor: u64,
     cursor_stored: u64,
@@ -73,7 +75,7 @@ impl Publisher {
     ) -> Self {
         let node_id = store.node_id();
         Self {
-            subject: connect::node_subject(&nats.subject_prefix, node_id),
+            subject: Subject::from(connect::node_subject(&nats.subject_prefix, node_id)),
             nats: nats.clone(),
             store,
             commits,
@@ -128,7 +130,7 @@ impl Publisher {
                 self.wait_for_commits().await;
                 continue;
             }
-            match self.publish_round(&context, &events).await {
+            match self.publish_round(&context, events).await {
                 Round::Done => self.recovered(),
                 Round::Failed(reason) => {
                     self.stream_checked = false;
@@ -182,41 +184,29 @@ impl Publisher {
         Ok(events)
     }
 
-    /// Publishes `events` in order with up to `in_flight_max` acknowledgements awaited at once;
-    /// the cursor follows the acknowledged prefix.
+    /// Publishes `events` in order, then the events after them as long as the store has more,
+    /// with up to `in_flight_max` acknowledgements awaited at once (the next read happens while
+    /// they are awaited: the window never empties between reads); the cursor follows the
+    /// acknowledged prefix. Ends once the store has nothing after the last one sent and every
+    /// acknowledgement is in.
     async fn publish_round(
         &mut self,
         context: &jetstream::Context,
-        events: &[(u64, Event)],
+        mut events: Vec<(u64, Event)>,
     ) -> Round {
         self.round_disconnects = self.stop.disconnects();
         let in_flight_max = self.options.in_flight_max.max(1);
         let mut pending: VecDeque<Pending> = VecDeque::with_capacity(in_flight_max);
-        let mut body = Vec::with_capacity(4 * 1024);
-        for (key, event) in events {
-            if self.stop.is_stopped() {
-                return self.drain(pending).await;
+        let mut body = BytesMut::new();
+        while let Some(&(last_key, _)) = events.last() {
+            if let Some(round) = self
+                .publish_events(context, &events, &mut pending, &mut body)
+                .await
+            {
+                return round;
             }
-            while pending.len() >= in_flight_max {
-                if let Err(reason) = self.settle_front(&mut pending).await {
-                    return self.abandon(pending, reason);
-                }
-            }
-            if !is_own(event.node_id, self.node_id) {
-                pending.push_back((*key, None));
-                continue;
-            }
-            match self.publish(context, event, &mut body).await {
-                Ok(ack) => pending.push_back((*key, Some(ack))),
-                Err((PublishErrorKind::MaxPayloadExceeded, _)) => {
-                    self.skipped(event, body.len());
-                    pending.push_back((*key, None));
-                }
-                Err((_, reason)) => {
-                    self.metrics.retried_total.inc();
-                    return self.abandon(pending, reason);
-                }
-            }
+            // A read error ends the round here; the next read from the cursor reports it.
+            events = self.read_more(last_key).unwrap_or_default();
         }
         while !pending.is_empty() {
             if let Err(reason) = self.settle_front(&mut pending).await {
@@ -226,19 +216,70 @@ impl Publisher {
         Round::Done
     }
 
-    /// Sends one event; the acknowledgement is awaited later.
+    /// Publishes `events` into the window `pending`; `Some` when the round ends early.
+    async fn publish_events(
+        &mut self,
+        context: &jetstream::Context,
+        events: &[(u64, Event)],
+        pending: &mut VecDeque<Pending>,
+        body: &mut BytesMut,
+    ) -> Option<Round> {
+        let in_flight_max = self.options.in_flight_max.max(1);
+        for (key, event) in events {
+            if self.stop.is_stopped() {
+                return Some(self.drain(std::mem::take(pending)).await);
+            }
+            while pending.len() >= in_flight_max {
+                if let Err(reason) = self.settle_front(pending).await {
+                    return Some(self.abandon(std::mem::take(pending), reason));
+                }
+            }
+            if !is_own(event.node_id, self.node_id) {
+                pending.push_back((*key, None));
+                continue;
+            }
+            match self.publish(context, event, body).await {
+                Ok(ack) => pending.push_back((*key, Some(ack))),
+                Err((PublishErrorKind::MaxPayloadExceeded, reason)) => {
+                    self.skipped(event, &reason);
+                    pending.push_back((*key, None));
+                }
+                Err((_, reason)) => {
+                    self.metrics.retried_total.inc();
+                    return Some(self.abandon(std::mem::take(pending), reason));
+                }
+            }
+        }
+        None
+    }
+
+    /// Up to [`limits::NATS_READ_EVENTS_MAX`] events after `key`, the last one sent in this
+    /// round. Events pruned after the round began are passed over uncounted when the cursor
+    /// moves past them (only the read from the cursor counts pruned events).
+    fn read_more(&self, key: u64) -> Result<Vec<(u64, Event)>, StoreError> {
+        self.store
+            .read()?
+            .events_after(key, limits::NATS_READ_EVENTS_MAX)
+    }
+
+    /// Sends one event; the acknowledgement is awaited later. The JSON is rendered into `body`'s
+    /// spare room and split off without a copy (the chunk is freed once its messages are sent).
     async fn publish(
         &self,
         context: &jetstream::Context,
         event: &Event,
-        body: &mut Vec<u8>,
+        body: &mut BytesMut,
     ) -> Result<PublishAckFuture, (PublishErrorKind, String)> {
-        body.clear();
-        // Writing into a Vec cannot fail.
-        let _ = write_json(event, body);
+        if body.capacity() - body.len() < limits::NATS_RENDER_BYTES_MIN {
+            body.reserve(limits::NATS_RENDER_CHUNK_BYTES);
+        }
+        // Writing into a BytesMut cannot fail.
+        let _ = write_json(event, &mut body.writer());
+        let payload = body.split().freeze();
+        let mut id = Uuid::encode_buffer();
         let message = PublishMessage::build()
-            .payload(Bytes::copy_from_slice(body))
-            .message_id(event.uuid.hyphenated().to_string());
+            .payload(payload)
+            .message_id(event.uuid.hyphenated().encode_lower(&mut id));
         let sent = context.send_publish(self.subject.clone(), message).await;
         self.metrics.published_total.inc();
         sent.map_err(|error| (error.kind(), format!("publish failed: {error}")))
@@ -300,10 +341,10 @@ impl Publisher {
         Round::Stopped
     }
 
-    fn skipped(&self, event: &Event, bytes: usize) {
+    fn skipped(&self, event: &Event, reason: &str) {
         self.metrics.skipped_total.inc();
         self.log(&format!(
-            "skipped event {}: {bytes} bytes of JSON exceed the server's max_payload",
+            "skipped event {}: its JSON exceeds the server's max_payload ({reason})",
             event.uuid.hyphenated()
         ));
     }
