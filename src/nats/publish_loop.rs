@@ -20,12 +20,12 @@ use uuid::Uuid;
 
 use super::connect;
 use super::publish_metrics::PublisherMetrics;
-use super::publish_policy::{backoff_delay, cursor_persist_due, is_own};
-use super::publisher::{CURSOR_NAME, PublisherOptions, Signals};
+use super::publish_policy::{backoff_delay, is_own};
+use super::publisher::{PublisherOptions, Signals};
 use crate::config::{NatsConfig, limits};
 use crate::event::Event;
 use crate::event::json::write_json;
-use crate::store::{CommitWatch, Store, StoreError};
+use crate::store::{CommitCursor, CommitWatch, Store, StoreError};
 use crate::webhook::failure_log_due;
 
 /// One publish awaiting its acknowledgement, or an event passed over (`None`).
@@ -53,9 +53,7 @@ pub(crate) struct Publisher {
     /// `<prefix>.<node id>`, built once (a clone shares its bytes).
     subject: Subject,
     /// The last event acknowledged, skipped or pruned.
-    cursor: u64,
-    cursor_stored: u64,
-    cursor_stored_at: Instant,
+    cursor: CommitCursor,
     /// Consecutive failed rounds (0: the last one succeeded).
     failures: u32,
     failure_logged_at: Option<Instant>,
@@ -71,7 +69,7 @@ impl Publisher {
         metrics: Arc<PublisherMetrics>,
         stop: Arc<Signals>,
         options: PublisherOptions,
-        cursor: u64,
+        cursor: CommitCursor,
     ) -> Self {
         let node_id = store.node_id();
         Self {
@@ -85,8 +83,6 @@ impl Publisher {
             round_disconnects: 0,
             node_id,
             cursor,
-            cursor_stored: cursor,
-            cursor_stored_at: Instant::now(),
             failures: 0,
             failure_logged_at: None,
             stream_checked: false,
@@ -166,22 +162,18 @@ impl Publisher {
     /// Up to [`limits::NATS_READ_EVENTS_MAX`] events after the cursor; moves the cursor over
     /// events that no longer exist (retention), counting them as pruned.
     fn read_after_cursor(&mut self) -> Result<Vec<(u64, Event)>, StoreError> {
-        let reader = self.store.read()?;
-        let events = reader.events_after(self.cursor, limits::NATS_READ_EVENTS_MAX)?;
-        let missing_until = match events.first() {
-            Some((key, _)) => key.saturating_sub(1),
-            None => reader.last_key()?,
-        };
-        drop(reader);
-        if missing_until > self.cursor {
-            let pruned = missing_until - self.cursor;
-            self.metrics.pruned_total.add(pruned);
+        let read = self
+            .cursor
+            .read_after(&self.store, limits::NATS_READ_EVENTS_MAX)?;
+        if read.pruned > 0 {
+            self.metrics.pruned_total.add(read.pruned);
             self.log(&format!(
-                "{pruned} events were removed from the store before they were published"
+                "{} events were removed from the store before they were published",
+                read.pruned
             ));
-            self.advance(missing_until);
+            self.persist_cursor_if_due();
         }
-        Ok(events)
+        Ok(read.events)
     }
 
     /// Publishes `events` in order, then the events after them as long as the store has more,
@@ -350,35 +342,32 @@ impl Publisher {
     }
 
     fn advance(&mut self, key: u64) {
-        self.cursor = self.cursor.max(key);
-        self.metrics.cursor.set(self.cursor);
-        self.persist_cursor_if_due();
+        let result = self.cursor.advance(&self.store, key, Instant::now());
+        self.cursor_written(result);
     }
 
     fn persist_cursor_if_due(&mut self) {
-        let behind = self.cursor.saturating_sub(self.cursor_stored);
-        let since_stored = self.cursor_stored_at.elapsed();
-        if cursor_persist_due(behind, since_stored, self.options.persist_interval) {
-            self.persist_cursor();
-        }
+        let result = self.cursor.persist_if_due(&self.store, Instant::now());
+        self.cursor_written(result);
     }
 
     fn persist_cursor(&mut self) {
-        if self.cursor == self.cursor_stored {
-            return;
+        let result = self.cursor.persist(&self.store, Instant::now());
+        self.cursor_written(result);
+    }
+
+    fn cursor_written(&mut self, result: Result<(), StoreError>) {
+        self.metrics.cursor.set(self.cursor.value());
+        if let Err(error) = result {
+            self.log(&format!("cannot store the cursor: {error}"));
         }
-        match self.store.set_cursor(CURSOR_NAME, self.cursor) {
-            Ok(()) => self.cursor_stored = self.cursor,
-            Err(error) => self.log(&format!("cannot store the cursor: {error}")),
-        }
-        self.cursor_stored_at = Instant::now();
     }
 
     /// Waits (off the runtime's thread) for a commit past the cursor, at most
     /// [`limits::NATS_IDLE_WAIT`].
     async fn wait_for_commits(&self) {
         let commits = Arc::clone(&self.commits);
-        let cursor = self.cursor;
+        let cursor = self.cursor.value();
         let waited = tokio::task::spawn_blocking(move || {
             commits.wait_past(cursor, limits::NATS_IDLE_WAIT);
         });

@@ -1,28 +1,14 @@
-//! The NATS publisher's pure decisions: which events it publishes, when its cursor is written,
-//! how long it backs off, and how far an acknowledged prefix moves the cursor.
+//! The NATS publisher's pure decisions: which events it publishes, how long it backs off,
+//! and how far an acknowledged prefix moves the cursor (when it is written: `store::CommitCursor`).
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::config::limits;
-
 /// Whether the publisher sends this event: only events this node created (events received
 /// from P2P peers are theirs to publish, and a hub never publishes).
 pub(crate) fn is_own(event_node_id: Uuid, own_node_id: Uuid) -> bool {
     event_node_id == own_node_id
-}
-
-/// Whether the cursor is due to be written: `behind_events` acknowledged since the last write,
-/// which was `since_stored` ago; due at [`limits::NATS_CURSOR_PERSIST_EVENTS`] behind, or when
-/// any are behind and `interval` has passed.
-pub(crate) fn cursor_persist_due(
-    behind_events: u64,
-    since_stored: Duration,
-    interval: Duration,
-) -> bool {
-    behind_events >= limits::NATS_CURSOR_PERSIST_EVENTS
-        || (behind_events > 0 && since_stored >= interval)
 }
 
 /// The wait after the `failures`-th failed round in a row (1 for the first): doubling from
@@ -46,14 +32,6 @@ mod tests {
         assert!(is_own(own, own));
         assert!(!is_own(Uuid::from_u128(2), own));
         let second = Duration::from_secs(1);
-        assert!(!cursor_persist_due(0, Duration::from_secs(60), second));
-        assert!(!cursor_persist_due(1, Duration::from_millis(10), second));
-        assert!(cursor_persist_due(1, second, second));
-        assert!(cursor_persist_due(
-            limits::NATS_CURSOR_PERSIST_EVENTS,
-            Duration::ZERO,
-            second
-        ));
         for failures in 1..40 {
             let delay = backoff_delay(failures, second / 10, second * 10, u64::MAX);
             assert!(delay <= second * 10, "{failures}: {delay:?}");

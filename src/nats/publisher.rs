@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::Event;
 use crossbeam_channel::Sender;
@@ -23,7 +23,7 @@ use super::connect::{self, NatsSetupError};
 use super::publish_loop::Publisher;
 use super::publish_metrics::PublisherMetrics;
 use crate::config::{NatsConfig, limits};
-use crate::store::{CommitWatch, Store, StoreError};
+use crate::store::{CommitCursor, CommitWatch, PersistPolicy, Store, StoreError};
 use crate::worker_thread::WorkerThread;
 
 /// The store cursor the publisher keeps (`meta` key `cursor/nats`).
@@ -171,11 +171,15 @@ pub fn spawn_with(
     commits: Arc<CommitWatch>,
     options: PublisherOptions,
 ) -> Result<PublisherHandle, PublisherError> {
-    let cursor = store.read()?.cursor(CURSOR_NAME)?;
+    let policy = PersistPolicy {
+        events: limits::NATS_CURSOR_PERSIST_EVENTS,
+        interval: options.persist_interval,
+    };
+    let cursor = CommitCursor::load(&store, CURSOR_NAME, policy, Instant::now())?;
     let node_id = store.node_id();
     let name = format!("sentrypeer-publisher {}", node_id.hyphenated());
     let addrs = connect::server_addrs(config)?;
-    let metrics = Arc::new(PublisherMetrics::new(Arc::clone(&commits), cursor));
+    let metrics = Arc::new(PublisherMetrics::new(Arc::clone(&commits), cursor.value()));
     let stop = Arc::new(Signals::default());
     let connect_options = connect::connect_options(config, &name)?
         .event_callback(on_event(Arc::clone(&metrics), Arc::clone(&stop)));
