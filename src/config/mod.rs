@@ -290,7 +290,7 @@ pub enum ConfigError {
     #[error("invalid json_log_file \"{}\": {problem}", .path.display())]
     JsonLogFile { path: PathBuf, problem: String },
     #[error("cannot read {key} \"{}\": {problem}", .path.display())]
-    DatabaseFile {
+    ReadableFile {
         key: &'static str,
         path: PathBuf,
         problem: String,
@@ -341,9 +341,10 @@ where
         check_json_log_file(path)?;
     }
     if config.command == Command::Run {
-        check_database_files(&config.enrich)?;
+        let enrich = &config.enrich;
+        check_readable_files(&[("geoip_db", &enrich.geoip_db), ("asn_db", &enrich.asn_db)])?;
         if let Some(nats) = &config.nats {
-            check_nats_files(nats)?;
+            check_readable_files(&[("nats_creds", &nats.creds), ("nats_ca", &nats.ca)])?;
         }
     }
     Ok(config)
@@ -414,32 +415,12 @@ fn check_json_log_file(path: &Path) -> Result<(), ConfigError> {
         .map_err(|errno| problem(format!("\"{}\" is not writable: {errno}", target.display())))
 }
 
-/// The MMDB files must be readable regular files (whether they are MMDB is found when the
-/// sensor opens them).
-fn check_database_files(enrich: &EnrichConfig) -> Result<(), ConfigError> {
-    let named = [("geoip_db", &enrich.geoip_db), ("asn_db", &enrich.asn_db)];
-    for (key, path) in named {
+/// Files the sensor reads later (the MMDB files, the NATS credentials and CA) must be readable
+/// regular files at start; their contents are checked when they are opened.
+fn check_readable_files(named: &[(&'static str, &Option<PathBuf>)]) -> Result<(), ConfigError> {
+    for &(key, path) in named {
         let Some(path) = path else { continue };
-        let problem = |problem: String| ConfigError::DatabaseFile {
-            key,
-            path: path.clone(),
-            problem,
-        };
-        if path.is_dir() {
-            return Err(problem("is a directory".into()));
-        }
-        std::fs::File::open(path).map_err(|error| problem(error.to_string()))?;
-    }
-    Ok(())
-}
-
-/// The NATS credentials and CA files must be readable regular files (their contents are checked
-/// when the client connects).
-fn check_nats_files(nats: &NatsConfig) -> Result<(), ConfigError> {
-    let named = [("nats_creds", &nats.creds), ("nats_ca", &nats.ca)];
-    for (key, path) in named {
-        let Some(path) = path else { continue };
-        let problem = |problem: String| ConfigError::DatabaseFile {
+        let problem = |problem: String| ConfigError::ReadableFile {
             key,
             path: path.clone(),
             problem,
