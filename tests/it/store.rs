@@ -113,7 +113,9 @@ fn store_events_land_in_store_log_and_aggregates() {
     commits.wait_past(0, DEADLINE);
     let logged = std::fs::read_to_string(&json).unwrap_or_default();
     let stored: Vec<Uuid> = all_events(&store).iter().map(|(_, e)| e.uuid).collect();
-    for line in logged.lines() {
+    // The output thread may be mid-line: only lines ended by a newline are complete.
+    let complete = &logged[..logged.rfind('\n').map_or(0, |end| end + 1)];
+    for line in complete.lines() {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         let uuid: Uuid = value["event_uuid"].as_str().unwrap().parse().unwrap();
         assert!(stored.contains(&uuid), "logged before commit: {uuid}");
