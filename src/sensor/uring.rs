@@ -22,13 +22,15 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use super::ShardStart;
 use super::shell::{self, Accepted, Engine};
+use crate::config::limits::SHARD_IO_MEMORY_BYTES;
 
 /// glommio on io_uring.
 pub(super) struct Uring;
 
 /// A shard thread's body: build the executor, run the shard on it.
 pub(super) fn run_thread(shard: ShardStart) {
-    match LocalExecutorBuilder::new(Placement::Unbound).make() {
+    let builder = LocalExecutorBuilder::new(Placement::Unbound).io_memory(SHARD_IO_MEMORY_BYTES);
+    match builder.make() {
         Ok(executor) => executor.run(shell::run_shard::<Uring>(shard)),
         Err(error) => shell::start_failed(&shard, "glommio executor", &error),
     }
