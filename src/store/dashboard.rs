@@ -289,6 +289,30 @@ enum KeyRef<'e> {
 }
 
 impl KeyRef<'_> {
+    /// Calls `f` with the key's stored bytes (what [`Self::to_bytes`] returns), built on the
+    /// stack for an ASN.
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            Self::Bytes(bytes) => f(bytes),
+            Self::Inline(bytes, len) => f(bytes.get(..usize::from(*len)).unwrap_or_default()),
+            Self::Asn(asn, org) => {
+                let mut out = [0u8; 5 + DASHBOARD_KEY_BYTES_MAX];
+                let len = (5 + org.len()).min(out.len());
+                out[0] = b'#';
+                out[1..5].copy_from_slice(&asn.to_be_bytes());
+                if let Some(rest) = out.get_mut(5..len) {
+                    rest.copy_from_slice(org.get(..len - 5).unwrap_or_default());
+                }
+                f(out.get(..len).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Orders keys as their stored bytes order.
+    fn cmp_bytes(&self, other: &Self) -> std::cmp::Ordering {
+        self.with_bytes(|a| other.with_bytes(|b| a.cmp(b)))
+    }
+
     fn to_bytes(self) -> Vec<u8> {
         match self {
             Self::Bytes(bytes) => bytes.to_vec(),
@@ -317,7 +341,53 @@ pub struct BucketDelta {
     pub granularity: Granularity,
     pub start_s: u64,
     /// Indexed by [`Dimension::index`].
-    pub dimensions: Vec<Vec<(Vec<u8>, u64)>>,
+    pub dimensions: Vec<DimensionDelta>,
+}
+
+/// One dimension's share of a batch in one bucket, already capped: at most
+/// [`DASHBOARD_BUCKET_KEYS_MAX`] keys, the events of the keys beyond in `other`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DimensionDelta {
+    pub keys: Vec<(Vec<u8>, u64)>,
+    pub other: u64,
+    /// How many keys were folded into `other`.
+    pub folded: u64,
+}
+
+impl From<Vec<(Vec<u8>, u64)>> for DimensionDelta {
+    /// Caps distinct `keys` (largest counts kept, ties: smaller key).
+    fn from(mut keys: Vec<(Vec<u8>, u64)>) -> Self {
+        let mut other = 0;
+        let mut folded = 0;
+        if keys.len() > DASHBOARD_BUCKET_KEYS_MAX {
+            folded = fold_beyond(&mut keys, DASHBOARD_BUCKET_KEYS_MAX, &mut other);
+        }
+        Self {
+            keys,
+            other,
+            folded,
+        }
+    }
+}
+
+/// Caps a batch's distinct keys as [`DimensionDelta::from`] does, comparing the borrowed keys
+/// so that only the kept ones are copied: a flood from thousands of sources costs a sort, not
+/// thousands of allocations per bucket.
+fn capped_delta(mut pairs: Vec<(KeyRef<'_>, u64)>) -> DimensionDelta {
+    let mut other = 0u64;
+    let mut folded = 0;
+    if pairs.len() > DASHBOARD_BUCKET_KEYS_MAX {
+        pairs.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp_bytes(&b.0)));
+        for (_, count) in pairs.drain(DASHBOARD_BUCKET_KEYS_MAX..) {
+            other = other.saturating_add(count);
+            folded += 1;
+        }
+    }
+    DimensionDelta {
+        keys: pairs.into_iter().map(|(k, c)| (k.to_bytes(), c)).collect(),
+        other,
+        folded,
+    }
 }
 
 fn ip_bytes(ip: IpAddr) -> KeyRef<'static> {
@@ -381,58 +451,80 @@ impl<'e> BatchCounts<'e> {
     }
 
     /// The batch's counts per bucket of every granularity, in key order, without the buckets
-    /// that `horizon` already prunes. A batch usually spans one minute, so this costs one pass
-    /// over its distinct keys per granularity.
+    /// that `horizon` already prunes. A batch usually spans one minute, whose capped counts then
+    /// serve its minute, hour and day buckets alike: one pass over its distinct keys in all.
     pub fn roll_up(self, horizon: &Horizon) -> Vec<BucketDelta> {
+        let mut minutes: Vec<(u64, Vec<DimensionCounts<'e>>)> = self.minutes.into_iter().collect();
+        minutes.sort_unstable_by_key(|(minute, _)| *minute);
+        // The capped deltas of each set of minutes, computed once (index range into `minutes`).
+        let mut computed: Vec<((usize, usize), Vec<DimensionDelta>)> = Vec::new();
         let mut out = Vec::new();
         for granularity in Granularity::ALL {
             let cutoff = horizon.cutoff_s(granularity);
-            let mut buckets: HashMap<u64, Vec<DimensionCounts<'e>>, RandomState> =
-                HashMap::default();
-            for (minute, dimensions) in &self.minutes {
+            let mut first = 0;
+            while let Some((minute, _)) = minutes.get(first) {
                 let start = granularity.start_of(*minute);
-                if start < cutoff {
-                    continue;
+                // Minutes are sorted, so a bucket's minutes are a run.
+                let end = first
+                    + minutes
+                        .get(first..)
+                        .unwrap_or_default()
+                        .iter()
+                        .take_while(|(m, _)| granularity.start_of(*m) == start)
+                        .count();
+                if start >= cutoff {
+                    let run = (first, end);
+                    let dimensions = match computed.iter().find(|(r, _)| *r == run) {
+                        Some((_, dimensions)) => dimensions.clone(),
+                        None => {
+                            let dimensions =
+                                run_deltas(minutes.get(first..end).unwrap_or_default());
+                            computed.push((run, dimensions.clone()));
+                            dimensions
+                        }
+                    };
+                    out.push(BucketDelta {
+                        granularity,
+                        start_s: start,
+                        dimensions,
+                    });
                 }
-                let into = buckets
-                    .entry(start)
-                    .or_insert_with(|| (0..DIMENSIONS).map(|_| HashMap::default()).collect());
-                for (into, from) in into.iter_mut().zip(dimensions) {
-                    for (key, count) in from {
-                        *into.entry(*key).or_default() += count;
-                    }
-                }
+                first = end;
             }
-            let mut starts: Vec<_> = buckets.into_iter().collect();
-            starts.sort_unstable_by_key(|(start, _)| *start);
-            out.extend(starts.into_iter().map(|(start_s, dimensions)| {
-                BucketDelta {
-                    granularity,
-                    start_s,
-                    dimensions: dimensions
-                        .into_iter()
-                        .map(|counts| counts.into_iter().map(|(k, c)| (k.to_bytes(), c)).collect())
-                        .collect(),
-                }
-            }));
         }
         out
     }
 }
 
-/// Merges one dimension's `delta` into the stored `old` value (`None`: no value yet or one that
-/// does not decode), capped at [`DASHBOARD_BUCKET_KEYS_MAX`]. Returns the new value's bytes in
-/// `out` and how many keys were folded into "other".
-pub fn merge_value(old: Option<&[u8]>, mut delta: Vec<(Vec<u8>, u64)>, out: &mut Vec<u8>) -> u64 {
+/// The capped per-dimension deltas of a run of minutes (one minute: its counts as they are).
+fn run_deltas(run: &[(u64, Vec<DimensionCounts<'_>>)]) -> Vec<DimensionDelta> {
+    (0..DIMENSIONS)
+        .map(|index| {
+            let mut maps = run.iter().filter_map(|(_, dims)| dims.get(index));
+            let pairs: Vec<(KeyRef<'_>, u64)> = match (maps.next(), run.len()) {
+                (Some(only), 1) => only.iter().map(|(k, c)| (*k, *c)).collect(),
+                (Some(first), _) => {
+                    let mut sum = first.clone();
+                    for map in maps {
+                        for (key, count) in map {
+                            *sum.entry(*key).or_default() += count;
+                        }
+                    }
+                    sum.into_iter().collect()
+                }
+                (None, _) => Vec::new(),
+            };
+            capped_delta(pairs)
+        })
+        .collect()
+}
+
+/// Merges one dimension's capped `delta` into the stored `old` value (`None`: no value yet or
+/// one that does not decode), capped at [`DASHBOARD_BUCKET_KEYS_MAX`]. Returns the new value's
+/// bytes in `out` and how many keys were folded into "other" (in the delta and in the merge).
+pub fn merge_value(old: Option<&[u8]>, delta: DimensionDelta, out: &mut Vec<u8>) -> u64 {
     let mut counts = old.and_then(Counts::decode).unwrap_or_default();
-    // Cap the batch's own keys first: a flood from thousands of sources costs a partial sort,
-    // not thousands of merges.
-    let mut delta_other = 0;
-    let mut folded = 0;
-    if delta.len() > DASHBOARD_BUCKET_KEYS_MAX {
-        folded = fold_beyond(&mut delta, DASHBOARD_BUCKET_KEYS_MAX, &mut delta_other);
-    }
-    folded += counts.merge(delta, delta_other, DASHBOARD_BUCKET_KEYS_MAX);
+    let folded = delta.folded + counts.merge(delta.keys, delta.other, DASHBOARD_BUCKET_KEYS_MAX);
     counts.encode(out);
     folded
 }
@@ -660,13 +752,13 @@ mod tests {
             .collect();
         let sum: u64 = delta.iter().map(|(_, c)| c).sum();
         let mut out = Vec::new();
-        let folded = merge_value(None, delta, &mut out);
+        let folded = merge_value(None, delta.into(), &mut out);
         let counts = Counts::decode(&out).unwrap();
         assert_eq!(counts.keys.len(), DASHBOARD_BUCKET_KEYS_MAX);
         assert_eq!(folded, 1_000 - DASHBOARD_BUCKET_KEYS_MAX as u64);
         assert_eq!(counts.total(), sum);
         assert!(counts.keys.iter().all(|(_, c)| *c == 7));
-        let again = merge_value(Some(&out), pairs(&[("new", 1)]), &mut Vec::new());
+        let again = merge_value(Some(&out), pairs(&[("new", 1)]).into(), &mut Vec::new());
         assert_eq!(again, 1);
     }
 
@@ -698,15 +790,15 @@ mod tests {
             ]
         );
         let hour = &deltas[2].dimensions;
-        let mut transports = hour[Dimension::Transport.index()].clone();
+        let mut transports = hour[Dimension::Transport.index()].keys.clone();
         transports.sort();
         assert_eq!(transports, pairs(&[("TCP", 1), ("UDP", 2)]));
-        let mut ips = hour[Dimension::Ip.index()].clone();
+        let mut ips = hour[Dimension::Ip.index()].keys.clone();
         ips.sort();
         assert_eq!(ips[0], (vec![10, 0, 0, 1], 2));
         assert_eq!(ips[1].0.len(), 16);
         assert!(
-            hour[Dimension::Country.index()].is_empty(),
+            hour[Dimension::Country.index()].keys.is_empty(),
             "no enrichment: not counted"
         );
         // Two hours later the minutes are pruned and not written.
@@ -738,10 +830,11 @@ mod tests {
             retention_s: None,
         });
         let minute = &deltas[0].dimensions;
-        let mut countries = minute[Dimension::Country.index()].clone();
+        let mut countries = minute[Dimension::Country.index()].keys.clone();
         countries.sort();
         assert_eq!(countries, pairs(&[("NL", 1), ("NOT_FOUND", 1)]));
         let asns: Vec<_> = minute[Dimension::Asn.index()]
+            .keys
             .iter()
             .map(|(key, _)| key_text(Dimension::Asn, key))
             .collect();
@@ -816,6 +909,32 @@ mod tests {
             prop_assert_eq!(Counts::decode(&bytes), Some(counts));
         }
 
+        /// Oracle: capping borrowed keys (the writer's path) keeps exactly what capping their
+        /// copies does (the plain path), including ties broken by the stored bytes.
+        #[test]
+        fn capped_delta_matches_capping_copies(
+            raw in proptest::collection::vec((0..3u8, proptest::collection::vec(any::<u8>(), 0..5), 0..3u32, 1..4u64), 0..400),
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let mut borrowed = Vec::new();
+            for (kind, bytes, asn, count) in &raw {
+                let key = match kind {
+                    0 => KeyRef::Bytes(bytes),
+                    1 => {
+                        let mut inline = [0; 16];
+                        inline[..bytes.len()].copy_from_slice(bytes);
+                        KeyRef::Inline(inline, bytes.len() as u8)
+                    }
+                    _ => KeyRef::Asn(*asn, bytes),
+                };
+                if seen.insert(key.to_bytes()) {
+                    borrowed.push((key, *count));
+                }
+            }
+            let copies: Vec<(Vec<u8>, u64)> = borrowed.iter().map(|(k, c)| (k.to_bytes(), *c)).collect();
+            prop_assert_eq!(capped_delta(borrowed), DimensionDelta::from(copies));
+        }
+
         #[test]
         fn merge_keeps_every_event(
             old in counts_strategy(),
@@ -829,7 +948,7 @@ mod tests {
             let mut bytes = Vec::new();
             old.encode(&mut bytes);
             let mut out = Vec::new();
-            merge_value(Some(&bytes), delta, &mut out);
+            merge_value(Some(&bytes), delta.into(), &mut out);
             let merged = Counts::decode(&out).unwrap();
             prop_assert!(merged.keys.len() <= DASHBOARD_BUCKET_KEYS_MAX);
             prop_assert_eq!(merged.total(), expected);

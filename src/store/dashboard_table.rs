@@ -22,7 +22,7 @@ use heed::RwTxn;
 use super::dashboard::{
     self, BatchCounts, Counts, DIMENSIONS, Dimension, Granularity, Horizon, bucket_key,
 };
-use super::{Reader, Store, Stored, Table, encoder, ip_key, number_key};
+use super::{IpKey, Reader, Store, Stored, Table, encoder, ip_key, number_key};
 use crate::config::limits::DASHBOARD_RECENT_EVENTS_MAX;
 use crate::event::{Event, display_ip};
 
@@ -52,14 +52,14 @@ pub(super) fn apply(
     folded: &mut Folded,
 ) -> Result<(), heed::Error> {
     let mut counts = BatchCounts::default();
-    let mut ips: HashMap<Vec<u8>, Vec<u64>, RandomState> = HashMap::default();
+    let mut ips: HashMap<IpKey, Vec<u64>, RandomState> = HashMap::default();
     let mut numbers: HashMap<&[u8], Vec<u64>, RandomState> = HashMap::default();
     for (event, outcome) in batch.events.iter().zip(stored) {
         let Stored::Key(key) = *outcome else {
             continue;
         };
         counts.add(event);
-        ips.entry(ip_key(display_ip(event.source)).as_slice().to_vec())
+        ips.entry(ip_key(display_ip(event.source)))
             .or_default()
             .push(key);
         if let Some(number) = number_key(event.called_number()) {
@@ -69,7 +69,7 @@ pub(super) fn apply(
     let mut value = Vec::with_capacity(4096);
     for delta in counts.roll_up(horizon) {
         for (dimension, keys) in Dimension::ALL.into_iter().zip(delta.dimensions) {
-            if keys.is_empty() {
+            if keys.keys.is_empty() {
                 continue;
             }
             let key = bucket_key(delta.granularity, dimension, delta.start_s);
@@ -85,7 +85,7 @@ pub(super) fn apply(
         tables.recent,
         txn,
         RECENT_IP,
-        ips.iter().map(|(k, v)| (&k[..], v)),
+        ips.iter().map(|(k, v)| (k.as_slice(), v)),
     )?;
     put_recent(
         tables.recent,

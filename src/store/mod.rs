@@ -1090,13 +1090,13 @@ fn mark_if_verified(
 
 /// IPv4 as 4 bytes, IPv6 as 16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct IpKey {
+pub(super) struct IpKey {
     bytes: [u8; 16],
     len: usize,
 }
 
 impl IpKey {
-    fn as_slice(&self) -> &[u8] {
+    pub(super) fn as_slice(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
     }
 }
