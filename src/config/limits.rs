@@ -123,6 +123,11 @@ pub const REPLY_LIMITER_SOURCES_MAX: usize = 65_536;
 /// Items returned by one page of an API list.
 pub const API_PAGE_ITEMS_MAX: usize = 100_000;
 
+/// A list page is read by one pass over its aggregates table and a sort (instead of a look-up
+/// per item through the last-seen index) when the table holds at most this many times the
+/// page's items: the pass reads at most this many entries per item, sequentially.
+pub const API_LIST_SCAN_FACTOR: usize = 2;
+
 /// Open API connections; a connection over the cap is closed at once (counter
 /// `api_connections_refused_total`). Worst case: this many hyper connections, each with at most
 /// `API_REQUEST_HEAD_BYTES_MAX` buffered.
