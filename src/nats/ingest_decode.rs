@@ -25,16 +25,14 @@
     clippy::indexing_slicing
 )]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::config::limits::{NATS_INGEST_FUTURE_SKEW, NATS_INGEST_PAYLOAD_BYTES_MAX};
-use crate::event::validate::{
-    TimestampError, is_sip_token, parse_event_uuid, parse_timestamp_within,
-};
-use crate::event::{CollectedMethod, Event, EventParts, NOT_FOUND, Transport};
+use crate::event::validate::{FieldError, FieldRules, FieldTexts, TimestampError, check_fields};
+use crate::event::{Event, EventParts, NOT_FOUND};
 
 /// Why a message is not stored (the first problem found).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +97,21 @@ impl Reject {
     /// Position in [`Self::ALL`].
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+impl From<FieldError> for Reject {
+    fn from(error: FieldError) -> Self {
+        match error {
+            FieldError::Uuid => Self::Uuid,
+            FieldError::OwnNodeId => Self::OwnNodeId,
+            FieldError::Timestamp(TimestampError::Unparsable) => Self::Timestamp,
+            FieldError::Timestamp(TimestampError::Future) => Self::Future,
+            FieldError::Timestamp(TimestampError::Stale) => Self::Stale,
+            FieldError::Enum => Self::Enum,
+            FieldError::Ip => Self::Ip,
+            FieldError::Method => Self::Method,
+        }
     }
 }
 
@@ -186,34 +199,32 @@ pub fn decode_event(payload: &[u8], context: &DecodeContext) -> Result<Event, Re
     }
     let wire: WireEvent = serde_json::from_slice(payload).map_err(|_| Reject::Malformed)?;
     let fields = wire.required().ok_or(Reject::Missing)?;
-    let uuid = parse_event_uuid(fields.uuid).ok_or(Reject::Uuid)?;
-    let node_id = parse_event_uuid(fields.node_id).ok_or(Reject::Uuid)?;
-    if node_id == context.own_node_id {
-        return Err(Reject::OwnNodeId);
-    }
     let skew_ns = u64::try_from(NATS_INGEST_FUTURE_SKEW.as_nanos()).unwrap_or(u64::MAX);
-    let timestamp_ns =
-        parse_timestamp_within(fields.timestamp, context.now_ns, skew_ns, context.oldest_ns)
-            .map_err(|error| match error {
-                TimestampError::Unparsable => Reject::Timestamp,
-                TimestampError::Future => Reject::Future,
-                TimestampError::Stale => Reject::Stale,
-            })?;
-    let collected_method = CollectedMethod::parse(fields.collected_method).ok_or(Reject::Enum)?;
-    let transport = Transport::parse(fields.transport).ok_or(Reject::Enum)?;
-    let source_ip: IpAddr = fields.source_ip.parse().map_err(|_| Reject::Ip)?;
-    let destination_ip: IpAddr = fields.destination_ip.parse().map_err(|_| Reject::Ip)?;
-    if !is_sip_token(fields.method) {
-        return Err(Reject::Method);
-    }
+    let texts = FieldTexts {
+        uuid: fields.uuid,
+        node_id: fields.node_id,
+        timestamp: fields.timestamp,
+        collected_method: fields.collected_method,
+        transport: fields.transport,
+        source_ip: fields.source_ip,
+        destination_ip: fields.destination_ip,
+        method: fields.method,
+    };
+    let rules = FieldRules {
+        own_node_id: context.own_node_id,
+        now_ns: context.now_ns,
+        skew_ns,
+        oldest_ns: context.oldest_ns,
+    };
+    let checked = check_fields(&texts, &rules).map_err(Reject::from)?;
     Ok(Event::new(&EventParts {
-        timestamp_ns,
-        uuid,
-        node_id,
-        transport,
-        collected_method,
-        source: SocketAddr::new(source_ip, wire.source_port),
-        destination: SocketAddr::new(destination_ip, wire.destination_port),
+        timestamp_ns: checked.timestamp_ns,
+        uuid: checked.uuid,
+        node_id: checked.node_id,
+        transport: checked.transport,
+        collected_method: checked.collected_method,
+        source: SocketAddr::new(checked.source_ip, wire.source_port),
+        destination: SocketAddr::new(checked.destination_ip, wire.destination_port),
         method: fields.method.as_bytes(),
         called_number: optional(fields.called_number),
         user_agent: optional(fields.user_agent),
@@ -229,6 +240,7 @@ mod tests {
     use super::*;
     use crate::event::json::to_json;
     use crate::event::timestamp::format_timestamp;
+    use crate::event::{CollectedMethod, Transport};
 
     const NOW: u64 = 1_764_326_400_000_000_000;
     const OWN: Uuid = Uuid::from_u128(0xAAAA);

@@ -28,9 +28,7 @@ use crate::config::limits::{
     P2P_ENTRIES_PER_MESSAGE_MAX, P2P_ENTRY_BYTES_MAX, P2P_ENTRY_COUNT_MAX, P2P_EVENT_AGE_MAX,
     P2P_FIELD_BYTES_MAX, P2P_FUTURE_SKEW, P2P_MESSAGE_BYTES_MAX, P2P_SIP_MESSAGE_BYTES_MAX,
 };
-use crate::event::validate::{
-    TimestampError, is_sip_token, parse_event_uuid, parse_timestamp_within,
-};
+use crate::event::validate::{FieldError, FieldRules, FieldTexts, TimestampError, check_fields};
 use crate::event::{CollectedMethod, Event, EventParts, NOT_FOUND, Transport};
 
 /// The schema version this build speaks.
@@ -98,6 +96,21 @@ pub enum EntryError {
     Control,
     /// `count` is 0 or above `P2P_ENTRY_COUNT_MAX`.
     Count,
+}
+
+impl From<FieldError> for EntryError {
+    fn from(error: FieldError) -> Self {
+        match error {
+            FieldError::Uuid => Self::Uuid,
+            FieldError::OwnNodeId => Self::OwnNodeId,
+            FieldError::Timestamp(TimestampError::Unparsable) => Self::Timestamp,
+            FieldError::Timestamp(TimestampError::Future) => Self::Future,
+            FieldError::Timestamp(TimestampError::Stale) => Self::Stale,
+            FieldError::Enum => Self::Enum,
+            FieldError::Ip => Self::Ip,
+            FieldError::Method => Self::Method,
+        }
+    }
 }
 
 impl EntryError {
@@ -219,20 +232,25 @@ pub fn validate_entry(
     now_ns: u64,
 ) -> Result<ValidEntry, EntryError> {
     check_sizes(entry)?;
-    let uuid = parse_uuid(&entry.event_uuid)?;
-    let node_id = parse_uuid(&entry.created_by_node_id)?;
-    if node_id == own_node_id {
-        return Err(EntryError::OwnNodeId);
-    }
-    let timestamp_ns = parse_recent_timestamp(&entry.event_timestamp, now_ns)?;
-    let collected_method =
-        CollectedMethod::parse(&entry.collected_method).ok_or(EntryError::Enum)?;
-    let transport = Transport::parse(&entry.transport_type).ok_or(EntryError::Enum)?;
-    let source_ip: IpAddr = entry.source_ip.parse().map_err(|_| EntryError::Ip)?;
-    let destination_ip: IpAddr = entry.destination_ip.parse().map_err(|_| EntryError::Ip)?;
-    if !is_sip_token(&entry.sip_method) {
-        return Err(EntryError::Method);
-    }
+    let skew_ns = u64::try_from(P2P_FUTURE_SKEW.as_nanos()).unwrap_or(u64::MAX);
+    let age_max_ns = u64::try_from(P2P_EVENT_AGE_MAX.as_nanos()).unwrap_or(u64::MAX);
+    let texts = FieldTexts {
+        uuid: &entry.event_uuid,
+        node_id: &entry.created_by_node_id,
+        timestamp: &entry.event_timestamp,
+        collected_method: &entry.collected_method,
+        transport: &entry.transport_type,
+        source_ip: &entry.source_ip,
+        destination_ip: &entry.destination_ip,
+        method: &entry.sip_method,
+    };
+    let rules = FieldRules {
+        own_node_id,
+        now_ns,
+        skew_ns,
+        oldest_ns: now_ns.saturating_sub(age_max_ns),
+    };
+    let checked = check_fields(&texts, &rules).map_err(EntryError::from)?;
     if has_control(&entry.called_number) || has_control(&entry.sip_user_agent) {
         return Err(EntryError::Control);
     }
@@ -241,13 +259,13 @@ pub fn validate_entry(
     }
     let optional = |text: &str| (text != NOT_FOUND).then(|| text.to_owned());
     Ok(ValidEntry {
-        uuid,
-        node_id,
-        timestamp_ns,
-        collected_method,
-        transport,
-        source_ip,
-        destination_ip,
+        uuid: checked.uuid,
+        node_id: checked.node_id,
+        timestamp_ns: checked.timestamp_ns,
+        collected_method: checked.collected_method,
+        transport: checked.transport,
+        source_ip: checked.source_ip,
+        destination_ip: checked.destination_ip,
         called_number: optional(&entry.called_number),
         method: entry.sip_method.clone(),
         user_agent: optional(&entry.sip_user_agent),
@@ -287,23 +305,6 @@ fn check_sizes(entry: &WireEntry) -> Result<(), EntryError> {
         return Err(EntryError::EntryTooLarge);
     }
     Ok(())
-}
-
-/// The event timestamp in ns, if it is neither too far in the future nor too old at `now_ns`.
-fn parse_recent_timestamp(text: &str, now_ns: u64) -> Result<u64, EntryError> {
-    let skew_ns = u64::try_from(P2P_FUTURE_SKEW.as_nanos()).unwrap_or(u64::MAX);
-    let age_max_ns = u64::try_from(P2P_EVENT_AGE_MAX.as_nanos()).unwrap_or(u64::MAX);
-    parse_timestamp_within(text, now_ns, skew_ns, now_ns.saturating_sub(age_max_ns)).map_err(
-        |error| match error {
-            TimestampError::Unparsable => EntryError::Timestamp,
-            TimestampError::Future => EntryError::Future,
-            TimestampError::Stale => EntryError::Stale,
-        },
-    )
-}
-
-fn parse_uuid(text: &str) -> Result<Uuid, EntryError> {
-    parse_event_uuid(text).ok_or(EntryError::Uuid)
 }
 
 fn has_control(text: &str) -> bool {
