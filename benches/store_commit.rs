@@ -1,10 +1,12 @@
 //! Store benchmarks: writer commit throughput for batches of 1,000 and 4,096 typical scanner
-//! events (with and without fsync), the event codec, and (printed once, not timed by criterion)
-//! the database bytes per event after 100k realistic events.
+//! events (with and without fsync), the event codec, the dashboard's counting of a flood's batch,
+//! and (printed once, not timed by criterion) the database bytes per event after 100k realistic
+//! events.
 //!
 //! Run: `cargo bench -p sentrypeer --bench store_commit`; `STORE_BENCH_SIZE_EVENTS=N` changes the
 //! size report's event count (0 skips it); `STORE_BENCH_EXPLORE=1` prints the zstd level and
-//! dictionary size grid instead. Results: `docs/benchmarks.md`, section "Store".
+//! dictionary size grid, and a match-table size and dictionary-attach grid at level 1, instead.
+//! Results: `docs/benchmarks.md`, section "Store".
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -212,6 +214,73 @@ fn bench_commit(c: &mut Criterion) {
     for no_sync in [false, true] {
         bench_bare_lmdb(&mut group, 1_000, no_sync);
     }
+    group.finish();
+}
+
+/// The dashboard's pure part for one 4,096-event batch within one minute from 100,000 distinct
+/// sources and numbers (the ingest flood's shape): counting, the roll-up into capped per-bucket
+/// deltas, and merging those into stored values.
+fn bench_dashboard(c: &mut Criterion) {
+    use sentrypeer::store::dashboard::{BatchCounts, Horizon, merge_value};
+    let mut group = c.benchmark_group("dashboard");
+    group.sample_size(20);
+    let mut traffic = Traffic::new(7);
+    traffic.sources = 100_000;
+    let minute_ns = 1_764_000_000_000_000_000 / 60_000_000_000 * 60_000_000_000;
+    let events: Vec<Event> = (0..4_096)
+        .map(|i| {
+            let mut event = traffic.event();
+            event.timestamp_ns = minute_ns + i * 10_000_000;
+            event
+        })
+        .collect();
+    let horizon = Horizon::from_ns(minute_ns + 50_000_000_000, None);
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("add_4096", |b| {
+        b.iter(|| {
+            let mut counts = BatchCounts::for_batch(events.len());
+            for event in &events {
+                counts.add(event);
+            }
+            black_box(counts);
+        });
+    });
+    group.bench_function("add_roll_up_4096", |b| {
+        b.iter(|| {
+            let mut counts = BatchCounts::for_batch(events.len());
+            for event in &events {
+                counts.add(event);
+            }
+            black_box(counts.roll_up(&horizon));
+        });
+    });
+    let mut stored = Vec::new();
+    let mut counts = BatchCounts::for_batch(events.len());
+    for event in &events {
+        counts.add(event);
+    }
+    let deltas = counts.roll_up(&horizon);
+    let olds: Vec<Vec<Vec<u8>>> = deltas
+        .iter()
+        .map(|d| {
+            d.dimensions
+                .iter()
+                .map(|delta| {
+                    merge_value(None, delta.clone(), &mut stored);
+                    stored.clone()
+                })
+                .collect()
+        })
+        .collect();
+    group.bench_function("merge_values_4096", |b| {
+        b.iter(|| {
+            for (delta, old) in deltas.iter().zip(&olds) {
+                for (dimension, old) in delta.dimensions.iter().zip(old) {
+                    black_box(merge_value(Some(old), dimension.clone(), &mut stored));
+                }
+            }
+        });
+    });
     group.finish();
 }
 
@@ -431,6 +500,7 @@ fn main() {
     report_size();
     let mut criterion = Criterion::default().configure_from_args();
     bench_codec(&mut criterion);
+    bench_dashboard(&mut criterion);
     bench_commit(&mut criterion);
     criterion.final_summary();
 }
@@ -483,6 +553,46 @@ fn explore() {
             }
             println!(
                 "explore: cdict {dict_size} level {level}: {} bytes/tail, {:.1} us/tail",
+                total / test.len(),
+                started.elapsed().as_secs_f64() * 1e6 / test.len() as f64
+            );
+        }
+    }
+    explore_tables(&train, &test);
+}
+
+/// Smaller match tables, and the dictionary attached or loaded into each frame's tables.
+fn explore_tables(train: &[Vec<u8>], test: &[Vec<u8>]) {
+    use zstd::zstd_safe::{CCtx, CParameter, DictAttachPref};
+    let dictionary = codec::train_dictionary(train, 16 * 1024).unwrap();
+    for log in [0, 16, 14, 12, 10, 8] {
+        for attach in [
+            DictAttachPref::DefaultAttach,
+            DictAttachPref::ForceAttach,
+            DictAttachPref::ForceLoad,
+        ] {
+            let mut cctx = CCtx::create();
+            cctx.set_parameter(CParameter::CompressionLevel(1)).unwrap();
+            cctx.set_parameter(CParameter::ContentSizeFlag(false))
+                .unwrap();
+            cctx.set_parameter(CParameter::DictIdFlag(false)).unwrap();
+            if log > 0 {
+                cctx.set_parameter(CParameter::HashLog(log)).unwrap();
+                cctx.set_parameter(CParameter::ChainLog(log)).unwrap();
+            }
+            cctx.set_parameter(CParameter::ForceAttachDict(attach))
+                .unwrap();
+            cctx.load_dictionary(&dictionary).unwrap();
+            let (mut total, mut started) = (0, Instant::now());
+            for _ in 0..3 {
+                (total, started) = (0, Instant::now());
+                for sample in test {
+                    let mut out = Vec::with_capacity(2048);
+                    total += cctx.compress2(&mut out, sample).unwrap();
+                }
+            }
+            println!(
+                "explore: dict 16384 level 1 hash/chain log {log} (0: default) {attach:?}: {} bytes/tail, {:.2} us/tail",
                 total / test.len(),
                 started.elapsed().as_secs_f64() * 1e6 / test.len() as f64
             );

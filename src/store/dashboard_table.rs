@@ -13,10 +13,8 @@
 //! Never: runs outside the writer's transaction for writes, fails a batch on a stored value
 //! that does not decode (it is replaced).
 
-use std::collections::HashMap;
 use std::ops::Bound;
 
-use foldhash::fast::RandomState;
 use heed::RwTxn;
 
 use super::dashboard::{
@@ -51,19 +49,19 @@ pub(super) fn apply(
     horizon: &Horizon,
     folded: &mut Folded,
 ) -> Result<(), heed::Error> {
-    let mut counts = BatchCounts::default();
-    let mut ips: HashMap<IpKey, Vec<u64>, RandomState> = HashMap::default();
-    let mut numbers: HashMap<&[u8], Vec<u64>, RandomState> = HashMap::default();
+    let mut counts = BatchCounts::for_batch(batch.events.len());
+    // (IP or number, event key) pairs, sorted below: one allocation for the batch, not one
+    // per distinct IP and number.
+    let mut ips: Vec<(IpKey, u64)> = Vec::with_capacity(batch.events.len());
+    let mut numbers: Vec<(&[u8], u64)> = Vec::with_capacity(batch.events.len());
     for (event, outcome) in batch.events.iter().zip(stored) {
         let Stored::Key(key) = *outcome else {
             continue;
         };
         counts.add(event);
-        ips.entry(ip_key(display_ip(event.source)))
-            .or_default()
-            .push(key);
+        ips.push((ip_key(display_ip(event.source)), key));
         if let Some(number) = number_key(event.called_number()) {
-            numbers.entry(number).or_default().push(key);
+            numbers.push((number, key));
         }
     }
     let mut value = Vec::with_capacity(4096);
@@ -81,37 +79,36 @@ pub(super) fn apply(
             tables.buckets.put(txn, &key, &value)?;
         }
     }
-    put_recent(
-        tables.recent,
-        txn,
-        RECENT_IP,
-        ips.iter().map(|(k, v)| (k.as_slice(), v)),
-    )?;
-    put_recent(
-        tables.recent,
-        txn,
-        RECENT_NUMBER,
-        numbers.iter().map(|(k, v)| (*k, v)),
-    )
+    let ips: Vec<(&[u8], u64)> = ips.iter().map(|(ip, key)| (ip.as_slice(), *key)).collect();
+    put_recent(tables.recent, txn, RECENT_IP, ips)?;
+    put_recent(tables.recent, txn, RECENT_NUMBER, numbers)
 }
 
-/// Appends each key's new event keys to its ring, in key order.
-fn put_recent<'k>(
+/// Appends each IP's or number's new event keys (`pairs`, in any order) to its ring, visiting
+/// the rings in key order.
+fn put_recent(
     table: Table,
     txn: &mut RwTxn<'_>,
     kind: u8,
-    keys: impl Iterator<Item = (&'k [u8], &'k Vec<u64>)>,
+    mut pairs: Vec<(&[u8], u64)>,
 ) -> Result<(), heed::Error> {
-    let mut keys: Vec<_> = keys.collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    pairs.sort_unstable();
     let mut table_key = Vec::with_capacity(64);
     let mut value = Vec::with_capacity(8 * DASHBOARD_RECENT_EVENTS_MAX);
-    for (key, events) in keys {
+    let mut events = Vec::with_capacity(DASHBOARD_RECENT_EVENTS_MAX);
+    for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+        let Some(&(key, _)) = run.first() else {
+            continue;
+        };
+        events.clear();
+        // Only the newest fit in a ring.
+        let newest = run.get(run.len().saturating_sub(DASHBOARD_RECENT_EVENTS_MAX)..);
+        events.extend(newest.unwrap_or_default().iter().map(|(_, event)| *event));
         table_key.clear();
         table_key.push(kind);
         table_key.extend_from_slice(key);
         let old = table.get(txn, &table_key)?;
-        dashboard::push_recent(old, events, &mut value);
+        dashboard::push_recent(old, &events, &mut value);
         table.put(txn, &table_key, &value)?;
     }
     Ok(())

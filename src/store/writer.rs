@@ -689,13 +689,16 @@ mod tests {
         let source: SocketAddr = format!("10.0.{}.{}:5060", index % 200, index % 250)
             .parse()
             .unwrap();
+        event_from(index, source, &index.to_string())
+    }
+
+    fn event_from(index: u64, source: SocketAddr, number: &str) -> Event {
         let message = format!(
             "OPTIONS sip:{index}@10.1.2.3 SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bK{index}\r\n\
              From: <sip:100@{source}>;tag={index:x}\r\nTo: <sip:{index}@10.1.2.3>\r\n\
              Call-ID: {index:016x}@{source}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: friendly-scanner\r\n\
              Content-Length: 0\r\n\r\n"
         );
-        let number = index.to_string();
         Event::new(&EventParts {
             timestamp_ns: 1_700_000_000_000_000_000 + index,
             uuid: Uuid::new_v4(),
@@ -711,6 +714,53 @@ mod tests {
             source_verified: false,
             auth_username: None,
         })
+    }
+
+    /// An IP's and a number's recent-event rings hold their newest events, newest first,
+    /// however the events fall into batches (here more than a ring's worth in one batch).
+    #[test]
+    fn recent_rings_keep_the_newest_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            db_file: dir.path().join("sentrypeer.db"),
+            batch_events_max: 4_096,
+            batch_interval: Duration::from_millis(50),
+            no_sync: true,
+            retention_days: None,
+        };
+        let outputs = OutputConfig {
+            json_log_file: None,
+            syslog: false,
+            syslog_socket: PathBuf::from("/nonexistent"),
+            verified_only: false,
+        };
+        let store = Store::open(&config).unwrap();
+        let (sender, receiver) = crossbeam_channel::bounded(4_096);
+        let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
+        let commits = writer.commits();
+        let total = 3 * limits::DASHBOARD_RECENT_EVENTS_MAX as u64 + 7;
+        let source: SocketAddr = "10.0.0.9:5060".parse().unwrap();
+        for index in 0..total {
+            sender.send(event_from(index, source, "7")).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while commits.last_key() < total {
+            assert!(Instant::now() < deadline, "events not committed");
+            commits.wait_past(commits.last_key(), Duration::from_millis(50));
+        }
+        drop(sender);
+        writer.join();
+        let reader = store.read().unwrap();
+        let newest: Vec<u64> = (total - limits::DASHBOARD_RECENT_EVENTS_MAX as u64 + 1..=total)
+            .rev()
+            .collect();
+        let ip = reader.recent_events_of_ip(source.ip()).unwrap();
+        assert_eq!(ip.iter().map(|(key, _)| *key).collect::<Vec<_>>(), newest);
+        let number = reader.recent_events_of_number(b"7").unwrap();
+        assert_eq!(
+            number.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
+            newest
+        );
     }
 
     /// The dictionary is trained by the writer but used by the encoder: records written after
