@@ -38,7 +38,9 @@
 # Relative paths (--rate-from, --out) are taken from the repository root.
 # Environment (the flags win): EVENTS (1000000), IPS (100000), NUMBERS (100000), INGEST_RATE
 # (50000; 0: no flood), FLOOD_SECONDS (30), WARMUP_SECONDS (2), FLOOD_MIX (options,register),
-# SENSOR_ARGS (extra sentrypeer flags), OUT, NO_BUILD (1: skip cargo build).
+# SENSOR_ARGS (extra sentrypeer flags), OUT, NO_BUILD (1: skip cargo build), CLIENT_NICE (0: the
+# timing client's nice value; negative runs it ahead of the flood's threads, so that the timing
+# measures the sensor's answer rather than the client's own wait for a CPU).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -52,6 +54,7 @@ flood_seconds=${FLOOD_SECONDS:-30}
 warmup_seconds=${WARMUP_SECONDS:-2}
 flood_mix=${FLOOD_MIX:-options,register}
 no_build=${NO_BUILD:-0}
+client_nice=${CLIENT_NICE:-0}
 read -r -a sensor_args <<<"${SENSOR_ARGS:-}"
 date=$(date -u +%Y-%m-%d)
 out=${OUT:-"perf/results/$date-api.json"}
@@ -60,8 +63,9 @@ command_line="perf/api.sh $*"
 usage() { sed -n '5,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 # Half the median io_uring lossless rate of a perf/ingest.sh results file (older single-sweep
 # files: their summary), as an integer.
-# FILE "latest": the newest perf/results/*ingest*.json (by its date) that is a sweep of short steps
-# with an io_uring lossless rate. Prints "RATE FILE".
+# FILE "latest": the newest perf/results/*ingest*.json (by its date) that is a run of record (short
+# steps, three or more sweeps, no extra sensor flags: not an A/B trial) with an io_uring lossless
+# rate. Prints "RATE FILE".
 half_lossless_rate() {
     python3 - "$1" <<'PY'
 import glob, json, sys
@@ -71,14 +75,19 @@ def rate_of(path):
     with open(path) as handle:
         results = json.load(handle)
     rate = ((results.get("summary") or {}).get("io_uring") or {}).get("lossless_rate")
-    short = (results.get("settings") or {}).get("step_seconds", 99) <= 5
-    return results.get("date", ""), rate if short else None
+    settings = results.get("settings") or {}
+    short = settings.get("step_seconds", 99) <= 5
+    return results.get("date", ""), rate if short else None, settings
+
+
+def of_record(settings):
+    return settings.get("sweeps", 1) >= 3 and not settings.get("sensor_args")
 
 
 path = sys.argv[1]
 if path == "latest":
     found = sorted((rate_of(one)[0], one) for one in glob.glob("perf/results/*ingest*.json")
-                   if rate_of(one)[1])
+                   if rate_of(one)[1] and of_record(rate_of(one)[2]))
     if not found:
         sys.exit("api.sh: no perf/results/*ingest*.json with an io_uring lossless rate")
     path = found[-1][1]
@@ -214,7 +223,7 @@ else
     echo '{}' >"$tmp/loadgen.json"
 fi
 
-time_command=("$fill_store" --time-api "127.0.0.1:$api_port" --ips "$ips" --numbers "$numbers"
+time_command=(nice -n "$client_nice" "$fill_store" --time-api "127.0.0.1:$api_port" --ips "$ips" --numbers "$numbers"
     --bench "$tmp/bench.json")
 stored_timing_start=$(stats timing-start)
 timing_started=$(date +%s.%N)
