@@ -716,15 +716,16 @@ mod tests {
         })
     }
 
-    /// An IP's and a number's recent-event rings hold their newest events, newest first,
-    /// however the events fall into batches (here more than a ring's worth in one batch).
-    #[test]
-    fn recent_rings_keep_the_newest_events() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store in `dir` (no fsync, no outputs) and its writer, fed through the returned sender.
+    fn start(
+        dir: &tempfile::TempDir,
+        batch_events_max: usize,
+        batch_interval: Duration,
+    ) -> (Store, Sender<Event>, WriterHandle) {
         let config = StoreConfig {
             db_file: dir.path().join("sentrypeer.db"),
-            batch_events_max: 4_096,
-            batch_interval: Duration::from_millis(50),
+            batch_events_max,
+            batch_interval,
             no_sync: true,
             retention_days: None,
         };
@@ -737,6 +738,15 @@ mod tests {
         let store = Store::open(&config).unwrap();
         let (sender, receiver) = crossbeam_channel::bounded(4_096);
         let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
+        (store, sender, writer)
+    }
+
+    /// An IP's and a number's recent-event rings hold their newest events, newest first,
+    /// however the events fall into batches (here more than a ring's worth in one batch).
+    #[test]
+    fn recent_rings_keep_the_newest_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sender, writer) = start(&dir, 4_096, Duration::from_millis(50));
         let commits = writer.commits();
         let total = 3 * limits::DASHBOARD_RECENT_EVENTS_MAX as u64 + 7;
         let source: SocketAddr = "10.0.0.9:5060".parse().unwrap();
@@ -768,22 +778,7 @@ mod tests {
     #[test]
     fn records_after_training_use_the_dictionary() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            db_file: dir.path().join("sentrypeer.db"),
-            batch_events_max: 256,
-            batch_interval: Duration::from_millis(5),
-            no_sync: true,
-            retention_days: None,
-        };
-        let outputs = OutputConfig {
-            json_log_file: None,
-            syslog: false,
-            syslog_socket: PathBuf::from("/nonexistent"),
-            verified_only: false,
-        };
-        let store = Store::open(&config).unwrap();
-        let (sender, receiver) = crossbeam_channel::bounded(4_096);
-        let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
+        let (store, sender, writer) = start(&dir, 256, Duration::from_millis(5));
         let commits = writer.commits();
         let first = STORE_DICTIONARY_SAMPLES as u64 + 100;
         for index in 0..first {
