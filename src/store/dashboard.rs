@@ -334,9 +334,11 @@ type DimensionCounts<'e> = HashMap<KeyRef<'e>, u64, RandomState>;
 #[derive(Default)]
 pub struct BatchCounts<'e> {
     minutes: HashMap<u64, Vec<DimensionCounts<'e>>, RandomState>,
-    /// The batch's size: a minute's IP and number maps are sized for it, as a flood's batch
-    /// brings thousands of distinct ones (growing the maps took a third of the counting).
-    events: usize,
+    /// The batch's size, for the IP and number maps of the batch's first minute: a flood's batch
+    /// brings thousands of distinct ones (growing the maps took a third of the counting). Later
+    /// minutes (a batch of peers' events may span thousands) start small, so that a batch
+    /// never reserves more than one such pair of maps.
+    presize: usize,
 }
 
 /// One bucket's share of a batch: per dimension, distinct keys with their counts.
@@ -449,19 +451,21 @@ impl<'e> BatchCounts<'e> {
     pub fn for_batch(events: usize) -> Self {
         Self {
             minutes: HashMap::default(),
-            events,
+            presize: events,
         }
     }
 
     /// Counts one committed event.
     pub fn add(&mut self, event: &'e Event) {
         let minute = Granularity::Minute.start_of(event.timestamp_ns / NANOS_PER_SECOND);
+        let presize = &mut self.presize;
         let dimensions = self.minutes.entry(minute).or_insert_with(|| {
+            let capacity = std::mem::take(presize);
             Dimension::ALL
                 .into_iter()
                 .map(|dimension| match dimension {
                     Dimension::Ip | Dimension::Number => {
-                        HashMap::with_capacity_and_hasher(self.events, RandomState::default())
+                        HashMap::with_capacity_and_hasher(capacity, RandomState::default())
                     }
                     _ => HashMap::default(),
                 })
@@ -784,6 +788,34 @@ mod tests {
         assert!(counts.keys.iter().all(|(_, c)| *c == 7));
         let again = merge_value(Some(&out), pairs(&[("new", 1)]).into(), &mut Vec::new());
         assert_eq!(again, 1);
+    }
+
+    /// Only a batch's first minute gets maps sized for the whole batch: a batch of peers' events
+    /// spread over many minutes must not reserve a batch-sized map per minute.
+    #[test]
+    fn batch_counts_presize_one_minute_only() {
+        let events: Vec<Event> = (0..500)
+            .map(|i| event(1_000 * 86_400 + i * 60, "10.0.0.1", "agent", Transport::Udp))
+            .collect();
+        let mut batch = BatchCounts::for_batch(events.len());
+        for event in &events {
+            batch.add(event);
+        }
+        assert_eq!(batch.minutes.len(), 500);
+        let reserved: usize = batch
+            .minutes
+            .values()
+            .map(|dims| dims[Dimension::Ip.index()].capacity())
+            .sum();
+        // One map sized for the batch, the others for their one key (a batch-sized map per
+        // minute would be about 500 x 896).
+        assert!(reserved < 6 * 500, "IP maps reserve {reserved} entries");
+        let sized = batch
+            .minutes
+            .values()
+            .filter(|dims| dims[Dimension::Ip.index()].capacity() >= 500)
+            .count();
+        assert_eq!(sized, 1);
     }
 
     #[test]
