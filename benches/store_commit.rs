@@ -507,7 +507,6 @@ fn main() {
 
 /// `STORE_BENCH_EXPLORE=1`: compressed tail size and time per zstd level and dictionary size.
 fn explore() {
-    use zstd::zstd_safe::{CCtx, CParameter};
     let mut traffic = Traffic::new(5);
     traffic.sources = 10_000;
     let train: Vec<Vec<u8>> = (0..1_000)
@@ -521,40 +520,18 @@ fn explore() {
     for dict_size in [16 * 1024, 64 * 1024] {
         let dictionary = codec::train_dictionary(&train, dict_size).unwrap();
         for level in [-5, -1, 1, 3, 9] {
-            let mut cctx = CCtx::create();
-            cctx.set_parameter(CParameter::CompressionLevel(level))
-                .unwrap();
-            cctx.set_parameter(CParameter::ContentSizeFlag(false))
-                .unwrap();
-            cctx.set_parameter(CParameter::DictIdFlag(false)).unwrap();
+            let mut cctx = explore_context(level);
             cctx.load_dictionary(&dictionary).unwrap();
-            // The first pass builds the dictionary tables; time the last of three.
-            let (mut total, mut started) = (0, Instant::now());
-            for _ in 0..3 {
-                (total, started) = (0, Instant::now());
-                for sample in &test {
-                    let mut out = Vec::with_capacity(2048);
-                    total += cctx.compress2(&mut out, sample).unwrap();
-                }
-            }
+            let (bytes, us) = time_tails(&test, |out, sample| cctx.compress2(out, sample));
             println!(
-                "explore: dict {dict_size} level {level}: {} bytes/tail, {:.1} us/tail",
-                total / test.len(),
-                started.elapsed().as_secs_f64() * 1e6 / test.len() as f64
+                "explore: dict {dict_size} level {level}: {bytes} bytes/tail, {us:.1} us/tail"
             );
             let cdict = zstd::zstd_safe::CDict::create(&dictionary, level);
-            let (mut total, mut started) = (0, Instant::now());
-            for _ in 0..3 {
-                (total, started) = (0, Instant::now());
-                for sample in &test {
-                    let mut out = Vec::with_capacity(2048);
-                    total += cctx.compress_using_cdict(&mut out, sample, &cdict).unwrap();
-                }
-            }
+            let (bytes, us) = time_tails(&test, |out, sample| {
+                cctx.compress_using_cdict(out, sample, &cdict)
+            });
             println!(
-                "explore: cdict {dict_size} level {level}: {} bytes/tail, {:.1} us/tail",
-                total / test.len(),
-                started.elapsed().as_secs_f64() * 1e6 / test.len() as f64
+                "explore: cdict {dict_size} level {level}: {bytes} bytes/tail, {us:.1} us/tail"
             );
         }
     }
@@ -563,7 +540,7 @@ fn explore() {
 
 /// Smaller match tables, and the dictionary attached or loaded into each frame's tables.
 fn explore_tables(train: &[Vec<u8>], test: &[Vec<u8>]) {
-    use zstd::zstd_safe::{CCtx, CParameter, DictAttachPref};
+    use zstd::zstd_safe::{CParameter, DictAttachPref};
     let dictionary = codec::train_dictionary(train, 16 * 1024).unwrap();
     for log in [0, 16, 14, 12, 10, 8] {
         for attach in [
@@ -571,11 +548,7 @@ fn explore_tables(train: &[Vec<u8>], test: &[Vec<u8>]) {
             DictAttachPref::ForceAttach,
             DictAttachPref::ForceLoad,
         ] {
-            let mut cctx = CCtx::create();
-            cctx.set_parameter(CParameter::CompressionLevel(1)).unwrap();
-            cctx.set_parameter(CParameter::ContentSizeFlag(false))
-                .unwrap();
-            cctx.set_parameter(CParameter::DictIdFlag(false)).unwrap();
+            let mut cctx = explore_context(1);
             if log > 0 {
                 cctx.set_parameter(CParameter::HashLog(log)).unwrap();
                 cctx.set_parameter(CParameter::ChainLog(log)).unwrap();
@@ -583,19 +556,43 @@ fn explore_tables(train: &[Vec<u8>], test: &[Vec<u8>]) {
             cctx.set_parameter(CParameter::ForceAttachDict(attach))
                 .unwrap();
             cctx.load_dictionary(&dictionary).unwrap();
-            let (mut total, mut started) = (0, Instant::now());
-            for _ in 0..3 {
-                (total, started) = (0, Instant::now());
-                for sample in test {
-                    let mut out = Vec::with_capacity(2048);
-                    total += cctx.compress2(&mut out, sample).unwrap();
-                }
-            }
+            let (bytes, us) = time_tails(test, |out, sample| cctx.compress2(out, sample));
             println!(
-                "explore: dict 16384 level 1 hash/chain log {log} (0: default) {attach:?}: {} bytes/tail, {:.2} us/tail",
-                total / test.len(),
-                started.elapsed().as_secs_f64() * 1e6 / test.len() as f64
+                "explore: dict 16384 level 1 hash/chain log {log} (0: default) {attach:?}: {bytes} bytes/tail, {us:.2} us/tail"
             );
         }
     }
+}
+
+/// A compression context at `level` with the store's frame settings that change the size.
+fn explore_context(level: i32) -> zstd::zstd_safe::CCtx<'static> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut cctx = CCtx::create();
+    cctx.set_parameter(CParameter::CompressionLevel(level))
+        .unwrap();
+    cctx.set_parameter(CParameter::ContentSizeFlag(false))
+        .unwrap();
+    cctx.set_parameter(CParameter::DictIdFlag(false)).unwrap();
+    cctx
+}
+
+/// Compresses every tail three times (the first pass builds the dictionary tables) and returns
+/// the last pass's mean bytes and microseconds per tail.
+fn time_tails(
+    tails: &[Vec<u8>],
+    mut compress: impl FnMut(&mut Vec<u8>, &[u8]) -> Result<usize, usize>,
+) -> (usize, f64) {
+    let (mut total, mut started) = (0, Instant::now());
+    for _ in 0..3 {
+        (total, started) = (0, Instant::now());
+        for tail in tails {
+            let mut out = Vec::with_capacity(2048);
+            total += compress(&mut out, tail).unwrap();
+        }
+    }
+    let count = tails.len().max(1);
+    (
+        total / count,
+        started.elapsed().as_secs_f64() * 1e6 / count as f64,
+    )
 }
