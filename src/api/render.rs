@@ -85,20 +85,37 @@ pub fn health_check() -> String {
     .to_string()
 }
 
-/// Serialises a `Display` value as a JSON string without an intermediate `String`.
-struct Text<'a, T: std::fmt::Display>(&'a T);
+/// An IP address as a JSON string, formatted on the stack first: `Display` writes an IPv4
+/// address in seven pieces, and serde_json would start an escaping pass for each.
+struct IpText(IpAddr);
 
-impl<T: std::fmt::Display> Serialize for Text<'_, T> {
+/// The longest IP text: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
+const IP_TEXT_BYTES_MAX: usize = 45;
+
+impl Serialize for IpText {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self.0)
+        let mut text = arrayvec::ArrayString::<IP_TEXT_BYTES_MAX>::new();
+        match write!(text, "{}", self.0) {
+            Ok(()) => serializer.serialize_str(&text),
+            Err(_) => serializer.collect_str(&self.0),
+        }
+    }
+}
+
+/// A count as a JSON string (compat.md §5 keeps the original's quoted counts).
+struct CountText(u64);
+
+impl Serialize for CountText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(itoa::Buffer::new().format(self.0))
     }
 }
 
 #[derive(Serialize)]
-struct IpItem<'a> {
-    ip_address: Text<'a, IpAddr>,
+struct IpItem {
+    ip_address: IpText,
     seen_last: TimestampText,
-    seen_count: Text<'a, u64>,
+    seen_count: CountText,
     verified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     source_country: Option<String>,
@@ -110,7 +127,7 @@ struct IpItem<'a> {
 struct NumberItem<'a> {
     called_number: &'a str,
     seen_last: TimestampText,
-    seen_count: Text<'a, u64>,
+    seen_count: CountText,
 }
 
 /// The items of a list, each rendered on the fly.
@@ -123,9 +140,9 @@ impl Serialize for IpItems<'_> {
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for item in self.0 {
             seq.serialize_element(&IpItem {
-                ip_address: Text(&item.ip),
+                ip_address: IpText(item.ip),
                 seen_last: timestamp_text(item.last_seen_ns),
-                seen_count: Text(&item.count),
+                seen_count: CountText(item.count),
                 verified: item.verified_ns.is_some(),
                 source_country: item.source.map(|tag| country_text(tag.country)),
                 source_asn: item.source.map(|tag| asn_text(tag.asn)),
@@ -143,7 +160,7 @@ impl Serialize for NumberItems<'_> {
             seq.serialize_element(&NumberItem {
                 called_number: &item.number,
                 seen_last: timestamp_text(item.last_seen_ns),
-                seen_count: Text(&item.count),
+                seen_count: CountText(item.count),
             })?;
         }
         seq.end()
@@ -166,15 +183,17 @@ struct NumberList<'a> {
     next: Option<&'a str>,
 }
 
-fn to_json(value: &impl Serialize, items: usize) -> String {
+/// A list body as bytes: serde_json writes only UTF-8, and the response takes bytes, so the
+/// 10 MB of a 100k-entry list are not checked again.
+fn to_json(value: &impl Serialize, items: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + items * API_LIST_ITEM_BYTES_TYPICAL);
     // Serialising into a Vec only fails for non-string map keys, which these types do not have.
     let _ = serde_json::to_writer(&mut out, value);
-    String::from_utf8(out).unwrap_or_default()
+    out
 }
 
 /// The `/ip-addresses` body; `next` only when another page follows.
-pub fn ip_list_json(total: u64, items: &[IpSeen], next: Option<&PageCursor>) -> String {
+pub fn ip_list_json(total: u64, items: &[IpSeen], next: Option<&PageCursor>) -> Vec<u8> {
     let next = next.map(PageCursor::to_hex);
     let list = IpList {
         ip_addresses_total: total,
@@ -185,7 +204,7 @@ pub fn ip_list_json(total: u64, items: &[IpSeen], next: Option<&PageCursor>) -> 
 }
 
 /// The `/numbers` body; `next` only when another page follows.
-pub fn number_list_json(total: u64, items: &[NumberSeen], next: Option<&PageCursor>) -> String {
+pub fn number_list_json(total: u64, items: &[NumberSeen], next: Option<&PageCursor>) -> Vec<u8> {
     let next = next.map(PageCursor::to_hex);
     let list = NumberList {
         called_numbers_total: total,
@@ -306,6 +325,42 @@ mod tests {
         list.iter().map(|ip| ip.parse().unwrap()).collect()
     }
 
+    /// Oracle: a list item's IP and count are the `Display` texts, for any address and count
+    /// (the longest IPv6 text and IPv4-mapped addresses included).
+    fn assert_item_texts(ip: IpAddr, count: u64) {
+        let items = [IpSeen {
+            ip,
+            first_seen_ns: 1,
+            last_seen_ns: 2,
+            count,
+            verified_ns: None,
+            source: None,
+        }];
+        let body: serde_json::Value =
+            serde_json::from_slice(&ip_list_json(1, &items, None)).unwrap();
+        assert_eq!(body["ip_addresses"][0]["ip_address"], ip.to_string());
+        assert_eq!(body["ip_addresses"][0]["seen_count"], count.to_string());
+    }
+
+    #[test]
+    fn list_item_texts_match_display_at_the_edges() {
+        for (ip, count) in [
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", u64::MAX),
+            ("::ffff:255.255.255.255", 0),
+            ("255.255.255.255", 1),
+            ("::", 10),
+        ] {
+            assert_item_texts(ip.parse().unwrap(), count);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn list_item_texts_match_display(ip in proptest::prelude::any::<IpAddr>(), count in proptest::prelude::any::<u64>()) {
+            assert_item_texts(ip, count);
+        }
+    }
+
     #[test]
     fn render_ip_list_types() {
         let items = [IpSeen {
@@ -316,7 +371,8 @@ mod tests {
             verified_ns: None,
             source: None,
         }];
-        let body: serde_json::Value = serde_json::from_str(&ip_list_json(7, &items, None)).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&ip_list_json(7, &items, None)).unwrap();
         assert_eq!(body["ip_addresses_total"], 7);
         assert_eq!(body["ip_addresses"][0]["ip_address"], "10.0.0.1");
         assert_eq!(
@@ -327,7 +383,7 @@ mod tests {
         assert!(body.get("next").is_none());
         let cursor = PageCursor::from_hex("00ff").unwrap();
         let body: serde_json::Value =
-            serde_json::from_str(&ip_list_json(7, &items, Some(&cursor))).unwrap();
+            serde_json::from_slice(&ip_list_json(7, &items, Some(&cursor))).unwrap();
         assert_eq!(body["next"], "00ff");
     }
 
@@ -340,7 +396,7 @@ mod tests {
             count: 3,
         }];
         let body: serde_json::Value =
-            serde_json::from_str(&number_list_json(1, &items, None)).unwrap();
+            serde_json::from_slice(&number_list_json(1, &items, None)).unwrap();
         assert_eq!(body["called_numbers"][0]["called_number"], "12\"3\n");
         assert_eq!(body["called_numbers"][0]["seen_count"], "3");
     }

@@ -300,8 +300,12 @@ fn log_store_error(state: &State, failure: &StoreError) {
 }
 
 /// A response with the headers every response carries.
-fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -314,7 +318,7 @@ fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Re
     response
 }
 
-fn json(status: StatusCode, body: String) -> Response<Body> {
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     with_type(status, JSON, body)
 }
 

@@ -814,7 +814,9 @@ impl Reader<'_> {
     }
 
     /// [`Self::newest_first`] by one pass over `aggregates` and a sort by index key
-    /// (`last` big-endian, then the key), descending, below `cursor`.
+    /// (`last` big-endian, then the key), descending, below `cursor`. The pass meets the keys in
+    /// ascending order, so a row's position stands in for its key: the sort orders 16-byte
+    /// integers (`last`, then position), not rows.
     fn newest_first_by_scan<T>(
         &self,
         aggregates: Table,
@@ -822,7 +824,8 @@ impl Reader<'_> {
         cursor: Option<&PageCursor>,
         build: impl Fn(&[u8], Aggregate) -> Option<T>,
     ) -> Result<Page<T>, StoreError> {
-        let mut entries: Vec<(u64, &[u8], Aggregate)> = Vec::new();
+        let mut rows: Vec<(&[u8], &[u8])> = Vec::new();
+        let mut order: Vec<u128> = Vec::new();
         for entry in aggregates.iter(&self.txn)? {
             let (key, value) = entry?;
             let Some(aggregate) = Aggregate::decode(value) else {
@@ -833,21 +836,30 @@ impl Reader<'_> {
                 index_key.iter().chain(key).lt(cursor.0.iter())
             });
             if below_cursor {
-                entries.push((aggregate.last, key, aggregate));
+                order.push(u128::from(aggregate.last) << 64 | rows.len() as u128);
+                rows.push((key, value));
             }
         }
-        entries.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        order.sort_unstable_by(|a, b| b.cmp(a));
         let mut items = Vec::new();
         let mut last_built: Option<(u64, &[u8])> = None;
         let mut more = false;
-        for (last, key, aggregate) in entries {
+        for position in order {
+            let row = usize::try_from(position & u128::from(u64::MAX))
+                .ok()
+                .and_then(|index| rows.get(index));
+            let Some((key, aggregate)) =
+                row.and_then(|&(key, value)| Some((key, Aggregate::decode(value)?)))
+            else {
+                continue;
+            };
             if items.len() >= limit {
                 more = true;
                 break;
             }
             if let Some(item) = build(key, aggregate) {
                 items.push(item);
-                last_built = Some((last, key));
+                last_built = Some((aggregate.last, key));
             }
         }
         let next = more
