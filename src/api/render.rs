@@ -95,7 +95,18 @@ const IP_TEXT_BYTES_MAX: usize = 45;
 impl Serialize for IpText {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut text = arrayvec::ArrayString::<IP_TEXT_BYTES_MAX>::new();
-        match write!(text, "{}", self.0) {
+        let written = match self.0 {
+            // Dotted decimal, the octets through itoa: `Display` pads each through `fmt`.
+            IpAddr::V4(v4) => v4.octets().iter().enumerate().try_for_each(|(at, octet)| {
+                if at > 0 {
+                    text.try_push('.').map_err(|_| std::fmt::Error)?;
+                }
+                text.try_push_str(itoa::Buffer::new().format(*octet))
+                    .map_err(|_| std::fmt::Error)
+            }),
+            IpAddr::V6(_) => write!(text, "{}", self.0),
+        };
+        match written {
             Ok(()) => serializer.serialize_str(&text),
             Err(_) => serializer.collect_str(&self.0),
         }

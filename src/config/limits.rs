@@ -410,9 +410,9 @@ pub const API_ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// of [`API_PAGE_ITEMS_MAX`], so repeated loads of new pages fit.
 pub const API_IPSET_ELEMENTS_MAX: usize = 1_048_576;
 
-/// Bytes per rendered list item, to size a list's output buffer once (a typical IP address or
-/// called number item with its timestamps); a larger list just grows the buffer.
-pub const API_LIST_ITEM_BYTES_TYPICAL: usize = 96;
+/// Bytes per rendered list item, to size a list's output buffer once (an IPv4 item with its
+/// timestamp is about 108, a called number's about 93); a larger list just grows the buffer.
+pub const API_LIST_ITEM_BYTES_TYPICAL: usize = 112;
 
 // App.
 

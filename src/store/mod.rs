@@ -803,11 +803,13 @@ impl Reader<'_> {
         cursor: Option<&PageCursor>,
         build: impl Fn(&[u8], Aggregate) -> Option<T>,
     ) -> Result<Page<T>, StoreError> {
-        let small = aggregates.len(&self.txn)?
+        let entries = aggregates.len(&self.txn)?;
+        let small = entries
             <= u64::try_from(limit.saturating_mul(limits::API_LIST_SCAN_FACTOR))
                 .unwrap_or(u64::MAX);
         if since_ns.is_none() && small {
-            self.newest_first_by_scan(aggregates, limit, cursor, build)
+            let entries = usize::try_from(entries).unwrap_or(usize::MAX);
+            self.newest_first_by_scan(aggregates, entries, limit, cursor, build)
         } else {
             self.newest_first_by_index(by_last, aggregates, since_ns, limit, cursor, build)
         }
@@ -817,15 +819,18 @@ impl Reader<'_> {
     /// (`last` big-endian, then the key), descending, below `cursor`. The pass meets the keys in
     /// ascending order, so a row's position stands in for its key: the sort orders 16-byte
     /// integers (`last`, then position), not rows.
+    /// `entries` (the table's length, at most `limit` x [`limits::API_LIST_SCAN_FACTOR`]) sizes
+    /// the buffers once.
     fn newest_first_by_scan<T>(
         &self,
         aggregates: Table,
+        entries: usize,
         limit: usize,
         cursor: Option<&PageCursor>,
         build: impl Fn(&[u8], Aggregate) -> Option<T>,
     ) -> Result<Page<T>, StoreError> {
-        let mut rows: Vec<(&[u8], &[u8])> = Vec::new();
-        let mut order: Vec<u128> = Vec::new();
+        let mut rows: Vec<(&[u8], &[u8])> = Vec::with_capacity(entries);
+        let mut order: Vec<u128> = Vec::with_capacity(entries);
         for entry in aggregates.iter(&self.txn)? {
             let (key, value) = entry?;
             let Some(aggregate) = Aggregate::decode(value) else {
@@ -841,7 +846,7 @@ impl Reader<'_> {
             }
         }
         order.sort_unstable_by(|a, b| b.cmp(a));
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(limit.min(order.len()));
         let mut last_built: Option<(u64, &[u8])> = None;
         let mut more = false;
         for position in order {
@@ -1523,7 +1528,7 @@ mod tests {
                     .newest_first_by_index(by_last, numbers, None, limit, cursor.as_ref(), build)
                     .unwrap();
                 let scan = reader
-                    .newest_first_by_scan(numbers, limit, cursor.as_ref(), build)
+                    .newest_first_by_scan(numbers, 300, limit, cursor.as_ref(), build)
                     .unwrap();
                 assert_eq!(scan, walk, "limit {limit}, cursor {cursor:?}");
                 cursors.push(walk.next.clone());
@@ -1535,7 +1540,7 @@ mod tests {
         }
         for cursor in cursors.iter().flatten() {
             let walk = reader.newest_first_by_index(by_last, numbers, None, 7, Some(cursor), build);
-            let scan = reader.newest_first_by_scan(numbers, 7, Some(cursor), build);
+            let scan = reader.newest_first_by_scan(numbers, 300, 7, Some(cursor), build);
             assert_eq!(scan.unwrap(), walk.unwrap());
         }
     }
