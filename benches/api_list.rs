@@ -7,15 +7,15 @@
 //! of IPs and numbers (default 100000). Results: `docs/benchmarks.md`, section "API".
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use sentrypeer::api::render;
 use sentrypeer::config::{OutputConfig, StoreConfig};
-use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
 use sentrypeer::store::{Store, spawn_writer};
-use uuid::Uuid;
+
+#[path = "../examples/support/fill_events.rs"]
+mod fill_events;
 
 const NO_OUTPUTS: OutputConfig = OutputConfig {
     json_log_file: None,
@@ -24,44 +24,19 @@ const NO_OUTPUTS: OutputConfig = OutputConfig {
     verified_only: false,
 };
 
-/// Source IP `index`: IPv4 10.x.y.z, every tenth one IPv6 (as `examples/fill_store.rs`).
-fn source_ip(index: u64) -> IpAddr {
-    if index % 10 == 9 {
-        let [.., high, low] = (index as u32).to_be_bytes().map(u16::from);
-        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, high, low))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(
-            0x0a00_0000_u32 | (index as u32 & 0x00ff_ffff),
-        ))
-    }
-}
-
-/// `entries` events, each from its own IP to its own number, one microsecond apart.
+/// `entries` events, each from its own IP to its own number, one microsecond apart
+/// ([`fill_events::event`], as `perf/api.sh`'s fill).
 fn fill(store: &Store, config: &StoreConfig, entries: u64) {
     let (sender, receiver) = crossbeam_channel::bounded(65_536);
     let writer = spawn_writer(store.clone(), receiver, &NO_OUTPUTS, config)
         .unwrap_or_else(|failure| panic!("writer: {failure}"));
     for index in 0..entries {
-        let source = SocketAddr::new(source_ip(index), 5060);
-        let called = format!("00{:08}", index.wrapping_mul(7919) % entries);
-        let message = format!(
-            "INVITE sip:{called}@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bK{index}\r\nCall-ID: {index}@scanner\r\n\r\n"
+        let event = fill_events::event(
+            index,
+            entries,
+            entries,
+            1_764_000_000_000_000_000 + index * 1_000,
         );
-        let event = Event::new(&EventParts {
-            timestamp_ns: 1_764_000_000_000_000_000 + index * 1_000,
-            uuid: Uuid::new_v4(),
-            node_id: Uuid::from_u128(1),
-            transport: Transport::Udp,
-            collected_method: CollectedMethod::Passive,
-            source,
-            destination: SocketAddr::from(([192, 0, 2, 1], 5060)),
-            method: b"INVITE",
-            called_number: Some(called.as_bytes()),
-            user_agent: Some(b"friendly-scanner"),
-            message: message.as_bytes(),
-            source_verified: false,
-            auth_username: None,
-        });
         if sender.send(event).is_err() {
             panic!("the writer stopped");
         }

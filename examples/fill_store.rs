@@ -19,7 +19,7 @@
 
 use std::error::Error;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,11 +29,13 @@ use crossbeam_channel::Sender;
 use hdrhistogram::Histogram;
 use sentrypeer::api;
 use sentrypeer::config::{ApiConfig, OutputConfig, StoreConfig};
+use sentrypeer::event::Event;
 use sentrypeer::event::timestamp::now_ns;
-use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
 use sentrypeer::metrics::Render;
 use sentrypeer::store::{CommitWatch, Store, spawn_writer};
-use uuid::Uuid;
+#[path = "support/fill_events.rs"]
+mod fill_events;
+use fill_events::{event, number, source_ip};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -96,56 +98,6 @@ fn parse_args() -> Result<Args> {
         return Err("--fill-only and --bench exclude each other".into());
     }
     Ok(args)
-}
-
-/// Source IP number `index`: IPv4 10.x.y.z, every tenth one IPv6.
-fn source_ip(index: u64) -> IpAddr {
-    if index % 10 == 9 {
-        IpAddr::V6(std::net::Ipv6Addr::new(
-            0x2001,
-            0xdb8,
-            0,
-            0,
-            0,
-            0,
-            (index >> 16) as u16,
-            index as u16,
-        ))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(
-            0x0a00_0000_u32 | (index as u32 & 0x00ff_ffff),
-        ))
-    }
-}
-
-fn number(index: u64) -> String {
-    format!("00{index:08}")
-}
-
-fn event(index: u64, ips: u64, numbers: u64, timestamp_ns: u64) -> Event {
-    let called = number(index.wrapping_mul(7919) % numbers);
-    let source = SocketAddr::new(source_ip(index % ips), 5060);
-    let message = format!(
-        "INVITE sip:{called}@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP {source};branch=z9hG4bK{index}\r\n\
-         From: <sip:100@{source}>;tag={index:x}\r\nTo: <sip:{called}@192.0.2.1>\r\n\
-         Call-ID: {index}@scanner\r\nCSeq: 1 INVITE\r\nUser-Agent: friendly-scanner\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    Event::new(&EventParts {
-        timestamp_ns,
-        uuid: Uuid::new_v4(),
-        node_id: Uuid::from_u128(1),
-        transport: Transport::Udp,
-        collected_method: CollectedMethod::Passive,
-        source,
-        destination: "192.0.2.1:5060".parse().unwrap_or(source),
-        method: b"INVITE",
-        called_number: Some(called.as_bytes()),
-        user_agent: Some(b"friendly-scanner"),
-        message: message.as_bytes(),
-        source_verified: false,
-        auth_username: None,
-    })
 }
 
 /// Sends `args.events` events through the writer and waits until all are committed; returns the
