@@ -447,7 +447,7 @@ fn report_size() {
 fn print_tables(path: &std::path::Path, count: usize) {
     use heed::types::Bytes;
     let mut builder = heed::EnvOpenOptions::new();
-    builder.max_dbs(8);
+    builder.max_dbs(10);
     // SAFETY: the store is closed; only this function has the file open.
     let Ok(env) = (unsafe { builder.flags(heed::EnvFlags::NO_SUB_DIR).open(path) }) else {
         return;
@@ -460,10 +460,12 @@ fn print_tables(path: &std::path::Path, count: usize) {
         "source_ips_by_last",
         "called_numbers_by_last",
         "meta",
+        "dashboard",
+        "dashboard_recent",
     ];
     let Ok(txn) = env.read_txn() else { return };
     let opened = env.open_databases_and_commit(txn, |opener, txn| {
-        let mut tables = [None; 7];
+        let mut tables = [None; 9];
         for (slot, name) in tables.iter_mut().zip(names) {
             *slot = opener.open_database::<Bytes, Bytes>(txn, Some(name))?;
         }
@@ -489,6 +491,11 @@ fn print_tables(path: &std::path::Path, count: usize) {
     println!(
         "store_size:   tables total {:.1} bytes/event",
         total as f64 / count.max(1) as f64
+    );
+    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    println!(
+        "store_size:   rest of the file (free pages kept for readers, LMDB meta pages) {:.1} bytes/event",
+        file_bytes.saturating_sub(total as u64) as f64 / count.max(1) as f64
     );
 }
 
