@@ -3,12 +3,12 @@
 //!
 //! UDP: glommio's `UdpSocket` has no recvmsg/cmsg, so it serves only as the readiness wait (an
 //! io_uring `MSG_PEEK` of one byte), and the datagrams are taken with a non-blocking `recvmmsg`
-//! on the raw fd (`udp_batch.rs`), which also gives IP_PKTINFO. Measured on this noisy 2-core
-//! machine, draining 300,000 pre-queued 420-byte datagrams inside a glommio executor
-//! (`cargo run --release --example sensor_ingest -- drain 300000`, 9 rounds, 2026-11-28): glommio
-//! `recv_from` median 1.26M datagrams/s (1.12-1.43M), peek + recvmmsg median 1.55M/s
-//! (0.99-1.76M), median ratio 1.20. recvmmsg is kept: faster, and `recv_from` cannot give the
-//! destination address at all. TCP/TLS: glommio listeners and streams (futures-io traits).
+//! on the raw fd (`udp_batch.rs`), which also gives IP_PKTINFO. Draining 300,000 pre-queued
+//! 420-byte datagrams inside a glommio executor (`cargo run --release --example sensor_ingest --
+//! drain 300000`, 9 rounds, `perf/results/2026-12-07-sensor-ingest-example.txt`): glommio
+//! `recv_from` 519k-682k datagrams/s, peek + recvmmsg 808k-1,090k/s, 1.27-1.92 x per round
+//! (median 1.52). recvmmsg is kept: faster, and `recv_from` cannot give the destination address
+//! at all. TCP/TLS: glommio listeners and streams (futures-io traits).
 //!
 //! Never: blocks the executor, decides loop policy (the drivers do).
 
