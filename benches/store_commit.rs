@@ -446,45 +446,35 @@ fn report_size() {
 /// Pages per table (opened directly with heed once the store is closed).
 fn print_tables(path: &std::path::Path, count: usize) {
     use heed::types::Bytes;
+    let names: Vec<&str> = sentrypeer::store::table_names().collect();
     let mut builder = heed::EnvOpenOptions::new();
-    builder.max_dbs(10);
+    builder.max_dbs(names.len() as u32);
     // SAFETY: the store is closed; only this function has the file open.
     let Ok(env) = (unsafe { builder.flags(heed::EnvFlags::NO_SUB_DIR).open(path) }) else {
         return;
     };
-    let names = [
-        "events",
-        "event_uuid",
-        "source_ips",
-        "called_numbers",
-        "source_ips_by_last",
-        "called_numbers_by_last",
-        "meta",
-        "dashboard",
-        "dashboard_recent",
-    ];
+    // (name, entries, pages, bytes) per table, read while the tables are open.
+    let mut rows: Vec<(&str, usize, usize, usize)> = Vec::with_capacity(names.len());
     let Ok(txn) = env.read_txn() else { return };
-    let opened = env.open_databases_and_commit(txn, |opener, txn| {
-        let mut tables = [None; 9];
-        for (slot, name) in tables.iter_mut().zip(names) {
-            *slot = opener.open_database::<Bytes, Bytes>(txn, Some(name))?;
+    let read = env.open_databases_and_commit(txn, |opener, txn| {
+        for &name in &names {
+            let Some(db) = opener.open_database::<Bytes, Bytes>(txn, Some(name))? else {
+                continue;
+            };
+            let stat = db.stat(txn)?;
+            let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
+            rows.push((name, stat.entries, pages, pages * stat.page_size as usize));
         }
-        Ok::<_, heed::Error>(heed::CommitOrAbort::<_, ()>::Commit(tables))
+        Ok::<_, heed::Error>(heed::CommitOrAbort::<(), ()>::Commit(()))
     });
-    let Ok(heed::CommitOrAbort::Commit(tables)) = opened else {
+    if read.is_err() {
         return;
-    };
-    let Ok(txn) = env.read_txn() else { return };
+    }
     let mut total = 0;
-    for (name, db) in names.into_iter().zip(tables) {
-        let Some(db) = db else { continue };
-        let Ok(stat) = db.stat(&txn) else { continue };
-        let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
-        let bytes = pages * stat.page_size as usize;
+    for (name, entries, pages, bytes) in rows {
         total += bytes;
         println!(
-            "store_size:   {name}: {} entries, {pages} pages, {:.1} bytes/event",
-            stat.entries,
+            "store_size:   {name}: {entries} entries, {pages} pages, {:.1} bytes/event",
             bytes as f64 / count.max(1) as f64
         );
     }

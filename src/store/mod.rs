@@ -90,6 +90,13 @@ const TABLE_NAMES: [&str; 7] = [
     "meta",
 ];
 
+/// Every table (LMDB named database) the store creates: its own, then the dashboard's.
+pub fn table_names() -> impl Iterator<Item = &'static str> {
+    TABLE_NAMES
+        .into_iter()
+        .chain(dashboard_table::DASH_TABLE_NAMES)
+}
+
 /// Errors of the store, its commands and the writer's start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -1286,7 +1293,7 @@ fn open_inner(path: &Path, no_sync: bool, options: StoreOptions) -> Result<Inner
     let mut builder = EnvOpenOptions::new().read_txn_without_tls();
     builder
         .map_size(options.map_bytes_initial)
-        .max_dbs((TABLE_NAMES.len() + dashboard_table::DASH_TABLE_NAMES.len()) as u32)
+        .max_dbs(table_names().count() as u32)
         .max_readers(limits::STORE_READERS_MAX);
     // SAFETY: heed marks these unsafe because NO_SYNC trades durability after an OS crash
     // (the `--no-sync` choice the operator made) and because a memory map must not be modified
