@@ -76,8 +76,8 @@ fn config_defaults() {
     assert_eq!(config.sensor.reply_burst, 20);
     assert_eq!(config.sensor.server_header, "FPBX-16.0.33(18.13.0)");
     assert_eq!(config.store.db_file, PathBuf::from("./sentrypeer.db"));
-    assert_eq!(config.store.batch_events_max, 4_096);
-    assert_eq!(config.store.batch_interval, Duration::from_millis(20));
+    assert_eq!(config.store.batch_events_max, 8_192);
+    assert_eq!(config.store.batch_interval, Duration::from_millis(50));
     assert!(!config.store.no_sync);
     assert_eq!(config.store.retention_days, None);
     assert_eq!(
