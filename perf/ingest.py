@@ -13,7 +13,8 @@ CPU seconds per 1,000 events (sensor: all of its threads, ns counters of
 moment, with utime+stime of /proc/<pid>/stat alongside; sink: its own getrusage, per received
 datagram), memory (sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map,
 sampled from /proc/<pid>/status through the step, peak and final, in KiB as /proc gives them;
-sink: its peak RSS), database bytes per event.
+sink: its peak RSS), database bytes per event, and (sensor) a drop timeline: the drop and commit
+counters of /metrics every 0.5 s, with the second of the step at which drops began.
 The sweep runs --sweeps times (default 3; the sink and the sensor alternate within each sweep,
 the sender at the same priority for both); the JSON keeps every sweep, the median of every step
 over the sweeps and the median of the per-sweep summaries (the headline figures).
@@ -198,6 +199,47 @@ class MemorySampler:
             "rss_file_mib_peak": kib_to_mib(max(file_backed, default=None)),
             "rss_file_mib_final": kib_to_mib(file_backed[-1] if file_backed else None),
             "series_s_anon_file_vmrss_kib": series_with_last(self.samples, every),
+        }
+
+
+class DropSampler:
+    """Reads the sensor's drop and commit counters from /metrics every `interval_s` in a thread,
+    until stop(): when in the step the drops began, and how the writer kept pace."""
+
+    def __init__(self, sensor, interval_s=0.5):
+        self.sensor = sensor
+        self.interval_s = interval_s
+        self.samples = []  # (seconds since start, events_dropped_total, events committed)
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        values = self.sensor.metrics()
+        if "events_dropped_total" in values:
+            self.samples.append((round(time.monotonic() - self.started, 2),
+                                 int(values["events_dropped_total"]),
+                                 int(values.get("writer_events_committed_total", 0))))
+
+    def run(self):
+        while not self.done.is_set():
+            self.sample()
+            self.done.wait(self.interval_s)
+
+    def stop(self):
+        """Stops the thread; returns the first sample with drops and the series (~120 points)."""
+        self.done.set()
+        self.thread.join(5)
+        if not self.samples:
+            return {"samples": 0}
+        dropping = [sample for sample in self.samples if sample[1] > self.samples[0][1]]
+        every = max(1, len(self.samples) // 120)
+        return {
+            "samples": len(self.samples),
+            "interval_s": self.interval_s,
+            "first_drop_s": dropping[0][0] if dropping else None,
+            "series_s_dropped_committed": series_with_last(self.samples, every),
         }
 
 
@@ -501,6 +543,7 @@ def sensor_step(tools, engine, rate, seconds, workdir):
     started = time.monotonic()
     sensor = Sensor(tools, engine, workdir)
     sampler = MemorySampler(sensor.process.pid)
+    drop_sampler = DropSampler(sensor)
     try:
         committed_before = sensor.metrics().get("writer_events_committed_total", 0)
         cpu_before = proc_cpu_s(sensor.process.pid)
@@ -518,8 +561,10 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         metrics = sensor.metrics()
         hwm = proc_hwm_kib(sensor.process.pid)
         memory = sampler.stop()
+        drop_timeline = drop_sampler.stop()
     finally:
         sampler.done.set()
+        drop_sampler.done.set()
         exit_code = sensor.close()
     committed = metrics.get("writer_events_committed_total")
     committed = None if committed is None else int(committed - committed_before)
@@ -545,6 +590,7 @@ def sensor_step(tools, engine, rate, seconds, workdir):
                                                               per_event),
         "rss_peak_kib": hwm,
         "memory": memory,
+        "drop_timeline": drop_timeline,
         "db_bytes": db_bytes,
         "db_bytes_per_event": round(db_bytes / stored_final, 1) if stored_final else None,
         "startup_ms": sensor.startup_ms,
