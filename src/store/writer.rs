@@ -7,7 +7,7 @@
 //! map is grown and the whole batch retried; any other commit error (disk full) is reported at
 //! most once per [`IO_ERROR_LOG_INTERVAL`] and retried with back-off, keeping the batch (the
 //! channel backs up and the shards drop and count). Between batches it prunes old events
-//! (retention) and, once, trains the zstd dictionary.
+//! (retention) and, once, has the zstd dictionary trained on a thread of its own and installs it.
 //!
 //! Never: writes a JSON or syslog line for an event that is not committed, half-writes a batch,
 //! panics on an output error.
@@ -379,6 +379,7 @@ pub fn spawn_writer_with(
         dictionary_ready,
         samples: Vec::new(),
         dictionary_attempts: 0,
+        training: None,
         dashboard_prune_due: Instant::now(),
     };
     let thread =
@@ -421,6 +422,13 @@ impl Reports {
     }
 }
 
+/// A dictionary training on its own thread: it took the writer 0.3-0.6 s of a loaded core, during
+/// which no batch was committed and a flood's first second overflowed the event channel.
+struct Training {
+    thread: WorkerThread,
+    result: Receiver<Result<Vec<u8>, codec::CodecError>>,
+}
+
 struct Writer {
     store: Store,
     batch_events_max: usize,
@@ -435,6 +443,8 @@ struct Writer {
     dictionary_ready: bool,
     samples: Vec<Vec<u8>>,
     dictionary_attempts: u32,
+    /// The dictionary being trained beside the writer, which keeps committing meanwhile.
+    training: Option<Training>,
     /// When the dashboard's old buckets are next pruned.
     dashboard_prune_due: Instant,
 }
@@ -457,6 +467,9 @@ impl Writer {
             encoder.recycle(batch);
         }
         encoder.join();
+        if let Some(training) = self.training.take() {
+            training.thread.join();
+        }
         if let Some(outputs) = self.outputs.take() {
             outputs.finish();
         }
@@ -560,12 +573,8 @@ impl Writer {
         }
         let verified = batch.iter().filter(|event| event.source_verified).count();
         self.metrics.events_verified_total.add(verified as u64);
-        if self.wants_samples() && self.samples.len() < STORE_DICTIONARY_SAMPLES {
-            for event in &batch {
-                let mut sample = codec::dictionary_sample(event);
-                sample.truncate(STORE_DICTIONARY_SAMPLE_BYTES_MAX);
-                self.samples.push(sample);
-            }
+        if self.wants_samples() {
+            add_samples(&mut self.samples, &batch);
         }
         if let Some(key) = last_key {
             self.commits.publish(key);
@@ -634,19 +643,47 @@ impl Writer {
         }
     }
 
-    /// Trains the store's dictionary once enough samples were seen (at most three tries).
+    /// Starts the dictionary's training once enough samples were seen (at most three tries), and
+    /// installs it when the training thread is done.
     fn train_dictionary(&mut self, encoder: &EncoderLink) {
-        if !self.wants_samples() || self.samples.len() < STORE_DICTIONARY_SAMPLES {
-            return;
+        match self.training.take() {
+            Some(training) if !training.thread.is_finished() => self.training = Some(training),
+            Some(training) => {
+                // Sent before the thread ended; nothing sent means it panicked: a failed try.
+                let trained = training
+                    .result
+                    .try_recv()
+                    .unwrap_or(Err(codec::CodecError::Compression));
+                training.thread.join();
+                self.install_dictionary(trained.map_err(StoreError::from), encoder);
+            }
+            None if self.wants_samples() && self.samples.len() >= STORE_DICTIONARY_SAMPLES => {
+                self.dictionary_attempts += 1;
+                let samples = std::mem::take(&mut self.samples);
+                let (sender, result) = crossbeam_channel::bounded(1);
+                let train = move || {
+                    let _ = sender.send(codec::train_dictionary(
+                        &samples,
+                        STORE_DICTIONARY_BYTES_MAX,
+                    ));
+                };
+                match WorkerThread::spawn("dictionary", train) {
+                    Ok(thread) => self.training = Some(Training { thread, result }),
+                    Err(error) => self.reports.report("dictionary", || {
+                        format!("cannot start the dictionary thread: {error}")
+                    }),
+                }
+            }
+            None => {}
         }
-        self.dictionary_attempts += 1;
-        let outcome = codec::train_dictionary(&self.samples, STORE_DICTIONARY_BYTES_MAX)
-            .map_err(StoreError::from)
-            .and_then(|dictionary| {
-                let id = self.store.install_dictionary(dictionary.clone())?;
-                Ok(codec::Packer::with_dictionary(id, &dictionary)?)
-            });
-        self.samples.clear();
+    }
+
+    /// Keeps a trained dictionary in the store and gives the encoder a packer that uses it.
+    fn install_dictionary(&mut self, trained: Result<Vec<u8>, StoreError>, encoder: &EncoderLink) {
+        let outcome = trained.and_then(|dictionary| {
+            let id = self.store.install_dictionary(dictionary.clone())?;
+            Ok(codec::Packer::with_dictionary(id, &dictionary)?)
+        });
         match outcome {
             Ok(mut packer) => {
                 packer.set_local_node(Some(self.store.node_id()));
@@ -671,7 +708,20 @@ impl Writer {
     }
 
     fn wants_samples(&self) -> bool {
-        !self.dictionary_ready && self.dictionary_attempts < STORE_DICTIONARY_ATTEMPTS_MAX
+        !self.dictionary_ready
+            && self.training.is_none()
+            && self.dictionary_attempts < STORE_DICTIONARY_ATTEMPTS_MAX
+    }
+}
+
+/// Adds the batch's first events to the dictionary samples, up to [`STORE_DICTIONARY_SAMPLES`]
+/// of at most [`STORE_DICTIONARY_SAMPLE_BYTES_MAX`] each (a batch may hold 65,536 events).
+fn add_samples(samples: &mut Vec<Vec<u8>>, batch: &[Event]) {
+    let room = STORE_DICTIONARY_SAMPLES.saturating_sub(samples.len());
+    for event in batch.iter().take(room) {
+        let mut sample = codec::dictionary_sample(event);
+        sample.truncate(STORE_DICTIONARY_SAMPLE_BYTES_MAX);
+        samples.push(sample);
     }
 }
 
@@ -771,6 +821,19 @@ mod tests {
             number.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
             newest
         );
+    }
+
+    #[test]
+    fn dictionary_samples_stop_at_their_bound() {
+        let batch: Vec<Event> = (0..STORE_DICTIONARY_SAMPLES as u64 + 300)
+            .map(event)
+            .collect();
+        let mut samples = vec![vec![1_u8]; 10];
+        add_samples(&mut samples, &batch);
+        assert_eq!(samples.len(), STORE_DICTIONARY_SAMPLES);
+        assert_eq!(samples[10], codec::dictionary_sample(&batch[0]));
+        add_samples(&mut samples, &batch);
+        assert_eq!(samples.len(), STORE_DICTIONARY_SAMPLES);
     }
 
     /// The dictionary is trained by the writer but used by the encoder: records written after
