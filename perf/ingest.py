@@ -21,7 +21,7 @@ over the sweeps and the median of the per-sweep summaries (the headline figures)
 Then a drain test per target (first sweep only): pre-fill the socket while the receiver is
 stopped (SIGSTOP), SIGCONT, and time until everything is stored.
 
-Writes perf/results/<date>-ingest.json and prints a table with the sensor/sink ratios.
+Writes perf/results/<date>-ingest.json (or -2, -3, ... when that exists) and prints a table with the sensor/sink ratios.
 Run through perf/ingest.sh, which builds the release binaries first.
 
 Never: sends anywhere but 127.0.0.0/8; leaves a child running (every child is killed on exit).
@@ -249,6 +249,17 @@ def series_with_last(samples, every):
     if series[-1] is not samples[-1]:
         series.append(samples[-1])
     return series
+
+
+def unused_path(path):
+    """`path`, or the first of path-2, path-3, ... (before the extension) that does not exist: a
+    second run of the day keeps the first one's file."""
+    stem, extension = os.path.splitext(path)
+    candidate, number = path, 1
+    while os.path.exists(candidate):
+        number += 1
+        candidate = f"{stem}-{number}{extension}"
+    return candidate
 
 
 def allocated_bytes(path):
@@ -878,7 +889,8 @@ def parse_args():
     parser.add_argument("--budget-seconds", type=float, default=570,
                         help="start no new step once this much time has passed since "
                              "perf/ingest.sh began (its build included)")
-    parser.add_argument("--out", default=None, help="default perf/results/<date>-ingest[-sink-only].json")
+    parser.add_argument("--out", default=None,
+                        help="default perf/results/<date>-ingest[-sink-only][-N].json (a new file)")
     return parser.parse_args()
 
 
@@ -976,9 +988,9 @@ def main():
     results["summary"]["note"] = ("median over the counted sweeps (complete ones; if none is "
                                   "complete, those with any step) of each sweep's own summary")
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    out = args.out or os.path.join(ROOT, "perf", "results",
-                                   f"{date.strftime('%Y-%m-%d')}-ingest"
-                                   f"{'-sink-only' if args.sink_only else ''}.json")
+    out = args.out or unused_path(os.path.join(ROOT, "perf", "results",
+                                               f"{date.strftime('%Y-%m-%d')}-ingest"
+                                               f"{'-sink-only' if args.sink_only else ''}.json"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as handle:
         json.dump(results, handle, indent=2)

@@ -10,8 +10,8 @@
 # perf/; sentrypeer without the P2P feature, which the ingest path does not touch and which is a
 # third of a clean build), loadgen always, sentrypeer unless --sink-only; then runs the sweep
 # --sweeps times (default 3) on loopback only, the sender at the same priority as the receivers
-# (--sender-nice 0). Writes perf/results/<date>-ingest.json (every sweep, the median per step and
-# the median summary) and prints a table.
+# (--sender-nice 0). Writes perf/results/<date>-ingest.json (-2, -3, ... when taken: every sweep,
+# the median per step and the median summary) and prints a table.
 # Budget: the whole command, build included, stops starting new steps --budget-seconds (570)
 # after it began, so it ends within 10 minutes on 2 cores; steps left out are listed under
 # "skipped" in the JSON (a clean build leaves less time for the sweeps than a warm one).
