@@ -104,9 +104,10 @@ pub const WEBHOOK_BATCH_EVENTS_MAX: usize = 1_000;
 
 /// Events waiting between the shards and the writer; when full, shards drop and count
 /// (`events_dropped_total`). Worst case memory: this many events (~1 KiB each typical), plus the
-/// batches behind it (encoder, writer, output: up to 7 x `--writer-batch`). Halved when the
-/// default batch doubled, which kept the events in flight (and RssAnon) about where they were.
-pub const EVENT_CHANNEL_CAPACITY: usize = 32_768;
+/// batches behind it (encoder, writer, output: up to 5 x `--writer-batch`). Cut from 65,536 when
+/// the default batch doubled, which kept the events in flight (and RssAnon) about where they were;
+/// it absorbs a flood's first half second, while the store is new and the dictionary trains.
+pub const EVENT_CHANNEL_CAPACITY: usize = 49_152;
 
 /// Default and maximum events per LMDB write transaction. Every commit rewrites the pages of the
 /// aggregates, indexes and rings its events touch (about 800 B of page writes per event at 4,096
@@ -330,14 +331,14 @@ pub const WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX: u32 = 20;
 pub const STORE_DICTIONARY_ATTEMPTS_MAX: u32 = 3;
 
 /// Encoded batches that may wait between the encoder and the writer; when full the encoder waits
-/// and the event channel fills. Two keep the writer busy (one committing, one ready) while
-/// holding at most two batches (`WRITER_BATCH_EVENTS_MAX` events each) of encoded records.
-pub const WRITER_ENCODED_BATCHES_MAX: usize = 2;
+/// and the event channel fills. One keeps the writer busy (one committing, one ready) while
+/// holding at most one more batch (`WRITER_BATCH_EVENTS_MAX` events) of encoded records.
+pub const WRITER_ENCODED_BATCHES_MAX: usize = 1;
 
 /// Committed batches that may wait for the output thread (JSON log, syslog); when full the
-/// writer waits, so the log is never more than this many batches behind the store. Two let the
+/// writer waits, so the log is never more than this many batches behind the store. One lets the
 /// log writing run beside the next commit without letting it fall behind.
-pub const WRITER_OUTPUT_BATCHES_MAX: usize = 2;
+pub const WRITER_OUTPUT_BATCHES_MAX: usize = 1;
 
 /// Buffer of the JSON log file, flushed once per batch: a few hundred lines (~1 KiB each) per
 /// write call instead of one call per line.
