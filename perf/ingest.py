@@ -152,34 +152,49 @@ def kib_to_mib(kib):
     return None if kib is None else round(kib / 1024, 1)
 
 
-class MemorySampler:
-    """Samples RssAnon (the heap), RssFile (file-backed pages: the LMDB map, the binary) and
-    VmRSS of a process every `interval_s` in a thread, until stop(); keeps peak and final."""
+class PeriodicSampler:
+    """Calls self.sample() every `interval_s` in a thread, from construction until halt(); the
+    subclass sets its own fields before calling this __init__ and appends to self.samples."""
 
-    def __init__(self, pid, interval_s=0.25):
-        self.pid = pid
+    def __init__(self, interval_s):
         self.interval_s = interval_s
-        self.samples = []  # (seconds since start, RssAnon KiB, RssFile KiB, VmRSS KiB)
+        self.samples = []
         self.started = time.monotonic()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
-    def sample(self):
-        values = proc_status_kib(self.pid)
-        if "RssAnon" in values:
-            self.samples.append((round(time.monotonic() - self.started, 2), values["RssAnon"],
-                                 values.get("RssFile"), values.get("VmRSS")))
+    def seconds(self):
+        return round(time.monotonic() - self.started, 2)
 
     def run(self):
         while not self.done.is_set():
             self.sample()
             self.done.wait(self.interval_s)
 
-    def stop(self):
-        """Takes a last sample, stops the thread and returns the summary (KiB, and MiB = /1024)."""
+    def halt(self):
         self.done.set()
         self.thread.join(5)
+
+
+class MemorySampler(PeriodicSampler):
+    """Samples RssAnon (the heap), RssFile (file-backed pages: the LMDB map, the binary) and
+    VmRSS of a process every `interval_s` in a thread, until stop(); keeps peak and final.
+    Samples: (seconds since start, RssAnon KiB, RssFile KiB, VmRSS KiB)."""
+
+    def __init__(self, pid, interval_s=0.25):
+        self.pid = pid
+        super().__init__(interval_s)
+
+    def sample(self):
+        values = proc_status_kib(self.pid)
+        if "RssAnon" in values:
+            self.samples.append((self.seconds(), values["RssAnon"], values.get("RssFile"),
+                                 values.get("VmRSS")))
+
+    def stop(self):
+        """Takes a last sample, stops the thread and returns the summary (KiB, and MiB = /1024)."""
+        self.halt()
         self.sample()
         if not self.samples:
             return {"samples": 0}
@@ -202,35 +217,24 @@ class MemorySampler:
         }
 
 
-class DropSampler:
+class DropSampler(PeriodicSampler):
     """Reads the sensor's drop and commit counters from /metrics every `interval_s` in a thread,
-    until stop(): when in the step the drops began, and how the writer kept pace."""
+    until stop(): when in the step the drops began, and how the writer kept pace. Samples:
+    (seconds since start, events_dropped_total, events committed)."""
 
     def __init__(self, sensor, interval_s=0.5):
         self.sensor = sensor
-        self.interval_s = interval_s
-        self.samples = []  # (seconds since start, events_dropped_total, events committed)
-        self.started = time.monotonic()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(interval_s)
 
     def sample(self):
         values = self.sensor.metrics()
         if "events_dropped_total" in values:
-            self.samples.append((round(time.monotonic() - self.started, 2),
-                                 int(values["events_dropped_total"]),
+            self.samples.append((self.seconds(), int(values["events_dropped_total"]),
                                  int(values.get("writer_events_committed_total", 0))))
-
-    def run(self):
-        while not self.done.is_set():
-            self.sample()
-            self.done.wait(self.interval_s)
 
     def stop(self):
         """Stops the thread; returns the first sample with drops and the series (~120 points)."""
-        self.done.set()
-        self.thread.join(5)
+        self.halt()
         if not self.samples:
             return {"samples": 0}
         dropping = [sample for sample in self.samples if sample[1] > self.samples[0][1]]
