@@ -89,7 +89,8 @@ def proc_cpu_s(pid):
 
 def proc_cpu_precise_s(pid):
     """CPU seconds of a process from the ns counters in /proc/<pid>/task/*/schedstat (threads
-    alive now), falling back to the 10 ms ticks of /proc/<pid>/stat."""
+    alive now) plus the ticks of threads that have ended (`exited_threads_cpu_s`), falling back to
+    the 10 ms ticks of /proc/<pid>/stat."""
     total_ns = 0
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -97,7 +98,20 @@ def proc_cpu_precise_s(pid):
                 total_ns += int(handle.read().split()[0])
     except (OSError, ValueError, IndexError):
         return proc_cpu_s(pid)
-    return total_ns / 1e9
+    return total_ns / 1e9 + exited_threads_cpu_s(pid)
+
+
+def exited_threads_cpu_s(pid):
+    """CPU seconds of the process's threads that have ended (the sensor's short-lived dictionary
+    training thread): utime + stime of the process, which keeps them, minus those of its live
+    threads, in 10 ms ticks (so within a few ticks; never below 0)."""
+    try:
+        live = 0.0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            live += proc_cpu_s(f"{pid}/task/{task}")
+        return max(0.0, proc_cpu_s(pid) - live)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def thread_cpu_ns(pid):
@@ -118,6 +132,7 @@ def thread_cpu_ns(pid):
             continue
         kind = name.rstrip("0123456789").rstrip("-") or name
         by_name[kind] = by_name.get(kind, 0) + ns
+    by_name["exited threads"] = round(exited_threads_cpu_s(pid) * 1e9)
     return by_name
 
 
