@@ -8,10 +8,11 @@ For a sweep of fixed UDP rates and flat out, drive with `sentrypeer-loadgen udp`
 For each step: sent, stored (or received), kernel drops (the `drops` counter of the receiver's
 own sockets in /proc/net/udp; the machine-wide Udp RcvbufErrors delta of /proc/net/snmp, which
 other processes' floods also raise, beside it as kernel_drops_system), app drops (events_dropped_total from /metrics when the API has it), loss %,
-CPU seconds per 1,000 events (sensor: all of its threads, ns counters of
-/proc/<pid>/task/*/schedstat, per *stored* event = writer_events_committed_total read at the same
-moment, with utime+stime of /proc/<pid>/stat alongside; sink: its own getrusage, per received
-datagram), memory (sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map,
+CPU seconds per 1,000 events (sensor: all of its threads, ended ones included, from its
+process CPU-time clock in ns, per *stored* event = writer_events_committed_total read at the same
+moment, with utime+stime of /proc/<pid>/stat alongside; per thread kind from
+/proc/<pid>/task/*/schedstat, ended threads as "exited threads"; sink: its own getrusage, per
+received datagram), memory (sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map,
 sampled from /proc/<pid>/status through the step, peak and final, in KiB as /proc gives them;
 sink: its peak RSS), database bytes per event, and (sensor) a drop timeline: the drop and commit
 counters of /metrics every 0.5 s, with the second of the step at which drops began.
@@ -88,29 +89,39 @@ def proc_cpu_s(pid):
 
 
 def proc_cpu_precise_s(pid):
-    """CPU seconds of a process from the ns counters in /proc/<pid>/task/*/schedstat (threads
-    alive now) plus the ticks of threads that have ended (`exited_threads_cpu_s`), falling back to
-    the 10 ms ticks of /proc/<pid>/stat."""
-    total_ns = 0
+    """CPU seconds of a process, all of its threads, the ended ones included: its CPU-time clock
+    (clock_gettime on the process's clock id, ns), falling back to the 10 ms ticks of
+    /proc/<pid>/stat."""
     try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
-                total_ns += int(handle.read().split()[0])
-    except (OSError, ValueError, IndexError):
+        return time.clock_gettime(process_cpu_clock(pid))
+    except OSError:
         return proc_cpu_s(pid)
-    return total_ns / 1e9 + exited_threads_cpu_s(pid)
+
+
+def process_cpu_clock(pid):
+    """Linux's clock id of another process's CPU time (CPUCLOCK_SCHED of the whole process, as
+    clock_getcpuclockid(3) makes it)."""
+    return ((~pid) << 3) | 2
+
+
+def live_threads_cpu_ns(pid):
+    """CPU ns of the process's threads alive now, from /proc/<pid>/task/*/schedstat."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def exited_threads_cpu_s(pid):
     """CPU seconds of the process's threads that have ended (the sensor's short-lived dictionary
-    training thread): utime + stime of the process, which keeps them, minus those of its live
-    threads, in 10 ms ticks (so within a few ticks; never below 0)."""
+    training thread): the process's CPU clock minus its live threads' counters (never below 0)."""
     try:
-        live = 0.0
-        for task in os.listdir(f"/proc/{pid}/task"):
-            live += proc_cpu_s(f"{pid}/task/{task}")
-        return max(0.0, proc_cpu_s(pid) - live)
-    except (OSError, ValueError, IndexError):
+        return max(0.0, time.clock_gettime(process_cpu_clock(pid)) - live_threads_cpu_ns(pid) / 1e9)
+    except OSError:
         return 0.0
 
 
