@@ -422,8 +422,8 @@ impl Reports {
     }
 }
 
-/// A dictionary training on its own thread: it took the writer 0.3-0.6 s of a loaded core, during
-/// which no batch was committed and a flood's first second overflowed the event channel.
+/// A dictionary training on its own thread. On the writer thread it stalled the commits for
+/// 0.25-0.64 s of a flood's first second (trained on a whole first batch), and the channel filled.
 struct Training {
     thread: WorkerThread,
     result: Receiver<Result<Vec<u8>, codec::CodecError>>,
