@@ -423,7 +423,7 @@ impl Reports {
 }
 
 /// A dictionary training on its own thread. On the writer thread it stalled the commits for
-/// 0.25-0.64 s of a flood's first second (trained on a whole first batch), and the channel filled.
+/// 0.2-0.6 s of a flood's first second (trained on a whole first batch), and the channel filled.
 struct Training {
     thread: WorkerThread,
     result: Receiver<Result<Vec<u8>, codec::CodecError>>,
