@@ -5,16 +5,19 @@
 
 use std::thread::JoinHandle;
 
-/// One running background thread.
+/// One running background thread; `T` is what it returns (most return nothing).
 #[derive(Debug)]
-pub struct WorkerThread {
+pub struct WorkerThread<T = ()> {
     name: &'static str,
-    thread: JoinHandle<()>,
+    thread: JoinHandle<T>,
 }
 
-impl WorkerThread {
+impl<T: Send + 'static> WorkerThread<T> {
     /// Starts `run` on a thread named `name`.
-    pub fn spawn(name: &'static str, run: impl FnOnce() + Send + 'static) -> std::io::Result<Self> {
+    pub fn spawn(
+        name: &'static str,
+        run: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<Self> {
         let thread = std::thread::Builder::new().name(name.into()).spawn(run)?;
         Ok(Self { name, thread })
     }
@@ -24,11 +27,14 @@ impl WorkerThread {
         self.thread.is_finished()
     }
 
-    /// Waits for the thread to end; says so on stderr when it panicked.
-    pub fn join(self) {
-        if self.thread.join().is_err() {
+    /// Waits for the thread to end and returns what it returned; `None` (and a line on stderr)
+    /// when it panicked.
+    pub fn join(self) -> Option<T> {
+        let returned = self.thread.join().ok();
+        if returned.is_none() {
             eprintln!("sentrypeer: the {} thread panicked", self.name);
         }
+        returned
     }
 }
 
@@ -45,6 +51,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(rx.recv().unwrap().as_deref(), Some("test-worker"));
-        thread.join();
+        assert_eq!(thread.join(), Some(()));
+    }
+
+    #[test]
+    fn worker_thread_returns_its_value_or_none_when_it_panicked() {
+        let thread = WorkerThread::spawn("test-value", || 42).unwrap();
+        assert_eq!(thread.join(), Some(42));
+        let thread = WorkerThread::spawn("test-panic", || -> u8 { panic!("on purpose") }).unwrap();
+        assert_eq!(thread.join(), None);
     }
 }

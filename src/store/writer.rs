@@ -424,10 +424,7 @@ impl Reports {
 
 /// A dictionary training on its own thread. On the writer thread it stalled the commits for
 /// 0.2-0.6 s of a flood's first second (trained on a whole first batch), and the channel filled.
-struct Training {
-    thread: WorkerThread,
-    result: Receiver<Result<Vec<u8>, codec::CodecError>>,
-}
+type Training = WorkerThread<Result<Vec<u8>, codec::CodecError>>;
 
 struct Writer {
     store: Store,
@@ -468,7 +465,7 @@ impl Writer {
         }
         encoder.join();
         if let Some(training) = self.training.take() {
-            training.thread.join();
+            training.join();
         }
         if let Some(outputs) = self.outputs.take() {
             outputs.finish();
@@ -647,28 +644,20 @@ impl Writer {
     /// installs it when the training thread is done.
     fn train_dictionary(&mut self, encoder: &EncoderLink) {
         match self.training.take() {
-            Some(training) if !training.thread.is_finished() => self.training = Some(training),
+            Some(training) if !training.is_finished() => self.training = Some(training),
             Some(training) => {
-                // Sent before the thread ended; nothing sent means it panicked: a failed try.
+                // A panicked training is a failed try.
                 let trained = training
-                    .result
-                    .try_recv()
+                    .join()
                     .unwrap_or(Err(codec::CodecError::Compression));
-                training.thread.join();
                 self.install_dictionary(trained.map_err(StoreError::from), encoder);
             }
             None if self.wants_samples() && self.samples.len() >= STORE_DICTIONARY_SAMPLES => {
                 self.dictionary_attempts += 1;
                 let samples = std::mem::take(&mut self.samples);
-                let (sender, result) = crossbeam_channel::bounded(1);
-                let train = move || {
-                    let _ = sender.send(codec::train_dictionary(
-                        &samples,
-                        STORE_DICTIONARY_BYTES_MAX,
-                    ));
-                };
+                let train = move || codec::train_dictionary(&samples, STORE_DICTIONARY_BYTES_MAX);
                 match WorkerThread::spawn("dictionary", train) {
-                    Ok(thread) => self.training = Some(Training { thread, result }),
+                    Ok(training) => self.training = Some(training),
                     Err(error) => self.reports.report("dictionary", || {
                         format!("cannot start the dictionary thread: {error}")
                     }),
