@@ -104,30 +104,11 @@ def process_cpu_clock(pid):
     return ((~pid) << 3) | 2
 
 
-def live_threads_cpu_ns(pid):
-    """CPU ns of the process's threads alive now, from /proc/<pid>/task/*/schedstat."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
-                total += int(handle.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
-def exited_threads_cpu_s(pid):
-    """CPU seconds of the process's threads that have ended (the sensor's short-lived dictionary
-    training thread): the process's CPU clock minus its live threads' counters (never below 0)."""
-    try:
-        return max(0.0, time.clock_gettime(process_cpu_clock(pid)) - live_threads_cpu_ns(pid) / 1e9)
-    except OSError:
-        return 0.0
-
-
 def thread_cpu_ns(pid):
     """CPU ns per thread kind of a process: /proc/<pid>/task/*/schedstat summed by the thread's
-    name (`comm`) with a trailing shard number dropped (`sensor-uring-0` -> `sensor-uring`)."""
+    name (`comm`) with a trailing shard number dropped (`sensor-uring-0` -> `sensor-uring`), and
+    "exited threads": the process's CPU clock minus its live threads (the sensor's short-lived
+    dictionary thread; never below 0)."""
     by_name = {}
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -143,7 +124,11 @@ def thread_cpu_ns(pid):
             continue
         kind = name.rstrip("0123456789").rstrip("-") or name
         by_name[kind] = by_name.get(kind, 0) + ns
-    by_name["exited threads"] = round(exited_threads_cpu_s(pid) * 1e9)
+    try:
+        process_ns = time.clock_gettime_ns(process_cpu_clock(pid))
+        by_name["exited threads"] = max(0, process_ns - sum(by_name.values()))
+    except OSError:
+        pass
     return by_name
 
 
