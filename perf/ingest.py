@@ -4,7 +4,10 @@
 For a sweep of fixed UDP rates and flat out, drive with `sentrypeer-loadgen udp`:
   (a) the bare recvmmsg sink (`sentrypeer-loadgen sink`), the loopback limit;
   (b) the release `sentrypeer` binary (-j JSON log, LMDB store, API on), for each engine
-      (io_uring default, and -N portable).
+      (io_uring default, and -N portable);
+  (c) with --floor, `examples/ingest_floor`: the least per-event work of (b) (scan, event, zstd
+      record, JSON-log line, LMDB commit with fsync) on one thread without hand-offs, with the
+      sensor's own code: a floor for (b)'s CPU per stored event, with the time of each stage.
 For each step: sent, stored (or received), kernel drops (the `drops` counter of the receiver's
 own sockets in /proc/net/udp; the machine-wide Udp RcvbufErrors delta of /proc/net/snmp, which
 other processes' floods also raise, beside it as kernel_drops_system), app drops (events_dropped_total from /metrics when the API has it), loss %,
@@ -12,8 +15,8 @@ CPU seconds per 1,000 events (sensor: all of its threads, ended ones included, f
 process CPU-time clock in ns, per *stored* event = writer_events_committed_total read at the same
 moment, with utime+stime of /proc/<pid>/stat alongside; per thread kind from
 /proc/<pid>/task/*/schedstat, ended threads as "exited threads"; sink: its own getrusage, per
-received datagram), memory (sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map,
-sampled from /proc/<pid>/status through the step, peak and final, in KiB as /proc gives them;
+received datagram; the sender's CPU per datagram, from the reaped child's usage), memory
+(sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map, sampled from /proc/<pid>/status through the step, peak and final, in KiB as /proc gives them;
 sink: its peak RSS), database bytes per event, and (sensor) a drop timeline: the drop and commit
 counters of /metrics every 0.5 s, with the second of the step at which drops began.
 The sweep runs --sweeps times (default 3; the sink and the sensor alternate within each sweep,
@@ -34,6 +37,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -384,6 +388,7 @@ class Tools:
     def __init__(self, args):
         self.loadgen = args.loadgen
         self.sentrypeer = args.sentrypeer
+        self.floor = args.floor_binary
         self.sensor_args = args.sensor_args.split()
         # Lower CPU priority for the sender: on a machine where it shares the cores with the
         # sensor, the sensor's threads run when they have work, and the sender gets the rest.
@@ -403,18 +408,34 @@ class Tools:
             args += ["--rate", str(rate)]
         if duration is not None:
             args += ["--duration", str(duration)]
+        # The sender's CPU: the only child reaped while it runs (receivers end after it), so
+        # the delta of the reaped children's usage is its own. On loopback it includes the
+        # kernel's delivery of each datagram into the receiver's socket.
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             raise RuntimeError(f"loadgen failed: {done.stderr.strip()}")
-        return json.loads(done.stdout)
+        sent = json.loads(done.stdout)
+        sent["cpu_s"] = round(children_after.ru_utime + children_after.ru_stime
+                              - children_before.ru_utime - children_before.ru_stime, 4)
+        return sent
 
     def start_sink(self, extra):
-        process = spawn([self.loadgen, "sink", "--listen", "127.0.0.1:0", "--json"] + extra,
+        return self.start_receiver([self.loadgen, "sink"], extra)
+
+    def start_floor(self, extra, workdir):
+        """`examples/ingest_floor` with its store and log in a new directory under `workdir`."""
+        directory = tempfile.mkdtemp(prefix="floor-", dir=workdir)
+        return self.start_receiver([self.floor, "--dir", directory], extra)
+
+    def start_receiver(self, command, extra):
+        process = spawn(command + ["--listen", "127.0.0.1:0", "--json"] + extra,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = read_line_with_deadline(process.stderr, 10)
         match = re.search(r":(\d+)\s*$", line or "")
         if not match:
-            raise RuntimeError(f"sink did not announce its address: {line!r}")
+            raise RuntimeError(f"{command[0]} did not announce its address: {line!r}")
         return process, int(match.group(1))
 
     def stored(self, db):
@@ -458,32 +479,55 @@ def loss_pct(sent, got):
     return round(100.0 * (sent - got) / sent, 4) if sent else None
 
 
+def sender_cpu_us(sent):
+    """The sender's CPU per datagram sent (us), its kernel delivery on loopback included."""
+    return round(1e6 * sent["cpu_s"] / sent["sent"], 3) if sent.get("sent") else None
+
+
 def sink_step(tools, rate, seconds):
+    return receiver_step(tools.start_sink, tools, rate, seconds)
+
+
+def floor_step(tools, rate, seconds, workdir):
+    return receiver_step(lambda extra: tools.start_floor(extra, workdir), tools, rate, seconds)
+
+
+def receiver_step(start, tools, rate, seconds):
+    """One step of the sink or the floor: both announce their port, end --idle 1 s after the
+    last datagram and print a JSON report."""
     started = time.monotonic()
     snmp_before = snmp_udp()
-    sink, port = tools.start_sink(["--idle", "1", "--duration", str(seconds + 60)])
+    receiver, port = start(["--idle", "1", "--duration", str(seconds + 60)])
     sent = tools.send(port, **step_counts(rate, seconds))
-    # Read while the sink still idles (--idle 1 after the last datagram): its socket's drops.
+    # Read while the receiver still idles (--idle 1 after the last datagram): its socket's drops.
     drops = socket_drops(port)
-    got = finish_sink(sink, timeout=30)
+    got = finish_sink(receiver, timeout=30)
     drops_system = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
-    received = got["received"]
-    return {
+    floor = "stored" in got
+    stored = got["stored"] if floor else got["received"]
+    result = {
         "rate_requested": rate,
         "sent": sent["sent"],
         "rate_achieved": round(sent["rate_achieved"]),
-        "stored": received,
+        "sender_cpu_us_per_datagram": sender_cpu_us(sent),
+        "stored": stored,
         "kernel_drops": drops if drops is not None else drops_system,
         "kernel_drops_system": drops_system,
         "app_drops": 0,
-        "loss_pct": loss_pct(sent["sent"], received),
+        "loss_pct": loss_pct(sent["sent"], stored),
         "cpu_s": got["cpu_s"],
-        "cpu_s_per_1000": round(1000 * got["cpu_s"] / received, 5) if received else None,
-        "cpu_per": "received datagram (the sink's getrusage, whole process)",
+        "cpu_s_per_1000": round(1000 * got["cpu_s"] / stored, 5) if stored else None,
+        "cpu_per": ("stored event (the floor's process CPU, its dictionary training left out)"
+                    if floor else "received datagram (the sink's getrusage, whole process)"),
         "rss_peak_kib": got["rss_peak_kib"],
-        "db_bytes_per_event": None,
+        "db_bytes_per_event": round(got["db_bytes"] / stored, 1) if floor and stored else None,
         "wall_s": round(time.monotonic() - started, 2),
     }
+    if floor:
+        result["floor"] = {key: got[key] for key in ("received", "not_requests", "commits",
+                                                     "training_cpu_s",
+                                                     "stage_us_per_stored_event", "log_bytes")}
+    return result
 
 
 class Sensor:
@@ -601,6 +645,7 @@ def sensor_step(tools, engine, rate, seconds, workdir):
         "rate_requested": rate,
         "sent": sent["sent"],
         "rate_achieved": round(sent["rate_achieved"]),
+        "sender_cpu_us_per_datagram": sender_cpu_us(sent),
         "stored": stored_final,
         "stored_before_exit": stored,
         "committed_at_cpu_reading": committed,
@@ -778,7 +823,7 @@ def median_of(values):
 
 MEDIAN_STEP_FIELDS = ("sent", "rate_achieved", "stored", "kernel_drops", "app_drops", "loss_pct",
                       "cpu_s", "cpu_s_per_1000", "cpu_ratio_vs_sink", "rss_peak_kib",
-                      "db_bytes_per_event", "startup_ms", "wall_s")
+                      "db_bytes_per_event", "startup_ms", "wall_s", "sender_cpu_us_per_datagram")
 MEDIAN_MEMORY_FIELDS = ("rss_anon_kib_peak", "rss_anon_kib_final", "rss_file_kib_peak",
                         "rss_file_kib_final")
 
@@ -801,6 +846,10 @@ def median_steps(sweeps):
                       for field in MEDIAN_MEMORY_FIELDS}
             if any(value is not None for value in memory.values()):
                 step["memory"] = memory
+            stages = [one["floor"]["stage_us_per_stored_event"] for one in steps if "floor" in one]
+            if stages:
+                step["floor_stage_us_per_stored_event"] = {
+                    stage: median_of([one.get(stage) for one in stages]) for stage in stages[0]}
             medians[name]["steps"].append(step)
     return medians
 
@@ -828,7 +877,7 @@ def median_tree(summaries):
 def print_table(results):
     header = (f"{'target':<10} {'rate req':>9} {'sent':>9} {'achieved/s':>10} {'stored':>9} "
               f"{'kdrops':>7} {'adrops':>7} {'loss%':>7} {'cpu s/1k':>9} {'x sink':>6} "
-              f"{'anon MiB':>8} {'file MiB':>8} {'db B/ev':>8}")
+              f"{'anon MiB':>8} {'file MiB':>8} {'db B/ev':>8} {'sender us':>9}")
     sweeps = len(results["sweeps"])
     print(f"median of {sweeps} sweep(s) per step (every sweep is in the JSON):")
     print(header)
@@ -846,7 +895,15 @@ def print_table(results):
                   f"{shown(step.get('cpu_ratio_vs_sink')):>6} "
                   f"{shown(kib_to_mib(memory.get('rss_anon_kib_peak'))):>8} "
                   f"{shown(kib_to_mib(memory.get('rss_file_kib_peak'))):>8} "
-                  f"{shown(step['db_bytes_per_event']):>8}")
+                  f"{shown(step['db_bytes_per_event']):>8} "
+                  f"{shown(step.get('sender_cpu_us_per_datagram')):>9}")
+    for name, target in results["median_steps"].items():
+        for step in target["steps"]:
+            stages = step.get("floor_stage_us_per_stored_event")
+            if stages:
+                rate = "flat" if step["rate_requested"] is None else f"{step['rate_requested']:.0f}"
+                print(f"{name} {rate}: us per stored event by stage (medians): "
+                      + ", ".join(f"{stage} {value}" for stage, value in sorted(stages.items())))
     for sweep in results["sweeps"]:
         for name, target in sweep["targets"].items():
             if target.get("error"):
@@ -878,6 +935,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sink-only", action="store_true",
                         help="only the bare sink (no sentrypeer binary needed)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run examples/ingest_floor (the least per-event work on one "
+                             "thread) at every step, after the sink")
     parser.add_argument("--engines", default="io_uring,portable")
     parser.add_argument("--rates", default="50000,100000,150000,200000,250000",
                         help="fixed rates (per second); flat out is always added")
@@ -898,6 +958,7 @@ def parse_args():
     target = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
     parser.add_argument("--loadgen", default=os.path.join(target, "perf/sentrypeer-loadgen"))
     parser.add_argument("--sentrypeer", default=os.path.join(target, "perf/sentrypeer"))
+    parser.add_argument("--floor-binary", default=os.path.join(target, "perf/examples/ingest_floor"))
     parser.add_argument("--sensor-args", default="",
                         help="extra sentrypeer arguments, e.g. '--udp-rcvbuf 268435456' so that "
                              "the drain test's pre-fill fits in the socket")
@@ -914,6 +975,8 @@ def run_sweep(tools, args, rates, engines, workdir, sweep, within_budget):
     priority); the drain tests after the steps when `sweep` is the first."""
     targets = sweep["targets"]
     targets["sink"] = {"steps": []}
+    if args.floor:
+        targets["floor"] = {"steps": []}
     for engine in engines:
         targets[engine] = {"steps": []}
     label = f"sweep {sweep['index']}"
@@ -922,6 +985,9 @@ def run_sweep(tools, args, rates, engines, workdir, sweep, within_budget):
             continue
         targets["sink"]["steps"].append(sink_step(tools, rate, args.step_seconds))
         print(f"{label} sink {rate}: {targets['sink']['steps'][-1]}", file=sys.stderr)
+        if args.floor:
+            targets["floor"]["steps"].append(floor_step(tools, rate, args.step_seconds, workdir))
+            print(f"{label} floor {rate}: {targets['floor']['steps'][-1]}", file=sys.stderr)
         for engine in engines:
             if targets[engine].get("error"):
                 continue
@@ -966,7 +1032,7 @@ def main():
                      "drain_count": args.drain_count, "mix": args.mix,
                      "sources": args.sources, "source_sockets": args.source_sockets,
                      "source_per_message": args.source_per_message,
-                     "sender_nice": args.sender_nice,
+                     "sender_nice": args.sender_nice, "floor": args.floor,
                      "loadgen": args.loadgen, "sentrypeer": args.sentrypeer},
         "units": {"rss_*_kib": "KiB as in /proc/<pid>/status", "rss_*_mib": "KiB / 1024",
                   "cpu_s_per_1000": "CPU seconds per 1,000 stored events (sensor, all threads) "

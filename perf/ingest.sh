@@ -2,14 +2,15 @@
 # End-to-end UDP ingest benchmark: sensor (both engines) versus the bare recvmmsg sink.
 # See perf/ingest.py for what is measured; spec: performance.md section 2.
 #
-#   perf/ingest.sh [--sink-only] [--no-build] [--sweeps 3] [--rates 50000,100000,...]
+#   perf/ingest.sh [--sink-only] [--floor] [--no-build] [--sweeps 3] [--rates 50000,100000,...]
 #                  [--step-seconds 2] [--engines io_uring,portable] [--drain-count 50000]
 #                  [--sender-nice 0] [--budget-seconds 570] [--out FILE]
 #
 # Builds the binaries with the `perf` profile (release code in $CARGO_TARGET_DIR or target/, in
 # perf/; sentrypeer without the P2P feature, which the ingest path does not touch and which is a
 # third of a clean build), loadgen always, sentrypeer unless --sink-only; then runs the sweep
-# --sweeps times (default 3) on loopback only, the sender at the same priority as the receivers
+# --sweeps times (default 3) on loopback only (with --floor, examples/ingest_floor too: the least
+# per-event work on one thread, see that file), the sender at the same priority as the receivers
 # (--sender-nice 0). Writes perf/results/<date>-ingest.json (-2, -3, ... when taken: every sweep,
 # the median per step and the median summary) and prints a table.
 # Budget: the whole command, build included, stops starting new steps --budget-seconds (570)
@@ -22,11 +23,13 @@ export INGEST_STARTED_EPOCH
 
 build=1
 sink_only=0
+floor=()
 args=()
 for arg in "$@"; do
     case "$arg" in
         --no-build) build=0 ;;
         --sink-only) sink_only=1; args+=("$arg") ;;
+        --floor) floor=(--example ingest_floor); args+=("$arg") ;;
         *) args+=("$arg") ;;
     esac
 done
@@ -34,7 +37,7 @@ done
 if [[ $build == 1 ]]; then
     if [[ $sink_only == 0 ]]; then
         cargo build --profile perf -p sentrypeer-loadgen -p sentrypeer --no-default-features \
-            --bin sentrypeer-loadgen --bin sentrypeer
+            --bin sentrypeer-loadgen --bin sentrypeer "${floor[@]}"
     else
         cargo build --profile perf -p sentrypeer-loadgen
     fi

@@ -19,7 +19,7 @@ use crate::config::limits::{JSON_LOG_KEPT_BYTES, JSON_LOG_TRIM_STEP_BYTES};
 
 /// Where the last advice reached, for one open log file.
 #[derive(Debug, Default)]
-pub(super) struct LogCacheTrim {
+pub struct LogCacheTrim {
     /// Log offset at the last advice.
     advised_at: u64,
 }
@@ -30,7 +30,7 @@ impl LogCacheTrim {
     ///
     /// Each page is advised four times as the log grows past it: a dirty page is only sent to
     /// disk by the first advice, a clean one is dropped by the next.
-    pub(super) fn after_flush(&mut self, file: &File) {
+    pub fn after_flush(&mut self, file: &File) {
         // With O_APPEND the file offset is the end of our last write.
         let Ok(end) = (&*file).stream_position() else {
             return;

@@ -32,7 +32,7 @@ mod cursor;
 pub mod dashboard;
 mod dashboard_table;
 mod encoder;
-mod log_cache;
+pub mod log_cache;
 mod outputs;
 mod syslog;
 pub mod writer;
