@@ -101,6 +101,42 @@ def drains(targets):
                   f"{drain['cpu_us_per_event']} us CPU per event")
 
 
+STAGES = ["receive", "scan_event", "json", "encode", "store", "log_write", "free"]
+
+
+def floor_table(median_steps):
+    """The floor's time per stage and every target's sender CPU, from the median steps (files
+    made with `perf/ingest.sh --floor`)."""
+    floor = median_steps.get("floor", {}).get("steps", [])
+    if not any("floor_stage_us_per_stored_event" in step for step in floor):
+        return
+    print("\nFloor, us per stored event by stage (wall time while busy; medians over the "
+          "sweeps), and its CPU:\n")
+    print("| rate asked /s | " + " | ".join(STAGES) + " | sum of stages | CPU |")
+    print("|" + "---|" * (len(STAGES) + 3))
+    for step in floor:
+        stages = step.get("floor_stage_us_per_stored_event") or {}
+        rate = step["rate_requested"]
+        cpu = step.get("cpu_s_per_1000")
+        print(f"| {'flat' if rate is None else number(rate)} | "
+              + " | ".join(number(stages.get(stage), 2) for stage in STAGES)
+              + f" | {number(sum(stages.get(stage) or 0 for stage in STAGES), 2)} "
+              f"| {number(None if cpu is None else cpu * 1000, 2)} |")
+    names = list(median_steps)
+    print("\nThe sender's CPU per datagram sent (us, medians; the kernel's loopback delivery "
+          "included), in each target's step:\n")
+    print("| rate asked /s | " + " | ".join(names) + " |")
+    print("|" + "---|" * (len(names) + 1))
+    by_rate = {}
+    for name in names:
+        for step in median_steps[name]["steps"]:
+            by_rate.setdefault(step["rate_requested"], {})[name] = step.get(
+                "sender_cpu_us_per_datagram")
+    for rate, senders in by_rate.items():
+        print(f"| {'flat' if rate is None else number(rate)} | "
+              + " | ".join(number(senders.get(name), 2) for name in names) + " |")
+
+
 def main(paths):
     for path in paths:
         with open(path) as handle:
@@ -118,6 +154,7 @@ def main(paths):
         if results.get("median_steps") and len(sweeps) > 1:
             table(f"Median per step over {len(sweeps)} sweeps:", results["median_steps"])
             print(f"\nMedian summary: {summary_line(results['summary'])}.")
+        floor_table(results.get("median_steps") or {})
         if results.get("skipped"):
             print(f"\nSkipped (over budget): {', '.join(results['skipped'])}.")
 
