@@ -45,7 +45,6 @@ use sentrypeer::sip;
 use sentrypeer::store::codec::{self, Packer};
 use sentrypeer::store::log_cache::LogCacheTrim;
 use serde::Serialize;
-use socket2::{Domain, Protocol, Socket, Type};
 use uuid::Uuid;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -118,37 +117,10 @@ fn parse_args() -> Result<Plan> {
     Ok(plan)
 }
 
-/// A non-blocking socket like the sensor's (IP_PKTINFO for the destination address) with the
-/// sink's receive buffer.
+/// The sensor's own UDP socket (non-blocking, SO_REUSEPORT, IP_PKTINFO) with the sink's receive
+/// buffer.
 fn bind(listen: SocketAddr) -> Result<UdpSocket> {
-    let socket = Socket::new(
-        Domain::for_address(listen),
-        Type::DGRAM,
-        Some(Protocol::UDP),
-    )?;
-    let one: libc::c_int = 1;
-    let size = libc::c_int::try_from(RCVBUF_BYTES)?;
-    for (level, name, value) in [
-        (libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size),
-        (libc::IPPROTO_IP, libc::IP_PKTINFO, one),
-    ] {
-        // SAFETY: setsockopt reads one c_int from a live stack variable of the right size.
-        let result = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                level,
-                name,
-                (&raw const value).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if result != 0 && name == libc::IP_PKTINFO {
-            return Err(std::io::Error::last_os_error().into());
-        }
-    }
-    socket.bind(&listen.into())?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    Ok(sentrypeer::sensor::socket::bind_udp(listen, RCVBUF_BYTES)?.into())
 }
 
 /// Waits until `fd` is readable or `timeout` passed.
@@ -170,13 +142,15 @@ fn cpu_s(clock: libc::clockid_t) -> f64 {
     now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }
 
+/// Peak RSS in KiB (`ru_maxrss`, which counts the forking parent's pages before `exec` too).
 fn rss_peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a live rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) } != 0 {
+        return 0;
+    }
+    u64::try_from(usage.ru_maxrss).unwrap_or(0)
 }
 
 /// Count, first and last sighting (UTC ns), as 24 little-endian bytes in the store.

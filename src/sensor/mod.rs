@@ -38,7 +38,7 @@ mod proof_tests;
 pub(crate) mod reply_limiter;
 mod shard;
 mod shell;
-mod socket;
+pub mod socket;
 mod stream_driver;
 mod tls;
 pub mod udp_batch;

@@ -62,7 +62,7 @@ fn set_receive_buffer(socket: &Socket, bytes: usize) {
 }
 
 /// A bound UDP socket receiving destination addresses with each datagram.
-pub(crate) fn bind_udp(address: SocketAddr, receive_buffer_bytes: usize) -> io::Result<Socket> {
+pub fn bind_udp(address: SocketAddr, receive_buffer_bytes: usize) -> io::Result<Socket> {
     let socket = new_socket(address, Type::DGRAM, Protocol::UDP)?;
     set_receive_buffer(&socket, receive_buffer_bytes);
     if address.is_ipv6() {
