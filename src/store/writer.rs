@@ -26,8 +26,8 @@ use super::outputs::{OutputLink, OutputSettings, spawn_outputs};
 use super::{Folded, Store, StoreError, Stored, codec};
 use crate::config::limits::{
     self, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_ATTEMPTS_MAX, STORE_DICTIONARY_BYTES_MAX,
-    STORE_DICTIONARY_SAMPLE_BYTES_MAX, STORE_DICTIONARY_SAMPLES, STORE_IDLE_WAKE_INTERVAL,
-    STORE_PRUNE_EVENTS_PER_TXN, WRITER_COMMIT_RETRY_BACKOFF_MAX, WRITER_COMMIT_RETRY_BACKOFF_MIN,
+    STORE_DICTIONARY_SAMPLES, STORE_IDLE_WAKE_INTERVAL, STORE_PRUNE_EVENTS_PER_TXN,
+    WRITER_COMMIT_RETRY_BACKOFF_MAX, WRITER_COMMIT_RETRY_BACKOFF_MIN,
     WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX,
 };
 use crate::config::{OutputConfig, StoreConfig};
@@ -571,7 +571,7 @@ impl Writer {
         let verified = batch.iter().filter(|event| event.source_verified).count();
         self.metrics.events_verified_total.add(verified as u64);
         if self.wants_samples() {
-            add_samples(&mut self.samples, &batch);
+            codec::add_dictionary_samples(&mut self.samples, &batch);
         }
         if let Some(key) = last_key {
             self.commits.publish(key);
@@ -703,17 +703,6 @@ impl Writer {
     }
 }
 
-/// Adds the batch's first events to the dictionary samples, up to [`STORE_DICTIONARY_SAMPLES`]
-/// of at most [`STORE_DICTIONARY_SAMPLE_BYTES_MAX`] each (a batch may hold 65,536 events).
-fn add_samples(samples: &mut Vec<Vec<u8>>, batch: &[Event]) {
-    let room = STORE_DICTIONARY_SAMPLES.saturating_sub(samples.len());
-    for event in batch.iter().take(room) {
-        let mut sample = codec::dictionary_sample(event);
-        sample.truncate(STORE_DICTIONARY_SAMPLE_BYTES_MAX);
-        samples.push(sample);
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -818,10 +807,10 @@ mod tests {
             .map(event)
             .collect();
         let mut samples = vec![vec![1_u8]; 10];
-        add_samples(&mut samples, &batch);
+        codec::add_dictionary_samples(&mut samples, &batch);
         assert_eq!(samples.len(), STORE_DICTIONARY_SAMPLES);
         assert_eq!(samples[10], codec::dictionary_sample(&batch[0]));
-        add_samples(&mut samples, &batch);
+        codec::add_dictionary_samples(&mut samples, &batch);
         assert_eq!(samples.len(), STORE_DICTIONARY_SAMPLES);
     }
 
