@@ -21,14 +21,13 @@
 //! Never: listens on anything but a loopback address, answers, keeps its store (the directory
 //! it made is removed; `--dir` must be a new or empty directory, which is left empty).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
 use std::fs::File;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use heed::types::Bytes;
@@ -44,6 +43,7 @@ use sentrypeer::sensor::udp_batch::RecvBatch;
 use sentrypeer::sip;
 use sentrypeer::store::codec::{self, Packer};
 use sentrypeer::store::log_cache::LogCacheTrim;
+use sentrypeer::worker_thread::WorkerThread;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -84,7 +84,7 @@ struct Report {
     cpu_us_per_stored_event: f64,
     /// Wall time per stored event in each stage while busy (us); the rest of `cpu_s` is the
     /// loop, the idle receives and their waits.
-    stage_us_per_stored_event: HashMap<&'static str, f64>,
+    stage_us_per_stored_event: BTreeMap<&'static str, f64>,
     db_bytes: u64,
     log_bytes: u64,
     rss_peak_kib: u64,
@@ -159,26 +159,6 @@ struct Sightings {
     count: u64,
     first: u64,
     last: u64,
-}
-
-impl Stages {
-    fn per_event_us(&self, events: u64) -> HashMap<&'static str, f64> {
-        let per_event = |stage: Duration| {
-            if events == 0 {
-                return 0.0;
-            }
-            (stage.as_secs_f64() * 1e6 / events as f64 * 1000.0).round() / 1000.0
-        };
-        HashMap::from([
-            ("receive", per_event(self.receive)),
-            ("scan_event", per_event(self.scan_event)),
-            ("json", per_event(self.json)),
-            ("encode", per_event(self.encode)),
-            ("store", per_event(self.store)),
-            ("log_write", per_event(self.log_write)),
-            ("free", per_event(self.free)),
-        ])
-    }
 }
 
 impl Sightings {
@@ -293,6 +273,26 @@ struct Stages {
     free: Duration,
 }
 
+impl Stages {
+    fn per_event_us(&self, events: u64) -> BTreeMap<&'static str, f64> {
+        let per_event = |stage: Duration| {
+            if events == 0 {
+                return 0.0;
+            }
+            (stage.as_secs_f64() * 1e6 / events as f64 * 1000.0).round() / 1000.0
+        };
+        BTreeMap::from([
+            ("receive", per_event(self.receive)),
+            ("scan_event", per_event(self.scan_event)),
+            ("json", per_event(self.json)),
+            ("encode", per_event(self.encode)),
+            ("store", per_event(self.store)),
+            ("log_write", per_event(self.log_write)),
+            ("free", per_event(self.free)),
+        ])
+    }
+}
+
 /// One batch: its events and their encoded records and log lines.
 struct Batch {
     events: Vec<Event>,
@@ -311,7 +311,7 @@ struct Floor {
     batch: Batch,
     /// Tails sampled for the dictionary; `None` once training started.
     samples: Option<Vec<Vec<u8>>>,
-    training: Option<JoinHandle<(Option<Vec<u8>>, f64)>>,
+    training: Option<WorkerThread<(Option<Vec<u8>>, f64)>>,
     training_cpu_s: f64,
     stored: u64,
     commits: u64,
@@ -329,28 +329,30 @@ impl Floor {
     }
 
     /// Encodes the store records of the batch's events from `from` on; samples the first
-    /// events for the dictionary, which is trained beside the ingest, as in the sensor.
-    fn encode(&mut self, from: usize) {
-        for event in self.batch.events.get(from..).unwrap_or_default() {
+    /// events for the dictionary as the writer does, and trains it beside the ingest.
+    fn encode(&mut self, from: usize) -> Result<()> {
+        let events = self.batch.events.get(from..).unwrap_or_default();
+        for event in events {
             let start = self.batch.records.len();
             if self.packer.encode(event, &mut self.batch.records).is_err() {
                 self.batch.records.truncate(start);
                 codec::encode(event, &mut self.batch.records);
             }
             self.batch.ends.push(self.batch.records.len());
-            if let Some(samples) = &mut self.samples {
-                samples.push(codec::dictionary_sample(event));
-                if samples.len() == STORE_DICTIONARY_SAMPLES {
-                    let samples = std::mem::take(samples);
-                    self.samples = None;
-                    self.training = Some(std::thread::spawn(move || {
-                        let dictionary =
-                            codec::train_dictionary(&samples, STORE_DICTIONARY_BYTES_MAX).ok();
-                        (dictionary, cpu_s(libc::CLOCK_THREAD_CPUTIME_ID))
-                    }));
-                }
+        }
+        if let Some(samples) = &mut self.samples {
+            codec::add_dictionary_samples(samples, events);
+            if samples.len() >= STORE_DICTIONARY_SAMPLES {
+                let samples = std::mem::take(samples);
+                self.samples = None;
+                self.training = Some(WorkerThread::spawn("dictionary", move || {
+                    let dictionary =
+                        codec::train_dictionary(&samples, STORE_DICTIONARY_BYTES_MAX).ok();
+                    (dictionary, cpu_s(libc::CLOCK_THREAD_CPUTIME_ID))
+                })?);
             }
         }
+        Ok(())
     }
 
     fn commit_if_due(&mut self, now: Instant) -> Result<()> {
@@ -361,10 +363,13 @@ impl Floor {
         {
             self.commit()?;
         }
-        if self.training.as_ref().is_some_and(JoinHandle::is_finished)
+        if self
+            .training
+            .as_ref()
+            .is_some_and(WorkerThread::is_finished)
             && let Some(training) = self.training.take()
         {
-            let (dictionary, cpu) = training.join().map_err(|_| "training panicked")?;
+            let (dictionary, cpu) = training.join().ok_or("training panicked")?;
             self.training_cpu_s = cpu;
             if let Some(dictionary) = dictionary {
                 self.packer = Packer::with_dictionary(1, &dictionary)?;
@@ -514,7 +519,7 @@ impl Floor {
         let scanned = Instant::now();
         self.render(from)?;
         let rendered = Instant::now();
-        self.encode(from);
+        self.encode(from)?;
         let encoded = Instant::now();
         self.stages.scan_event += scanned.duration_since(received_at);
         self.stages.json += rendered.duration_since(scanned);
@@ -540,7 +545,7 @@ impl Floor {
     fn finish(&mut self) -> Result<()> {
         self.commit()?;
         if let Some(training) = self.training.take() {
-            self.training_cpu_s = training.join().map_err(|_| "training panicked")?.1;
+            self.training_cpu_s = training.join().ok_or("training panicked")?.1;
         }
         Ok(())
     }
@@ -571,6 +576,7 @@ fn receive(
         stopped_by: "duration",
     };
     loop {
+        floor.commit_if_due(Instant::now())?;
         let before = Instant::now();
         match batch.recv(fd) {
             Ok(count) => {
@@ -582,13 +588,11 @@ fn receive(
                 floor.ingest(scanner, &batch, count, now)?;
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                floor.commit_if_due(Instant::now())?;
                 wait_readable(fd, floor.wait_bound());
             }
             Err(error) => return Err(error.into()),
         }
         let now = Instant::now();
-        floor.commit_if_due(now)?;
         if now.duration_since(start) >= plan.duration {
             return Ok(receipt);
         }

@@ -16,8 +16,9 @@ process CPU-time clock in ns, per *stored* event = writer_events_committed_total
 moment, with utime+stime of /proc/<pid>/stat alongside; per thread kind from
 /proc/<pid>/task/*/schedstat, ended threads as "exited threads"; sink: its own getrusage, per
 received datagram; the sender's CPU per datagram, from the reaped child's usage), memory
-(sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map, sampled from /proc/<pid>/status through the step, peak and final, in KiB as /proc gives them;
-sink: its peak RSS), database bytes per event, and (sensor) a drop timeline: the drop and commit
+(sensor: RssAnon = heap and RssFile = file-backed pages, mostly the LMDB map, sampled from
+/proc/<pid>/status through the step, peak and final, in KiB as /proc gives them; sink: its peak
+RSS), database bytes per event, and (sensor) a drop timeline: the drop and commit
 counters of /metrics every 0.5 s, with the second of the step at which drops began.
 The sweep runs --sweeps times (default 3; the sink and the sensor alternate within each sweep,
 the sender at the same priority for both); the JSON keeps every sweep, the median of every step
@@ -25,7 +26,8 @@ over the sweeps and the median of the per-sweep summaries (the headline figures)
 Then a drain test per target (first sweep only): pre-fill the socket while the receiver is
 stopped (SIGSTOP), SIGCONT, and time until everything is stored.
 
-Writes perf/results/<date>-ingest.json (or -2, -3, ... when that exists) and prints a table with the sensor/sink ratios.
+Writes perf/results/<date>-ingest.json (or -2, -3, ... when that exists) and prints a table with
+the sensor/sink ratios.
 Run through perf/ingest.sh, which builds the release binaries first.
 
 Never: sends anywhere but 127.0.0.0/8; leaves a child running (every child is killed on exit).
@@ -457,7 +459,7 @@ def read_line_with_deadline(stream, seconds):
     return result[0] if result else None
 
 
-def finish_sink(process, timeout):
+def finish_receiver(process, timeout):
     try:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -501,7 +503,7 @@ def receiver_step(start, tools, rate, seconds):
     sent = tools.send(port, **step_counts(rate, seconds))
     # Read while the receiver still idles (--idle 1 after the last datagram): its socket's drops.
     drops = socket_drops(port)
-    got = finish_sink(receiver, timeout=30)
+    got = finish_receiver(receiver, timeout=30)
     drops_system = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
     floor = "stored" in got
     stored = got["stored"] if floor else got["received"]
@@ -683,7 +685,7 @@ def sink_drain(tools, count, rcvbuf):
     if drops is None:
         drops = snmp_udp()["RcvbufErrors"] - snmp_before["RcvbufErrors"]
     os.kill(sink.pid, signal.SIGCONT)
-    got = finish_sink(sink, timeout=60)
+    got = finish_receiver(sink, timeout=60)
     return {
         "sent": sent["sent"],
         "kernel_drops": drops,
@@ -958,7 +960,8 @@ def parse_args():
     target = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
     parser.add_argument("--loadgen", default=os.path.join(target, "perf/sentrypeer-loadgen"))
     parser.add_argument("--sentrypeer", default=os.path.join(target, "perf/sentrypeer"))
-    parser.add_argument("--floor-binary", default=os.path.join(target, "perf/examples/ingest_floor"))
+    parser.add_argument("--floor-binary",
+                        default=os.path.join(target, "perf/examples/ingest_floor"))
     parser.add_argument("--sensor-args", default="",
                         help="extra sentrypeer arguments, e.g. '--udp-rcvbuf 268435456' so that "
                              "the drain test's pre-fill fits in the socket")
