@@ -1,28 +1,31 @@
 //! The dashboard's LMDB tables: `dashboard` (time buckets: [`dashboard::bucket_key`] ->
 //! [`dashboard::Counts`]) and `dashboard_recent` (`i` + IP bytes or `n` + called number -> the
-//! keys of its newest events, a ring of big-endian u64s). The writer adds each batch in its own
-//! write transaction ([`apply`]) and prunes old buckets ([`Store::prune_dashboard`]); readers
-//! get a window's buckets and a key's recent events.
+//! keys of its newest events, a ring of big-endian u64s). The writer adds each batch to the
+//! buckets in the batch's write transaction ([`apply`]) and prunes old buckets
+//! ([`Store::prune_dashboard`]); readers get a window's buckets and a key's recent events.
 //!
 //! Recent events of an IP or number: a ring of at most [`DASHBOARD_RECENT_EVENTS_MAX`] event
-//! keys per key, rewritten once per batch per distinct IP and number (one small get and put,
-//! next to the aggregate update the batch makes anyway); a detail view then reads 20 events by
-//! key. Rings are kept like the per-IP aggregates; keys of events pruned by retention are
-//! skipped when read.
+//! keys per key. The writer gathers new keys in [`PendingRings`] and writes them
+//! ([`flush_recent`]: one small get and put per distinct IP and number) in a batch's
+//! transaction: every batch under a light load, every
+//! [`crate::config::limits::DASHBOARD_RECENT_FLUSH_INTERVAL`] under a flood, so a detail view
+//! may lag a flood by that much. A detail view then reads 20 events by key. Rings are kept like
+//! the per-IP aggregates; keys of events pruned by retention are skipped when read.
 //!
 //! Never: runs outside the writer's transaction for writes, fails a batch on a stored value
 //! that does not decode (it is replaced).
 
 use std::ops::Bound;
 
-use heed::RwTxn;
+use heed::{RoTxn, RwTxn, WithoutTls};
 
 use super::dashboard::{
     self, BatchCounts, Counts, DIMENSIONS, Dimension, Granularity, Horizon, bucket_key,
 };
-use super::{IpKey, Reader, Store, Stored, Table, encoder, ip_key, number_key};
+use super::recent_rings::{PendingRings, RECENT_IP, RECENT_NUMBER, RingFlush};
+use super::{Reader, Store, StoreError, Stored, Table, encoder, ip_key, number_key};
 use crate::config::limits::DASHBOARD_RECENT_EVENTS_MAX;
-use crate::event::{Event, display_ip};
+use crate::event::Event;
 
 /// The dashboard's two tables.
 #[derive(Clone, Copy)]
@@ -34,13 +37,16 @@ pub(super) struct DashTables {
 /// The table names, after the store's other tables.
 pub(super) const DASH_TABLE_NAMES: [&str; 2] = ["dashboard", "dashboard_recent"];
 
-const RECENT_IP: u8 = b'i';
-const RECENT_NUMBER: u8 = b'n';
+/// Events read per transaction when re-adding the rings' tail at start.
+const RECENT_TAIL_CHUNK: usize = 4_096;
+
+/// `meta` key: the newest event key in the stored rings.
+const META_RECENT_THROUGH: &[u8] = b"dashboard_recent_through";
 
 /// Keys folded into a bucket's "other" count in one batch, per dimension.
 pub type Folded = [u64; DIMENSIONS];
 
-/// Adds the batch's committed events to the buckets and the recent-event rings.
+/// Adds the batch's committed events to the buckets; the rings are [`flush_recent`]'s.
 pub(super) fn apply(
     tables: &DashTables,
     txn: &mut RwTxn<'_>,
@@ -50,18 +56,9 @@ pub(super) fn apply(
     folded: &mut Folded,
 ) -> Result<(), heed::Error> {
     let mut counts = BatchCounts::for_batch(batch.events.len());
-    // (IP or number, event key) pairs, sorted below: one allocation for the batch, not one
-    // per distinct IP and number.
-    let mut ips: Vec<(IpKey, u64)> = Vec::with_capacity(batch.events.len());
-    let mut numbers: Vec<(&[u8], u64)> = Vec::with_capacity(batch.events.len());
     for (event, outcome) in batch.events.iter().zip(stored) {
-        let Stored::Key(key) = *outcome else {
-            continue;
-        };
-        counts.add(event);
-        ips.push((ip_key(display_ip(event.source)), key));
-        if let Some(number) = number_key(event.called_number()) {
-            numbers.push((number, key));
+        if let Stored::Key(_) = *outcome {
+            counts.add(event);
         }
     }
     let mut value = Vec::with_capacity(4096);
@@ -79,42 +76,113 @@ pub(super) fn apply(
             tables.buckets.put(txn, &key, &value)?;
         }
     }
-    let ips: Vec<(&[u8], u64)> = ips.iter().map(|(ip, key)| (ip.as_slice(), *key)).collect();
-    put_recent(tables.recent, txn, RECENT_IP, ips)?;
-    put_recent(tables.recent, txn, RECENT_NUMBER, numbers)
-}
-
-/// Appends each IP's or number's new event keys (`pairs`, in any order) to its ring, visiting
-/// the rings in key order.
-fn put_recent(
-    table: Table,
-    txn: &mut RwTxn<'_>,
-    kind: u8,
-    mut pairs: Vec<(&[u8], u64)>,
-) -> Result<(), heed::Error> {
-    pairs.sort_unstable();
-    let mut table_key = Vec::with_capacity(64);
-    let mut value = Vec::with_capacity(8 * DASHBOARD_RECENT_EVENTS_MAX);
-    let mut events = Vec::with_capacity(DASHBOARD_RECENT_EVENTS_MAX);
-    for run in pairs.chunk_by(|a, b| a.0 == b.0) {
-        let Some(&(key, _)) = run.first() else {
-            continue;
-        };
-        events.clear();
-        // Only the newest fit in a ring.
-        let newest = run.get(run.len().saturating_sub(DASHBOARD_RECENT_EVENTS_MAX)..);
-        events.extend(newest.unwrap_or_default().iter().map(|(_, event)| *event));
-        table_key.clear();
-        table_key.push(kind);
-        table_key.extend_from_slice(key);
-        let old = table.get(txn, &table_key)?;
-        dashboard::push_recent(old, &events, &mut value);
-        table.put(txn, &table_key, &value)?;
-    }
     Ok(())
 }
 
+/// Adds the batch's committed events to the pending rings, and writes them ([`flush_recent`])
+/// when `due` or full; the caller clears them once the transaction committed.
+pub(super) fn add_recent(
+    tables: &DashTables,
+    meta: Table,
+    txn: &mut RwTxn<'_>,
+    batch: &encoder::Batch,
+    stored: &[Stored],
+    pending: &mut PendingRings,
+    due: bool,
+) -> Result<RingFlush, heed::Error> {
+    // A retried batch adds the same keys again, which the rings skip.
+    pending.add_batch(&batch.events, stored);
+    let flush = match (pending.is_full(), due) {
+        (true, _) => RingFlush::Full,
+        (false, true) => RingFlush::Due,
+        (false, false) => return Ok(RingFlush::Not),
+    };
+    flush_recent(tables, meta, txn, pending)?;
+    Ok(flush)
+}
+
+/// Appends the pending rings' event keys to the stored rings, in key order, and records the
+/// flush point in `meta` (the caller clears `pending` once the transaction committed).
+pub(super) fn flush_recent(
+    tables: &DashTables,
+    meta: Table,
+    txn: &mut RwTxn<'_>,
+    pending: &PendingRings,
+) -> Result<(), heed::Error> {
+    let mut value = Vec::with_capacity(8 * DASHBOARD_RECENT_EVENTS_MAX);
+    for (ring_key, events) in pending.sorted() {
+        let old = tables.recent.get(txn, ring_key)?;
+        dashboard::push_recent(old, events, &mut value);
+        tables.recent.put(txn, ring_key, &value)?;
+    }
+    meta.put(txn, META_RECENT_THROUGH, &pending.through().to_be_bytes())
+}
+
+/// Where the stored rings end: the newest event key they were flushed with; `None` for a store
+/// written before rings could wait (its rings were written with every batch).
+pub(super) fn recent_through(
+    meta: Table,
+    txn: &RoTxn<'_, WithoutTls>,
+) -> Result<Option<u64>, heed::Error> {
+    Ok(meta
+        .get(txn, META_RECENT_THROUGH)?
+        .and_then(|value| <[u8; 8]>::try_from(value).ok())
+        .map(u64::from_be_bytes))
+}
+
 impl Store {
+    /// Writes the pending rings in a write transaction of their own (the writer, idle or
+    /// stopping); clears them once committed.
+    pub(super) fn flush_recent_rings(&self, pending: &mut PendingRings) -> Result<(), heed::Error> {
+        let Some(tables) = self.inner.tables.dash else {
+            return Ok(());
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.inner.env.write_txn()?;
+        flush_recent(&tables, self.inner.tables.meta, &mut txn, pending)?;
+        txn.commit()?;
+        pending.clear();
+        Ok(())
+    }
+
+    /// At the writer's start: adds to `pending` the events committed after the rings' flush
+    /// point (a `kill -9` between flushes), [`RECENT_TAIL_CHUNK`] at a time. A store without a
+    /// flush point gets one at its last event, as its rings are complete.
+    pub(super) fn pending_recent_tail(&self, pending: &mut PendingRings) -> Result<(), StoreError> {
+        if self.inner.tables.dash.is_none() {
+            return Ok(());
+        }
+        let through = {
+            let reader = self.read()?;
+            recent_through(self.inner.tables.meta, &reader.txn)?
+        };
+        let Some(mut after) = through else {
+            let last = self.read()?.last_key()?;
+            let mut txn = self.inner.env.write_txn()?;
+            self.inner
+                .tables
+                .meta
+                .put(&mut txn, META_RECENT_THROUGH, &last.to_be_bytes())?;
+            txn.commit()?;
+            return Ok(());
+        };
+        loop {
+            let events = self.read()?.events_after(after, RECENT_TAIL_CHUNK)?;
+            let Some((last, _)) = events.last() else {
+                return Ok(());
+            };
+            after = *last;
+            for (key, event) in &events {
+                pending.add_event(event, *key);
+                if pending.is_full() {
+                    self.flush_recent_rings(pending)?;
+                }
+            }
+        }
+    }
+
     /// Removes dashboard buckets that `horizon` no longer keeps, in one write transaction.
     /// The writer calls it every [`crate::config::limits::DASHBOARD_PRUNE_INTERVAL`]; tests
     /// call it with a chosen time. Returns how many buckets were removed.
@@ -152,7 +220,7 @@ impl Reader<'_> {
         dimension: Dimension,
         first_start_s: u64,
         last_start_s: u64,
-    ) -> Result<Vec<(u64, Counts)>, super::StoreError> {
+    ) -> Result<Vec<(u64, Counts)>, StoreError> {
         let Some(tables) = self.store.tables.dash else {
             return Ok(Vec::new());
         };
@@ -174,7 +242,7 @@ impl Reader<'_> {
 
     /// The newest events (at most [`DASHBOARD_RECENT_EVENTS_MAX`], newest first) of a source
     /// IP (`ip_key` bytes) or a called number, from its ring; pruned events are skipped.
-    fn recent_of(&self, kind: u8, key: &[u8]) -> Result<Vec<(u64, Event)>, super::StoreError> {
+    fn recent_of(&self, kind: u8, key: &[u8]) -> Result<Vec<(u64, Event)>, StoreError> {
         let Some(tables) = self.store.tables.dash else {
             return Ok(Vec::new());
         };
@@ -200,16 +268,13 @@ impl Reader<'_> {
     pub fn recent_events_of_ip(
         &self,
         ip: std::net::IpAddr,
-    ) -> Result<Vec<(u64, Event)>, super::StoreError> {
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
         let key = ip_key(super::canonical_ip(ip));
         self.recent_of(RECENT_IP, key.as_slice())
     }
 
     /// A called number's newest events.
-    pub fn recent_events_of_number(
-        &self,
-        number: &[u8],
-    ) -> Result<Vec<(u64, Event)>, super::StoreError> {
+    pub fn recent_events_of_number(&self, number: &[u8]) -> Result<Vec<(u64, Event)>, StoreError> {
         match number_key(Some(number)) {
             Some(key) => self.recent_of(RECENT_NUMBER, key),
             None => Ok(Vec::new()),
@@ -222,7 +287,7 @@ impl Reader<'_> {
         &self,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, Event)>, super::StoreError> {
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
         let mut out = Vec::new();
         for entry in self.store.tables.events.rev_iter(&self.txn)? {
             if out.len() >= limit {
@@ -238,5 +303,145 @@ impl Reader<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::event::{CollectedMethod, EventParts, Transport};
+
+    fn open(dir: &tempfile::TempDir) -> Store {
+        Store::open(&StoreConfig {
+            db_file: dir.path().join("sentrypeer.db"),
+            batch_events_max: 4_096,
+            batch_interval: std::time::Duration::from_millis(50),
+            no_sync: true,
+            retention_days: None,
+        })
+        .unwrap()
+    }
+
+    fn event(index: u64) -> Event {
+        let source: SocketAddr = "10.0.0.9:5060".parse().unwrap();
+        Event::new(&EventParts {
+            timestamp_ns: 1_700_000_000_000_000_000 + index,
+            uuid: Uuid::new_v4(),
+            node_id: Uuid::from_u128(7),
+            transport: Transport::Udp,
+            collected_method: CollectedMethod::Passive,
+            source,
+            destination: "10.1.2.3:5060".parse().unwrap(),
+            method: b"INVITE",
+            called_number: Some(b"7"),
+            user_agent: Some(b"friendly-scanner"),
+            message: b"INVITE sip:7@10.1.2.3 SIP/2.0\r\n\r\n",
+            source_verified: false,
+            auth_username: None,
+        })
+    }
+
+    /// Commits events `range` in one batch; `flush`: whether the rings are due.
+    fn commit(
+        store: &Store,
+        rings: &mut PendingRings,
+        range: std::ops::RangeInclusive<u64>,
+        flush: bool,
+    ) -> RingFlush {
+        let mut batch = encoder::Batch::encoded(range.map(event).collect());
+        let horizon = Horizon::from_ns(1_700_000_000_000_000_000, None);
+        let (mut stored, mut folded) = (Vec::new(), Folded::default());
+        let flushed = store
+            .commit_batch(&mut batch, &mut stored, &horizon, &mut folded, rings, flush)
+            .unwrap();
+        if flushed != RingFlush::Not {
+            rings.clear();
+        }
+        flushed
+    }
+
+    fn ring(store: &Store) -> Vec<u64> {
+        let reader = store.read().unwrap();
+        let ip = reader
+            .recent_events_of_ip("10.0.0.9".parse().unwrap())
+            .unwrap();
+        let number = reader.recent_events_of_number(b"7").unwrap();
+        let keys: Vec<u64> = number.iter().map(|(key, _)| *key).collect();
+        assert_eq!(ip.iter().map(|(key, _)| *key).collect::<Vec<_>>(), keys);
+        keys
+    }
+
+    fn newest(last: u64) -> Vec<u64> {
+        (last + 1 - DASHBOARD_RECENT_EVENTS_MAX as u64..=last)
+            .rev()
+            .collect()
+    }
+
+    /// Rings left pending by a `kill -9` (here: dropped) are re-added from the events after
+    /// the flush point when the writer starts again.
+    #[test]
+    fn rings_pending_at_a_crash_are_re_added_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mut rings = PendingRings::default();
+        store.pending_recent_tail(&mut rings).unwrap();
+        assert!(rings.is_empty());
+        assert_eq!(commit(&store, &mut rings, 1..=30, true), RingFlush::Due);
+        assert!(rings.is_empty());
+        assert_eq!(commit(&store, &mut rings, 31..=60, false), RingFlush::Not);
+        assert_eq!(commit(&store, &mut rings, 61..=70, false), RingFlush::Not);
+        assert_eq!(
+            ring(&store),
+            newest(30),
+            "the pending rings are not written yet"
+        );
+        drop((rings, store));
+
+        let store = open(&dir);
+        let mut rings = PendingRings::default();
+        store.pending_recent_tail(&mut rings).unwrap();
+        assert_eq!(rings.through(), 70);
+        store.flush_recent_rings(&mut rings).unwrap();
+        assert!(rings.is_empty());
+        assert_eq!(ring(&store), newest(70));
+        // Nothing after the flush point: nothing to re-add.
+        let mut again = PendingRings::default();
+        store.pending_recent_tail(&mut again).unwrap();
+        assert!(again.is_empty());
+        assert_eq!(again.through(), 0);
+    }
+
+    /// A batch committed twice (a retry after a failed commit adds it to the rings again)
+    /// lists each event once.
+    #[test]
+    fn a_retried_batch_is_in_the_rings_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mut rings = PendingRings::default();
+        let mut batch = encoder::Batch::encoded((1..=5).map(event).collect());
+        rings.add_batch(
+            &batch.events,
+            &[Stored::Key(1), Stored::Key(2), Stored::Key(3)],
+        );
+        let horizon = Horizon::from_ns(1_700_000_000_000_000_000, None);
+        let (mut stored, mut folded) = (Vec::new(), Folded::default());
+        let flushed = store
+            .commit_batch(
+                &mut batch,
+                &mut stored,
+                &horizon,
+                &mut folded,
+                &mut rings,
+                true,
+            )
+            .unwrap();
+        assert_eq!(flushed, RingFlush::Due);
+        assert_eq!(ring(&store), [5, 4, 3, 2, 1]);
     }
 }

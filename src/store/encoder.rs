@@ -43,6 +43,16 @@ impl Batch {
         }
     }
 
+    /// A batch of `events` encoded without a dictionary (tests commit it directly).
+    #[cfg(test)]
+    pub(super) fn encoded(events: Vec<Event>) -> Self {
+        let mut batch = Self::with_capacity(events.len());
+        batch.events = events;
+        #[allow(clippy::unwrap_used)]
+        batch.encode(&mut Packer::new().unwrap());
+        batch
+    }
+
     /// The record of event `index` (empty if out of range).
     pub(super) fn record(&self, index: usize) -> &[u8] {
         let start = index

@@ -13,7 +13,7 @@
 //! events that claim this node's id), `source_ips` / `called_numbers` (key -> first seen,
 //! last seen, count), `source_ips_by_last` / `called_numbers_by_last` ((last seen ns, key) -> empty,
 //! for newest-first lists without a scan), `meta` (schema version, node id, next event key, the
-//! zstd dictionary, delivery cursors `cursor/<name>`, each AS number's organisation `as_org/<asn>`). Counts come from LMDB's O(1) table stats.
+//! zstd dictionary, delivery cursors `cursor/<name>`, each AS number's organisation `as_org/<asn>`, the newest event key in the dashboard's recent-event rings `dashboard_recent_through`). Counts come from LMDB's O(1) table stats.
 //!
 //! Concurrency: LMDB serialises write transactions; readers never block the writer. Growing the
 //! map needs no transaction open in this process, so every [`Reader`] and [`Store::set_cursor`]
@@ -34,6 +34,7 @@ mod dashboard_table;
 mod encoder;
 pub mod log_cache;
 mod outputs;
+mod recent_rings;
 mod syslog;
 pub mod writer;
 
@@ -56,6 +57,7 @@ use crate::event::{Event, NOT_FOUND, display_ip};
 
 pub use cursor::{CommitCursor, PersistPolicy, ReadAfter};
 pub use dashboard_table::Folded;
+use recent_rings::{PendingRings, RingFlush};
 pub use writer::{
     CommitWatch, WriterHandle, WriterMetrics, WriterOptions, spawn_writer, spawn_writer_with,
 };
@@ -449,14 +451,18 @@ impl Store {
         self.dictionary().map(|d| (d.id, d.bytes.clone()))
     }
 
-    /// Commits `events` in one write transaction; `stored` gets one entry per event.
+    /// Commits `events` in one write transaction; `stored` gets one entry per event. The
+    /// committed events join `rings`, which are written too when `flush_rings` or full; returns
+    /// which (written rings are the caller's to clear).
     pub(super) fn commit_batch(
         &self,
         batch: &mut encoder::Batch,
         stored: &mut Vec<Stored>,
         horizon: &dashboard::Horizon,
         folded: &mut Folded,
-    ) -> Result<(), heed::Error> {
+        rings: &mut PendingRings,
+        flush_rings: bool,
+    ) -> Result<RingFlush, heed::Error> {
         stored.clear();
         let tables = &self.inner.tables;
         let mut txn = self.inner.env.write_txn()?;
@@ -498,18 +504,7 @@ impl Store {
         }
         let verified_since = bump_ips(tables, &mut txn, ips)?;
         put_as_orgs(tables, &mut txn, as_orgs)?;
-        // In key order, so that the B-tree pages are visited once each, front to back.
-        let mut numbers: Vec<_> = numbers.into_iter().collect();
-        numbers.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (number, seen) in numbers {
-            bump(
-                tables.numbers,
-                tables.numbers_by_last,
-                &mut txn,
-                number,
-                seen,
-            )?;
-        }
+        bump_numbers(tables, &mut txn, numbers)?;
         // Records last: the writer marks an event of an IP verified before it arrived.
         for (index, outcome) in stored.iter().enumerate() {
             let Stored::Key(key) = *outcome else {
@@ -525,13 +520,24 @@ impl Store {
                 batch.record(index),
             )?;
         }
+        let mut flushed = RingFlush::Not;
         if let Some(dash) = &tables.dash {
             dashboard_table::apply(dash, &mut txn, batch, stored, horizon, folded)?;
+            flushed = dashboard_table::add_recent(
+                dash,
+                tables.meta,
+                &mut txn,
+                batch,
+                stored,
+                rings,
+                flush_rings,
+            )?;
         }
         tables
             .meta
             .put(&mut txn, META_NEXT_EVENT_KEY, &next_key.to_be_bytes())?;
-        txn.commit()
+        txn.commit()?;
+        Ok(flushed)
     }
 
     /// The store's 32-byte secret for source proofs (made with the store).
@@ -1130,6 +1136,21 @@ fn bump(
     let value_bytes = new.encode(&mut value);
     aggregates.put(txn, key, value.get(..value_bytes).unwrap_or_default())?;
     Ok((old, new))
+}
+
+/// Adds a batch's per-number sightings, in key order, so that the B-tree pages are visited once
+/// each, front to back.
+fn bump_numbers(
+    tables: &Tables,
+    txn: &mut heed::RwTxn<'_>,
+    numbers: HashMap<&[u8], Aggregate, RandomState>,
+) -> Result<(), heed::Error> {
+    let mut numbers: Vec<_> = numbers.into_iter().collect();
+    numbers.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (number, seen) in numbers {
+        bump(tables.numbers, tables.numbers_by_last, txn, number, seen)?;
+    }
+    Ok(())
 }
 
 /// Adds a batch's IP sightings in key order (B-tree pages visited once, front to back), counts

@@ -23,11 +23,12 @@ use hdrhistogram::Histogram;
 use super::dashboard::{Dimension, Horizon};
 use super::encoder::{Batch, EncoderLink, spawn_encoder};
 use super::outputs::{OutputLink, OutputSettings, spawn_outputs};
+use super::recent_rings::{self, FlushClock, PendingRings, RingFlush};
 use super::{Folded, Store, StoreError, Stored, codec};
 use crate::config::limits::{
-    self, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_ATTEMPTS_MAX, STORE_DICTIONARY_BYTES_MAX,
-    STORE_DICTIONARY_SAMPLES, STORE_IDLE_WAKE_INTERVAL, STORE_PRUNE_EVENTS_PER_TXN,
-    WRITER_COMMIT_RETRY_BACKOFF_MAX, WRITER_COMMIT_RETRY_BACKOFF_MIN,
+    self, DASHBOARD_RECENT_FLUSH_INTERVAL, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_ATTEMPTS_MAX,
+    STORE_DICTIONARY_BYTES_MAX, STORE_DICTIONARY_SAMPLES, STORE_IDLE_WAKE_INTERVAL,
+    STORE_PRUNE_EVENTS_PER_TXN, WRITER_COMMIT_RETRY_BACKOFF_MAX, WRITER_COMMIT_RETRY_BACKOFF_MIN,
     WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX,
 };
 use crate::config::{OutputConfig, StoreConfig};
@@ -136,6 +137,10 @@ pub struct WriterMetrics {
     pub dashboard_keys_folded_total: [Counter; Dimension::ALL.len()],
     /// Dashboard buckets removed as too old.
     pub dashboard_buckets_pruned_total: Counter,
+    /// Writes of the pending recent-event rings.
+    pub dashboard_ring_flushes_total: Counter,
+    /// Of those, writes forced by [`limits::DASHBOARD_RECENT_PENDING_KEYS_MAX`].
+    pub dashboard_ring_flushes_full_total: Counter,
     batch_events: Mutex<Histogram<u64>>,
     commit_microseconds: Mutex<Histogram<u64>>,
 }
@@ -157,6 +162,8 @@ impl Default for WriterMetrics {
             events_verified_total: Counter::default(),
             dashboard_keys_folded_total: Default::default(),
             dashboard_buckets_pruned_total: Counter::default(),
+            dashboard_ring_flushes_total: Counter::default(),
+            dashboard_ring_flushes_full_total: Counter::default(),
             batch_events: histogram(),
             commit_microseconds: histogram(),
         }
@@ -271,6 +278,19 @@ impl WriterMetrics {
             "Dashboard time buckets removed as older than they are kept.",
             self.dashboard_buckets_pruned_total.get(),
         );
+        metrics::write_counter(
+            out,
+            "writer_dashboard_ring_flushes_total",
+            "Writes of the recent-event rings: every batch under a light load, at most every \
+             250 ms under a flood.",
+            self.dashboard_ring_flushes_total.get(),
+        );
+        metrics::write_counter(
+            out,
+            "writer_dashboard_ring_flushes_full_total",
+            "Ring writes forced early: 16,384 IPs and numbers were pending.",
+            self.dashboard_ring_flushes_full_total.get(),
+        );
         let name = "writer_dashboard_keys_folded_total";
         metrics::write_header(
             out,
@@ -381,6 +401,8 @@ pub fn spawn_writer_with(
         dictionary_attempts: 0,
         training: None,
         dashboard_prune_due: Instant::now(),
+        rings: PendingRings::default(),
+        rings_flushed: FlushClock::new(),
     };
     let thread =
         WorkerThread::spawn("writer", move || writer.run(encoder)).map_err(StoreError::Spawn)?;
@@ -444,17 +466,28 @@ struct Writer {
     training: Option<Training>,
     /// When the dashboard's old buckets are next pruned.
     dashboard_prune_due: Instant,
+    /// Committed events not yet in the dashboard's recent-event rings.
+    rings: PendingRings,
+    rings_flushed: FlushClock,
 }
 
 impl Writer {
     fn run(mut self, encoder: EncoderLink) {
         let mut stored = Vec::new();
         let mut prune_due = Instant::now();
+        if let Err(error) = self.store.pending_recent_tail(&mut self.rings) {
+            self.reports.report("rings", || {
+                format!("cannot re-add the newest events to the dashboard's rings: {error}")
+            });
+        }
         loop {
             self.housekeeping(&mut prune_due, &encoder);
-            let mut batch = match encoder.recv_timeout(STORE_IDLE_WAKE_INTERVAL) {
+            let mut batch = match encoder.recv_timeout(self.idle_wait()) {
                 Ok(batch) => batch,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.flush_rings(false);
+                    continue;
+                }
                 // The encoder ended: the event channel closed and everything in it was passed on.
                 Err(RecvTimeoutError::Disconnected) => break,
             };
@@ -464,6 +497,7 @@ impl Writer {
             encoder.recycle(batch);
         }
         encoder.join();
+        self.flush_rings(true);
         if let Some(training) = self.training.take() {
             training.join();
         }
@@ -482,6 +516,7 @@ impl Writer {
         loop {
             if encoder.closed() && failures >= WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX {
                 stored.clear();
+                self.rings.discard_after(self.commits.last_key());
                 eprintln!(
                     "sentrypeer: shutting down with {} events not stored in {}",
                     batch.len(),
@@ -492,13 +527,23 @@ impl Writer {
             let started = Instant::now();
             let horizon = Horizon::from_ns(now_ns(), self.retention_ns);
             let mut folded: Folded = Default::default();
-            match self
-                .store
-                .commit_batch(batch, stored, &horizon, &mut folded)
-            {
-                Ok(()) => {
+            let flush_rings = recent_rings::flush_due(
+                batch.len(),
+                self.rings_flushed.since(started),
+                DASHBOARD_RECENT_FLUSH_INTERVAL,
+            );
+            match self.store.commit_batch(
+                batch,
+                stored,
+                &horizon,
+                &mut folded,
+                &mut self.rings,
+                flush_rings,
+            ) {
+                Ok(flushed) => {
                     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     self.record_commit(batch.len(), micros);
+                    self.rings_flushed_as(flushed, started);
                     for (counter, count) in
                         self.metrics.dashboard_keys_folded_total.iter().zip(folded)
                     {
@@ -519,6 +564,65 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// How long to wait for a batch: the idle wake, or less when pending rings fall due.
+    fn idle_wait(&self) -> Duration {
+        if self.rings.is_empty() {
+            return STORE_IDLE_WAKE_INTERVAL;
+        }
+        let since = self.rings_flushed.since(Instant::now());
+        DASHBOARD_RECENT_FLUSH_INTERVAL
+            .saturating_sub(since)
+            .clamp(Duration::from_millis(1), STORE_IDLE_WAKE_INTERVAL)
+    }
+
+    /// Writes the pending rings in a transaction of their own: when due (idle), or `always`
+    /// (stopping, a few attempts).
+    fn flush_rings(&mut self, always: bool) {
+        let now = Instant::now();
+        if !always && self.rings_flushed.since(now) < DASHBOARD_RECENT_FLUSH_INTERVAL {
+            return;
+        }
+        let attempts = if always {
+            WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX
+        } else {
+            1
+        };
+        for _ in 0..attempts {
+            if self.rings.is_empty() {
+                return;
+            }
+            match self.store.flush_recent_rings(&mut self.rings) {
+                Ok(()) => {
+                    self.rings_flushed_as(RingFlush::Due, now);
+                    return;
+                }
+                Err(heed::Error::Mdb(heed::MdbError::MapFull)) => {
+                    if self.store.grow_map().is_ok() {
+                        self.metrics.map_resizes_total.inc();
+                    }
+                }
+                Err(error) => {
+                    let path = self.store.path().display().to_string();
+                    self.reports.report("rings", || {
+                        format!("cannot write the dashboard's rings to {path}: {error}")
+                    });
+                }
+            }
+        }
+    }
+
+    /// After a commit that wrote the pending rings: clears them and counts.
+    fn rings_flushed_as(&mut self, flushed: RingFlush, at: Instant) {
+        match flushed {
+            RingFlush::Not => return,
+            RingFlush::Due => {}
+            RingFlush::Full => self.metrics.dashboard_ring_flushes_full_total.inc(),
+        }
+        self.rings.clear();
+        self.metrics.dashboard_ring_flushes_total.inc();
+        self.rings_flushed.flushed(at);
     }
 
     fn commit_failed(&mut self, error: &str, backoff: &mut Duration) {
@@ -770,35 +874,41 @@ mod tests {
     }
 
     /// An IP's and a number's recent-event rings hold their newest events, newest first,
-    /// however the events fall into batches (here more than a ring's worth in one batch).
+    /// however the events fall into batches: a few small ones (rings written with each) and
+    /// flood-sized ones (rings left pending between flushes, the last flush at stop).
     #[test]
     fn recent_rings_keep_the_newest_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, sender, writer) = start(&dir, 4_096, Duration::from_millis(50));
-        let commits = writer.commits();
-        let total = 3 * limits::DASHBOARD_RECENT_EVENTS_MAX as u64 + 7;
-        let source: SocketAddr = "10.0.0.9:5060".parse().unwrap();
-        for index in 0..total {
-            sender.send(event_from(index, source, "7")).unwrap();
+        let small = 3 * limits::DASHBOARD_RECENT_EVENTS_MAX as u64 + 7;
+        let flood = 3 * limits::DASHBOARD_RECENT_DEFER_BATCH_MIN as u64;
+        for (total, batch) in [(small, 4_096), (flood, flood as usize / 3)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, sender, writer) = start(&dir, batch, Duration::from_millis(50));
+            let commits = writer.commits();
+            let metrics = writer.metrics();
+            let source: SocketAddr = "10.0.0.9:5060".parse().unwrap();
+            for index in 0..total {
+                sender.send(event_from(index, source, "7")).unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while commits.last_key() < total {
+                assert!(Instant::now() < deadline, "events not committed");
+                commits.wait_past(commits.last_key(), Duration::from_millis(50));
+            }
+            drop(sender);
+            writer.join();
+            assert!(metrics.dashboard_ring_flushes_total.get() >= 1);
+            let reader = store.read().unwrap();
+            let newest: Vec<u64> = (total - limits::DASHBOARD_RECENT_EVENTS_MAX as u64 + 1..=total)
+                .rev()
+                .collect();
+            let ip = reader.recent_events_of_ip(source.ip()).unwrap();
+            assert_eq!(ip.iter().map(|(key, _)| *key).collect::<Vec<_>>(), newest);
+            let number = reader.recent_events_of_number(b"7").unwrap();
+            assert_eq!(
+                number.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
+                newest
+            );
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while commits.last_key() < total {
-            assert!(Instant::now() < deadline, "events not committed");
-            commits.wait_past(commits.last_key(), Duration::from_millis(50));
-        }
-        drop(sender);
-        writer.join();
-        let reader = store.read().unwrap();
-        let newest: Vec<u64> = (total - limits::DASHBOARD_RECENT_EVENTS_MAX as u64 + 1..=total)
-            .rev()
-            .collect();
-        let ip = reader.recent_events_of_ip(source.ip()).unwrap();
-        assert_eq!(ip.iter().map(|(key, _)| *key).collect::<Vec<_>>(), newest);
-        let number = reader.recent_events_of_number(b"7").unwrap();
-        assert_eq!(
-            number.iter().map(|(key, _)| *key).collect::<Vec<_>>(),
-            newest
-        );
     }
 
     #[test]
