@@ -8,6 +8,9 @@
 //! most once per [`IO_ERROR_LOG_INTERVAL`] and retried with back-off, keeping the batch (the
 //! channel backs up and the shards drop and count). Between batches it prunes old events
 //! (retention) and, once, has the zstd dictionary trained on a thread of its own and installs it.
+//! The dashboard's recent-event rings are written with every small batch, and under a flood every
+//! [`DASHBOARD_RECENT_FLUSH_INTERVAL`] ([`super::recent_rings`]); at start, the events committed
+//! after their last write are added back.
 //!
 //! Never: writes a JSON or syslog line for an event that is not committed, half-writes a batch,
 //! panics on an output error.
