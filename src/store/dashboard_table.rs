@@ -309,13 +309,9 @@ impl Reader<'_> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::net::SocketAddr;
-
-    use uuid::Uuid;
-
     use super::*;
     use crate::config::StoreConfig;
-    use crate::event::{CollectedMethod, EventParts, Transport};
+    use crate::store::test_events::event_from;
 
     fn open(dir: &tempfile::TempDir) -> Store {
         Store::open(&StoreConfig {
@@ -329,22 +325,7 @@ mod tests {
     }
 
     fn event(index: u64) -> Event {
-        let source: SocketAddr = "10.0.0.9:5060".parse().unwrap();
-        Event::new(&EventParts {
-            timestamp_ns: 1_700_000_000_000_000_000 + index,
-            uuid: Uuid::new_v4(),
-            node_id: Uuid::from_u128(7),
-            transport: Transport::Udp,
-            collected_method: CollectedMethod::Passive,
-            source,
-            destination: "10.1.2.3:5060".parse().unwrap(),
-            method: b"INVITE",
-            called_number: Some(b"7"),
-            user_agent: Some(b"friendly-scanner"),
-            message: b"INVITE sip:7@10.1.2.3 SIP/2.0\r\n\r\n",
-            source_verified: false,
-            auth_username: None,
-        })
+        event_from(index, "10.0.0.9:5060".parse().unwrap(), "7")
     }
 
     /// Commits events `range` in one batch; `flush`: whether the rings are due.

@@ -36,6 +36,8 @@ pub mod log_cache;
 mod outputs;
 mod recent_rings;
 mod syslog;
+#[cfg(test)]
+mod test_events;
 pub mod writer;
 
 use std::cell::RefCell;
