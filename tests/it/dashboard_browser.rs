@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use sentrypeer::config::limits::EVENT_FIELD_BYTES_MAX;
 
-use crate::support::require::{missing, require_tool};
+use crate::support::require::require_tool;
 use crate::support::{DEADLINE, Launch, Node, free_port, http_get, udp_from, wait_until};
 
 const TOKEN: &str = "dashboard-browser-token";
@@ -194,15 +194,9 @@ fn invite(tag: &str, number: &str, user_agent: &[u8]) -> Vec<u8> {
 
 /// Runs `sentrypeer-loadgen <transport>` against `target` to its end (a few hundred messages).
 fn run_loadgen(transport: &str, target: SocketAddr, sources: &str, count: u32) -> bool {
-    let binary = Path::new(env!("CARGO_BIN_EXE_sentrypeer")).with_file_name("sentrypeer-loadgen");
-    if !binary.is_file() {
-        missing(&format!(
-            "{} is not built (the README's `cargo test --workspace` builds it; or \
-             `cargo build -p sentrypeer-loadgen`)",
-            binary.display()
-        ));
+    let Some(binary) = crate::support::loadgen_binary() else {
         return false;
-    }
+    };
     let output = Command::new(binary)
         .arg(transport)
         .args(["--target", &target.to_string(), "--sources", sources])

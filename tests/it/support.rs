@@ -432,6 +432,22 @@ pub(crate) fn send_paced(
     }
 }
 
+/// `sentrypeer-loadgen`, built beside `sentrypeer` by the README's `cargo test --workspace`;
+/// `None` after the require policy when it is not built.
+pub(crate) fn loadgen_binary() -> Option<PathBuf> {
+    let binary = Path::new(env!("CARGO_BIN_EXE_sentrypeer")).with_file_name("sentrypeer-loadgen");
+    let built = binary.is_file();
+    require::require(
+        built,
+        &format!(
+            "{} is not built (the README's `cargo test --workspace` builds it; or \
+             `cargo build -p sentrypeer-loadgen`)",
+            binary.display()
+        ),
+    );
+    built.then_some(binary)
+}
+
 /// Runs a `sentrypeer` subcommand to completion; returns (status, stdout, stderr).
 pub(crate) fn run_command(home: &Path, args: &[&str]) -> (ExitStatus, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_sentrypeer"))

@@ -132,16 +132,7 @@ struct Loadgen(std::process::Child);
 
 impl Loadgen {
     fn start(target: SocketAddr) -> Option<Self> {
-        let binary =
-            Path::new(env!("CARGO_BIN_EXE_sentrypeer")).with_file_name("sentrypeer-loadgen");
-        if !binary.is_file() {
-            crate::support::require::missing(&format!(
-                "{} is not built (the README's `cargo test --workspace` builds it; or \
-                 `cargo build -p sentrypeer-loadgen`)",
-                binary.display()
-            ));
-            return None;
-        }
+        let binary = crate::support::loadgen_binary()?;
         let child = Command::new(binary)
             .args([
                 "udp",
