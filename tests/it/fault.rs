@@ -78,6 +78,85 @@ fn fault_kill9_during_udp_flood_keeps_log_within_store() {
     assert!(status.success(), "{stderr}");
 }
 
+/// kill -9 in a flood large enough that the dashboard's recent-event rings wait in memory
+/// between writes (batches of over `DASHBOARD_RECENT_DEFER_BATCH_MIN` events), then a restart:
+/// each source IP's detail view lists its newest stored events, newest first, as the export
+/// has them (the events after the rings' last write are added back when the writer starts).
+#[test]
+fn fault_kill9_during_flood_keeps_dashboard_rings() {
+    let _heavy = crate::support::heavy();
+    let Some(loadgen) = crate::support::loadgen_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Small batches, so that several commit within one ring-write interval.
+    let launch = Launch::new(dir.path()).arg(&["--writer-batch", "1100"]);
+    let node = launch.start();
+    let mut flood = Command::new(loadgen)
+        .args(["udp", "--target", &node.sip.to_string()])
+        .args(["--sources", "127.0.2.0/24", "--source-sockets", "8"])
+        .args(["--rate", "40000", "--duration", "30", "--seed", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sentrypeer-loadgen");
+    // Kill right after a commit that left the rings waiting: batches went up since the last
+    // look and ring writes did not.
+    let mut last = (0, 0);
+    wait_until("a commit that left the rings waiting", DEADLINE, || {
+        let metrics = node.get("/metrics").1;
+        let read = |name| crate::support::metric_value(&metrics, name).unwrap_or(0);
+        let now = (
+            read("sentrypeer_writer_batches_total"),
+            read("sentrypeer_writer_dashboard_ring_flushes_total"),
+        );
+        let waiting = now.0 >= 5 && now.0 > last.0 && now.1 == last.1;
+        last = now;
+        waiting
+    });
+    node.kill9();
+    let _ = flood.kill();
+    let _ = flood.wait();
+
+    let node = launch.start();
+    // Export order is key order: each IP's newest 20, newest first.
+    let mut newest: HashMap<String, Vec<String>> = HashMap::new();
+    for (uuid, ip) in export(dir.path(), &launch.db).into_iter().rev() {
+        let listed = newest.entry(ip).or_default();
+        if listed.len() < sentrypeer::config::limits::DASHBOARD_RECENT_EVENTS_MAX {
+            listed.push(uuid);
+        }
+    }
+    assert!(
+        newest.len() >= 2,
+        "the flood came from {} IPs",
+        newest.len()
+    );
+    let detail = |ip: &str| -> Vec<String> {
+        let (status, body) = node.get(&format!("/dashboard/api/ip/{ip}"));
+        assert_eq!(status, 200, "{ip}: {body}");
+        let value: serde_json::Value = serde_json::from_str(&body).expect("detail JSON");
+        value["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|event| event["event_uuid"].as_str().expect("event_uuid").to_owned())
+            .collect()
+    };
+    // The writer adds the rings' tail back right after it starts.
+    let deadline = Instant::now() + DEADLINE;
+    while let Some((ip, uuids)) = newest.iter().find(|(ip, uuids)| detail(ip) != **uuids) {
+        let listed = detail(ip);
+        assert!(
+            Instant::now() < deadline,
+            "{ip}'s recent events: {listed:?}, the store's newest: {uuids:?}"
+        );
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, stderr) = node.stop();
+    assert!(status.success(), "{stderr}");
+}
+
 /// Mounts a tmpfs of `size` at `dir` with `mount` from `PATH`; `None` after the require policy
 /// when `mount` or `umount` is missing or mounting is not allowed (it needs CAP_SYS_ADMIN).
 fn mount_tmpfs(dir: &Path, size: &str) -> Option<TmpfsGuard> {
