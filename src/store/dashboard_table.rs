@@ -154,12 +154,14 @@ impl Store {
         if self.inner.tables.dash.is_none() {
             return Ok(());
         }
-        let through = {
+        let (through, last) = {
             let reader = self.read()?;
-            recent_through(self.inner.tables.meta, &reader.txn)?
+            (
+                recent_through(self.inner.tables.meta, &reader.txn)?,
+                reader.last_key()?,
+            )
         };
         let Some(mut after) = through else {
-            let last = self.read()?.last_key()?;
             let mut txn = self.inner.env.write_txn()?;
             self.inner
                 .tables
