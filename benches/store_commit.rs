@@ -455,6 +455,7 @@ fn print_tables(path: &std::path::Path, count: usize) {
     };
     // (name, entries, pages, bytes) per table, read while the tables are open.
     let mut rows: Vec<(&str, usize, usize, usize)> = Vec::with_capacity(names.len());
+    let mut undictionaried = 0;
     let Ok(txn) = env.read_txn() else { return };
     let read = env.open_databases_and_commit(txn, |opener, txn| {
         for &name in &names {
@@ -462,6 +463,9 @@ fn print_tables(path: &std::path::Path, count: usize) {
                 continue;
             };
             let stat = db.stat(txn)?;
+            if name == "events" {
+                undictionaried = count_without_dictionary(&db, txn)?;
+            }
             let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
             rows.push((name, stat.entries, pages, pages * stat.page_size as usize));
         }
@@ -470,6 +474,7 @@ fn print_tables(path: &std::path::Path, count: usize) {
     if read.is_err() {
         return;
     }
+    println!("store_size:   events stored before the dictionary arrived: {undictionaried}");
     let mut total = 0;
     for (name, entries, pages, bytes) in rows {
         total += bytes;
@@ -487,6 +492,21 @@ fn print_tables(path: &std::path::Path, count: usize) {
         "store_size:   rest of the file (free pages kept for readers, LMDB meta pages) {:.1} bytes/event",
         file_bytes.saturating_sub(total as u64) as f64 / count.max(1) as f64
     );
+}
+
+/// Event records whose tail coding (the third byte's low bits) is not 2, zstd with a dictionary.
+fn count_without_dictionary(
+    db: &heed::Database<'_, heed::types::Bytes, heed::types::Bytes>,
+    txn: &heed::RoTxn<'_, heed::WithTls>,
+) -> Result<usize, heed::Error> {
+    let mut count = 0;
+    for entry in db.iter(txn)? {
+        let (_, record) = entry?;
+        if record.get(2).map(|coding| coding & 0x0f) != Some(2) {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 fn main() {
@@ -533,6 +553,50 @@ fn explore() {
         }
     }
     explore_tables(&train, &test);
+    explore_training(&train, &test);
+}
+
+/// How long the dictionary's training takes, and what it saves, per number of samples.
+fn explore_training(train: &[Vec<u8>], test: &[Vec<u8>]) {
+    let mut cctx = explore_context(1);
+    let (bytes, us) = time_tails(test, |out, sample| cctx.compress2(out, sample));
+    println!("explore: no dictionary level 1: {bytes} bytes/tail, {us:.1} us/tail");
+    for samples in [50, 100, 250, 500, 1_000] {
+        let started = Instant::now();
+        let dictionary =
+            codec::train_dictionary(&train[..samples.min(train.len())], 16 * 1024).unwrap();
+        let trained_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut cctx = explore_context(1);
+        cctx.load_dictionary(&dictionary).unwrap();
+        let (bytes, us) = time_tails(test, |out, sample| cctx.compress2(out, sample));
+        println!(
+            "explore: {samples} samples ({} bytes): trained in {trained_ms:.1} ms, dictionary {} bytes, level 1: {bytes} bytes/tail, {us:.1} us/tail",
+            train[..samples.min(train.len())]
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>(),
+            dictionary.len()
+        );
+    }
+    // Long samples (four tails each, cut at the sample bound): the training's worst case.
+    let long: Vec<Vec<u8>> = train
+        .chunks(4)
+        .cycle()
+        .take(1_000)
+        .map(|tails| {
+            let mut sample = tails.concat();
+            sample.truncate(sentrypeer::config::limits::STORE_DICTIONARY_SAMPLE_BYTES_MAX);
+            sample
+        })
+        .collect();
+    let started = Instant::now();
+    let dictionary = codec::train_dictionary(&long, 16 * 1024).unwrap();
+    println!(
+        "explore: 1000 long samples ({} bytes): trained in {:.1} ms, dictionary {} bytes",
+        long.iter().map(Vec::len).sum::<usize>(),
+        started.elapsed().as_secs_f64() * 1e3,
+        dictionary.len()
+    );
 }
 
 /// Smaller match tables, and the dictionary attached or loaded into each frame's tables.

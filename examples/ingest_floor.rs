@@ -1,8 +1,8 @@
 //! The ingest floor (a benchmark, not a test): a UDP receiver like `sentrypeer-loadgen sink` that
 //! also does, on its one thread and with no hand-off, the least per-event work the sensor's
 //! contract asks for with `-j`, using the sensor's own code: scan the request, build its
-//! [`Event`], encode its store record with zstd and a dictionary trained on the first 1,000
-//! events ([`Packer`]), render its JSON-log line ([`write_json`]), and per batch (8,192 events or
+//! [`Event`], encode its store record with zstd and a dictionary trained on the first events
+//! ([`Packer`], [`Trainer`]), render its JSON-log line ([`write_json`]), and per batch (8,192 events or
 //! 50 ms, the writer's defaults) one LMDB transaction that appends the records, adds the batch's
 //! per-IP and per-number sums to their aggregates and commits with fsync, then one write of the
 //! batch's log lines (with the sensor's page-cache trim, [`LogCacheTrim`]). It leaves out what
@@ -32,16 +32,14 @@ use std::time::{Duration, Instant};
 
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, PutFlags, WithoutTls};
-use sentrypeer::config::limits::{
-    STORE_DICTIONARY_BYTES_MAX, STORE_DICTIONARY_SAMPLES, WRITER_BATCH_EVENTS_DEFAULT,
-    WRITER_BATCH_INTERVAL,
-};
+use sentrypeer::config::limits::{WRITER_BATCH_EVENTS_DEFAULT, WRITER_BATCH_INTERVAL};
 use sentrypeer::event::json::write_json;
 use sentrypeer::event::timestamp::now_ns;
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport, display_ip};
 use sentrypeer::sensor::udp_batch::RecvBatch;
 use sentrypeer::sip;
 use sentrypeer::store::codec::{self, Packer};
+use sentrypeer::store::dictionary::{Trained, Trainer};
 use sentrypeer::store::log_cache::LogCacheTrim;
 use sentrypeer::worker_thread::WorkerThread;
 use serde::Serialize;
@@ -309,9 +307,9 @@ struct Floor {
     packer: Packer,
     next_key: u64,
     batch: Batch,
-    /// Tails sampled for the dictionary; `None` once training started.
-    samples: Option<Vec<Vec<u8>>>,
-    training: Option<WorkerThread<(Option<Vec<u8>>, f64)>>,
+    /// Samples the first events for the dictionary (the sensor's sampling and bounds).
+    trainer: Trainer,
+    training: Option<WorkerThread<(Trained, f64)>>,
     training_cpu_s: f64,
     stored: u64,
     commits: u64,
@@ -329,7 +327,8 @@ impl Floor {
     }
 
     /// Encodes the store records of the batch's events from `from` on; samples the first
-    /// events for the dictionary as the writer does, and trains it beside the ingest.
+    /// events for the dictionary as the sensor's encoder does, and trains it beside the ingest
+    /// (the encoder waits for it), its CPU apart.
     fn encode(&mut self, from: usize) -> Result<()> {
         let events = self.batch.events.get(from..).unwrap_or_default();
         for event in events {
@@ -340,17 +339,12 @@ impl Floor {
             }
             self.batch.ends.push(self.batch.records.len());
         }
-        if let Some(samples) = &mut self.samples {
-            codec::add_dictionary_samples(samples, events);
-            if samples.len() >= STORE_DICTIONARY_SAMPLES {
-                let samples = std::mem::take(samples);
-                self.samples = None;
-                self.training = Some(WorkerThread::spawn("dictionary", move || {
-                    let dictionary =
-                        codec::train_dictionary(&samples, STORE_DICTIONARY_BYTES_MAX).ok();
-                    (dictionary, cpu_s(libc::CLOCK_THREAD_CPUTIME_ID))
-                })?);
-            }
+        if self.training.is_none() && self.trainer.sample(events) {
+            let mut trainer = std::mem::replace(&mut self.trainer, Trainer::finished());
+            self.training = Some(WorkerThread::spawn("dictionary", move || {
+                let trained = trainer.train();
+                (trained, cpu_s(libc::CLOCK_THREAD_CPUTIME_ID))
+            })?);
         }
         Ok(())
     }
@@ -369,9 +363,9 @@ impl Floor {
             .is_some_and(WorkerThread::is_finished)
             && let Some(training) = self.training.take()
         {
-            let (dictionary, cpu) = training.join().ok_or("training panicked")?;
+            let (trained, cpu) = training.join().ok_or("training panicked")?;
             self.training_cpu_s = cpu;
-            if let Some(dictionary) = dictionary {
+            if let Trained::Dictionary(dictionary) = trained {
                 self.packer = Packer::with_dictionary(1, &dictionary)?;
             }
         }
@@ -496,7 +490,7 @@ impl Floor {
                 log: Vec::with_capacity(WRITER_BATCH_EVENTS_DEFAULT * 1200),
                 started: None,
             },
-            samples: Some(Vec::with_capacity(STORE_DICTIONARY_SAMPLES)),
+            trainer: Trainer::new(),
             training: None,
             training_cpu_s: 0.0,
             stored: 0,

@@ -296,9 +296,12 @@ pub const STORE_PRUNE_EVENTS_PER_TXN: usize = 1_000;
 pub const STORE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Messages sampled to train the store's zstd dictionary (once per store), each cut to
-/// `STORE_DICTIONARY_SAMPLE_BYTES_MAX`: worst case 2 MiB held by the writer until trained.
+/// `STORE_DICTIONARY_SAMPLE_BYTES_MAX`, together at most `STORE_DICTIONARY_SAMPLES_BYTES_MAX`.
+/// The encoder waits for the training, so the bytes bound that one stall: 22 ms on 261 KB of
+/// tails here, 36 ms on 517 KB, 102 ms on 2 MB (`perf/results/2026-12-07-dictionary-training.txt`).
 pub const STORE_DICTIONARY_SAMPLES: usize = 1_000;
 pub const STORE_DICTIONARY_SAMPLE_BYTES_MAX: usize = 2 * 1024;
+pub const STORE_DICTIONARY_SAMPLES_BYTES_MAX: usize = 256 * 1024;
 
 /// Size of the trained zstd dictionary.
 pub const STORE_DICTIONARY_BYTES_MAX: usize = 16 * 1024;
@@ -326,7 +329,7 @@ pub const WRITER_COMMIT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// lost count is printed.
 pub const WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX: u32 = 20;
 
-/// zstd dictionary trainings the writer tries (each on fresh samples, when the last had too
+/// zstd dictionary trainings the encoder tries (each on fresh samples, when the last had too
 /// little variety) before it reports once and compresses without a dictionary for good; three
 /// keep a store of near-identical traffic from sampling forever.
 pub const STORE_DICTIONARY_ATTEMPTS_MAX: u32 = 3;

@@ -42,8 +42,7 @@ use uuid::Uuid;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DDict, DParameter, FrameFormat};
 
 use crate::config::limits::{
-    EVENT_FIELD_BYTES_MAX, EVENT_MESSAGE_BYTES_MAX, STORE_COMPRESS_BYTES_MIN,
-    STORE_DICTIONARY_SAMPLE_BYTES_MAX, STORE_DICTIONARY_SAMPLES, STORE_ZSTD_LEVEL,
+    EVENT_FIELD_BYTES_MAX, EVENT_MESSAGE_BYTES_MAX, STORE_COMPRESS_BYTES_MIN, STORE_ZSTD_LEVEL,
 };
 use crate::event::{CollectedMethod, Enrichment, Event, EventParts, Transport};
 
@@ -319,6 +318,11 @@ impl Packer {
     /// Records of events from `node` (the store's own) omit the node id.
     pub fn set_local_node(&mut self, node: Option<Uuid>) {
         self.local_node = node;
+    }
+
+    /// The node whose events' records omit the node id.
+    pub fn local_node(&self) -> Option<Uuid> {
+        self.local_node
     }
 
     /// Encodes `event` with a compressed tail (raw when compression does not pay), appending to
@@ -710,17 +714,6 @@ pub fn dictionary_sample(event: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(tail_len(event));
     write_tail(event, &mut out);
     out
-}
-
-/// Adds the first of `events` to the dictionary `samples`, up to [`STORE_DICTIONARY_SAMPLES`]
-/// of at most [`STORE_DICTIONARY_SAMPLE_BYTES_MAX`] bytes each (a batch may hold 65,536 events).
-pub fn add_dictionary_samples(samples: &mut Vec<Vec<u8>>, events: &[Event]) {
-    let room = STORE_DICTIONARY_SAMPLES.saturating_sub(samples.len());
-    for event in events.iter().take(room) {
-        let mut sample = dictionary_sample(event);
-        sample.truncate(STORE_DICTIONARY_SAMPLE_BYTES_MAX);
-        samples.push(sample);
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@
 //!
 //! The channel to the writer holds [`WRITER_ENCODED_BATCHES_MAX`] batches; when it is full the encoder
 //! waits and the shards' channel fills (the shards drop and count, never block). Emptied batches
-//! come back for reuse; a newly trained dictionary arrives as a new [`Packer`].
+//! come back for reuse. In a new store the encoder trains the zstd dictionary itself, once, on
+//! the first events ([`Trainer`]): the batch that completes the samples waits for the training
+//! (tens of milliseconds, bounded by the samples' bytes), is compressed with the new dictionary
+//! and carries it to the writer, which stores it in that batch's transaction.
 //!
 //! Never: touches LMDB, drops an event it took from the channel.
 
@@ -19,8 +22,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use foldhash::fast::RandomState;
 
-use super::StoreError;
 use super::codec::{self, Packer};
+use super::dictionary::{Trained, Trainer};
+use super::writer::Reports;
+use super::{DICTIONARY_ID, StoreError};
 use crate::config::limits::WRITER_ENCODED_BATCHES_MAX;
 use crate::enrich::Enricher;
 use crate::event::{Enrichment, Event, display_ip};
@@ -32,6 +37,8 @@ pub(crate) struct Batch {
     records: Vec<u8>,
     /// End offset in `records` of each event's record.
     ends: Vec<usize>,
+    /// The dictionary trained on this batch's events, which its records are the first to use.
+    dictionary: Option<Vec<u8>>,
 }
 
 impl Batch {
@@ -40,6 +47,7 @@ impl Batch {
             events: Vec::with_capacity(events),
             records: Vec::with_capacity(events * 256),
             ends: Vec::with_capacity(events),
+            dictionary: None,
         }
     }
 
@@ -82,6 +90,11 @@ impl Batch {
         self.events.len()
     }
 
+    /// The newly trained dictionary this batch's records use, to be stored with them.
+    pub(super) fn dictionary(&self) -> Option<&[u8]> {
+        self.dictionary.as_deref()
+    }
+
     /// Sets every event's enrichment from the databases in use now; `seen` (emptied first)
     /// holds one look-up per distinct source IP of the batch.
     fn enrich(&mut self, enricher: &Enricher, seen: &mut HashMap<IpAddr, Enrichment, RandomState>) {
@@ -112,7 +125,6 @@ impl Batch {
 pub(super) struct EncoderLink {
     batches: Receiver<Batch>,
     empties: Sender<Batch>,
-    packers: Sender<Packer>,
     closed: Arc<AtomicBool>,
     thread: WorkerThread,
 }
@@ -131,12 +143,8 @@ impl EncoderLink {
     /// Gives a committed batch back for reuse.
     pub(super) fn recycle(&self, mut batch: Batch) {
         batch.events.clear();
+        batch.dictionary = None;
         let _ = self.empties.try_send(batch);
-    }
-
-    /// Encodes the following batches with `packer` (a newly trained dictionary).
-    pub(super) fn use_packer(&self, packer: Packer) {
-        let _ = self.packers.send(packer);
     }
 
     /// Waits for the thread, which ends once the event channel closed and was drained.
@@ -146,28 +154,35 @@ impl EncoderLink {
     }
 }
 
+/// What the encoder thread works with.
+pub(super) struct EncoderSetup {
+    pub(super) events: Receiver<Event>,
+    /// With the store's dictionary if it has one.
+    pub(super) packer: Packer,
+    /// [`Trainer::finished`] when the store has its dictionary.
+    pub(super) trainer: Trainer,
+    pub(super) reports: Reports,
+    pub(super) batch_events_max: usize,
+    pub(super) batch_interval: Duration,
+    pub(super) enricher: Option<Arc<Enricher>>,
+}
+
 /// Starts the encoder thread (named `encoder`).
-pub(super) fn spawn_encoder(
-    events: Receiver<Event>,
-    packer: Packer,
-    batch_events_max: usize,
-    batch_interval: Duration,
-    enricher: Option<Arc<Enricher>>,
-) -> Result<EncoderLink, StoreError> {
+pub(super) fn spawn_encoder(setup: EncoderSetup) -> Result<EncoderLink, StoreError> {
     let (batches_tx, batches) = crossbeam_channel::bounded(WRITER_ENCODED_BATCHES_MAX);
     let (empties, empties_rx) = crossbeam_channel::bounded(WRITER_ENCODED_BATCHES_MAX + 1);
-    let (packers, packers_rx) = crossbeam_channel::unbounded();
     let closed = Arc::new(AtomicBool::new(false));
     let encoder = Encoder {
         closed: Arc::clone(&closed),
-        events,
+        events: setup.events,
         batches: batches_tx,
         empties: empties_rx,
-        packers: packers_rx,
-        packer,
-        batch_events_max,
-        batch_interval,
-        enricher,
+        packer: setup.packer,
+        trainer: setup.trainer,
+        reports: setup.reports,
+        batch_events_max: setup.batch_events_max,
+        batch_interval: setup.batch_interval,
+        enricher: setup.enricher,
         seen: HashMap::default(),
     };
     let thread =
@@ -175,7 +190,6 @@ pub(super) fn spawn_encoder(
     Ok(EncoderLink {
         batches,
         empties,
-        packers,
         closed,
         thread,
     })
@@ -186,8 +200,9 @@ struct Encoder {
     events: Receiver<Event>,
     batches: Sender<Batch>,
     empties: Receiver<Batch>,
-    packers: Receiver<Packer>,
     packer: Packer,
+    trainer: Trainer,
+    reports: Reports,
     batch_events_max: usize,
     batch_interval: Duration,
     /// `None` when no MMDB file is configured: events keep `enrichment: None`.
@@ -210,10 +225,6 @@ impl Encoder {
                 .unwrap_or_else(|_| Batch::with_capacity(self.batch_events_max));
             batch.events.push(first);
             let closing = self.fill(&mut batch.events);
-            // A dictionary trained while this thread waited applies to this batch already.
-            while let Ok(packer) = self.packers.try_recv() {
-                self.packer = packer;
-            }
             if closing {
                 // Before the send, so that the writer knows this batch is the last.
                 self.closed.store(true, Ordering::Release);
@@ -221,12 +232,39 @@ impl Encoder {
             if let Some(enricher) = &self.enricher {
                 batch.enrich(enricher, &mut self.seen);
             }
+            batch.dictionary = self.train(&batch.events);
             batch.encode(&mut self.packer);
             // The writer only goes away after this thread ended; nothing to do if it did.
             if self.batches.send(batch).is_err() || closing {
                 break;
             }
         }
+    }
+
+    /// Samples `events` while the store has no dictionary; once one is trained on them, the
+    /// packer uses it from this batch on, and it is returned for the writer to store.
+    fn train(&mut self, events: &[Event]) -> Option<Vec<u8>> {
+        if !self.trainer.wants_samples() {
+            return None;
+        }
+        let error = match self.trainer.offer(events) {
+            Trained::NotYet => return None,
+            Trained::Dictionary(dictionary) => {
+                match Packer::with_dictionary(DICTIONARY_ID, &dictionary) {
+                    Ok(mut packer) => {
+                        packer.set_local_node(self.packer.local_node());
+                        self.packer = packer;
+                        return Some(dictionary);
+                    }
+                    Err(error) => error,
+                }
+            }
+            Trained::GaveUp(error) => error,
+        };
+        self.reports.report("dictionary", || {
+            format!("no zstd dictionary ({error}); compressing without one")
+        });
+        None
     }
 
     /// Adds events until the batch is full or its interval passed; true when the channel closed.

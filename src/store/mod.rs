@@ -31,6 +31,7 @@ pub mod commands;
 mod cursor;
 pub mod dashboard;
 mod dashboard_table;
+pub mod dictionary;
 mod encoder;
 pub mod log_cache;
 mod outputs;
@@ -82,7 +83,7 @@ const META_VERIFIED_IPS: &[u8] = b"verified_ips";
 const META_AS_ORG_PREFIX: &[u8] = b"as_org/";
 
 /// The id written into records compressed with the (one) trained dictionary.
-const DICTIONARY_ID: u32 = 1;
+pub(super) const DICTIONARY_ID: u32 = 1;
 
 const TABLE_NAMES: [&str; 7] = [
     "events",
@@ -418,39 +419,11 @@ impl Store {
         self.inner.env.info().map_size
     }
 
-    /// The prepared dictionary, loading it from `meta` through `txn` when first needed.
-    fn dictionary(&self) -> Option<&Dictionary> {
-        self.inner.dictionary.get()
-    }
-
-    /// Publishes a freshly trained dictionary (writer only): stored in `meta`, then used.
-    pub(crate) fn install_dictionary(&self, bytes: Vec<u8>) -> Result<u32, StoreError> {
-        let _guard = self
-            .inner
-            .resize_lock
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut txn = self.inner.env.write_txn()?;
-        let mut value = DICTIONARY_ID.to_be_bytes().to_vec();
-        value.extend_from_slice(&bytes);
-        self.inner
-            .tables
-            .meta
-            .put(&mut txn, META_DICTIONARY, &value)?;
-        txn.commit()?;
-        if let Some(prepared) = DDict::try_create(&bytes) {
-            let _ = self.inner.dictionary.set(Dictionary {
-                id: DICTIONARY_ID,
-                bytes,
-                prepared,
-            });
-        }
-        Ok(DICTIONARY_ID)
-    }
-
-    /// The dictionary bytes and id, if one was trained (writer start-up).
-    pub(crate) fn dictionary_bytes(&self) -> Option<(u32, Vec<u8>)> {
-        self.dictionary().map(|d| (d.id, d.bytes.clone()))
+    /// The dictionary bytes and id, if one was trained (writer start-up), read from `meta` when
+    /// no reader has loaded it yet: a writer that missed it would train a second one.
+    pub(crate) fn dictionary_bytes(&self) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        let reader = self.read()?;
+        Ok(reader.load_dictionary().map(|d| (d.id, d.bytes.clone())))
     }
 
     /// Commits `events` in one write transaction; `stored` gets one entry per event. The
@@ -535,6 +508,7 @@ impl Store {
                 flush_rings,
             )?;
         }
+        put_new_dictionary(tables.meta, &mut txn, batch.dictionary())?;
         tables
             .meta
             .put(&mut txn, META_NEXT_EVENT_KEY, &next_key.to_be_bytes())?;
@@ -1295,6 +1269,21 @@ fn read_u64(value: Option<&[u8]>) -> Option<u64> {
     value
         .and_then(|v| <[u8; 8]>::try_from(v).ok())
         .map(u64::from_be_bytes)
+}
+
+/// Stores a dictionary the encoder just trained, in the transaction of the first records that
+/// use it: a reader sees both or neither.
+fn put_new_dictionary(
+    meta: Table,
+    txn: &mut heed::RwTxn<'_>,
+    dictionary: Option<&[u8]>,
+) -> Result<(), heed::Error> {
+    let Some(dictionary) = dictionary else {
+        return Ok(());
+    };
+    let mut value = DICTIONARY_ID.to_be_bytes().to_vec();
+    value.extend_from_slice(dictionary);
+    meta.put(txn, META_DICTIONARY, &value)
 }
 
 fn parse_dictionary(value: &[u8]) -> Option<Dictionary> {

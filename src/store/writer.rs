@@ -7,7 +7,8 @@
 //! map is grown and the whole batch retried; any other commit error (disk full) is reported at
 //! most once per [`IO_ERROR_LOG_INTERVAL`] and retried with back-off, keeping the batch (the
 //! channel backs up and the shards drop and count). Between batches it prunes old events
-//! (retention) and, once, has the zstd dictionary trained on a thread of its own and installs it.
+//! (retention). A batch that brings the newly trained zstd dictionary ([`super::dictionary`])
+//! stores it in its own transaction.
 //! The dashboard's recent-event rings are written with every small batch, and under a flood every
 //! [`DASHBOARD_RECENT_FLUSH_INTERVAL`] ([`super::recent_rings`]); at start, the events committed
 //! after their last write are added back.
@@ -24,13 +25,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hdrhistogram::Histogram;
 
 use super::dashboard::{Dimension, Horizon};
-use super::encoder::{Batch, EncoderLink, spawn_encoder};
+use super::dictionary::Trainer;
+use super::encoder::{Batch, EncoderLink, EncoderSetup, spawn_encoder};
 use super::outputs::{OutputLink, OutputSettings, spawn_outputs};
 use super::recent_rings::{self, FlushClock, PendingRings, RingFlush};
 use super::{Folded, Store, StoreError, Stored, codec};
 use crate::config::limits::{
-    self, DASHBOARD_RECENT_FLUSH_INTERVAL, IO_ERROR_LOG_INTERVAL, STORE_DICTIONARY_ATTEMPTS_MAX,
-    STORE_DICTIONARY_BYTES_MAX, STORE_DICTIONARY_SAMPLES, STORE_IDLE_WAKE_INTERVAL,
+    self, DASHBOARD_RECENT_FLUSH_INTERVAL, IO_ERROR_LOG_INTERVAL, STORE_IDLE_WAKE_INTERVAL,
     STORE_PRUNE_EVENTS_PER_TXN, WRITER_COMMIT_RETRY_BACKOFF_MAX, WRITER_COMMIT_RETRY_BACKOFF_MIN,
     WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX,
 };
@@ -361,8 +362,11 @@ pub fn spawn_writer_with(
     let metrics = Arc::new(WriterMetrics::default());
     let commits = Arc::new(CommitWatch::default());
     let reopen = Arc::new(AtomicBool::new(false));
-    let dictionary = store.dictionary_bytes();
-    let dictionary_ready = dictionary.is_some();
+    let dictionary = store.dictionary_bytes()?;
+    let trainer = match dictionary {
+        Some(_) => Trainer::finished(),
+        None => Trainer::new(),
+    };
     let mut packer = match dictionary {
         Some((id, bytes)) => codec::Packer::with_dictionary(id, &bytes),
         None => codec::Packer::new(),
@@ -381,13 +385,15 @@ pub fn spawn_writer_with(
         metrics: Arc::clone(&metrics),
         error_lines: options.error_lines.clone(),
     })?;
-    let encoder = spawn_encoder(
+    let encoder = spawn_encoder(EncoderSetup {
         events,
         packer,
+        trainer,
+        reports: Reports::new(options.error_lines.clone()),
         batch_events_max,
-        settings.batch_interval,
-        options.enricher.clone(),
-    )?;
+        batch_interval: settings.batch_interval,
+        enricher: options.enricher.clone(),
+    })?;
     let writer = Writer {
         store,
         batch_events_max,
@@ -399,10 +405,6 @@ pub fn spawn_writer_with(
         commits: Arc::clone(&commits),
         reports: Reports::new(options.error_lines),
         outputs: output_link,
-        dictionary_ready,
-        samples: Vec::new(),
-        dictionary_attempts: 0,
-        training: None,
         dashboard_prune_due: Instant::now(),
         rings: PendingRings::default(),
         rings_flushed: FlushClock::new(),
@@ -447,10 +449,6 @@ impl Reports {
     }
 }
 
-/// A dictionary training on its own thread. On the writer thread it stalled the commits for
-/// 0.2-0.6 s of a flood's first second (trained on a whole first batch), and the channel filled.
-type Training = WorkerThread<Result<Vec<u8>, codec::CodecError>>;
-
 struct Writer {
     store: Store,
     batch_events_max: usize,
@@ -461,12 +459,6 @@ struct Writer {
     reports: Reports,
     /// The output thread, when there is a JSON log or syslog.
     outputs: Option<OutputLink>,
-    /// The store has its zstd dictionary (trained once, then kept).
-    dictionary_ready: bool,
-    samples: Vec<Vec<u8>>,
-    dictionary_attempts: u32,
-    /// The dictionary being trained beside the writer, which keeps committing meanwhile.
-    training: Option<Training>,
     /// When the dashboard's old buckets are next pruned.
     dashboard_prune_due: Instant,
     /// Committed events not yet in the dashboard's recent-event rings.
@@ -484,7 +476,7 @@ impl Writer {
             });
         }
         loop {
-            self.housekeeping(&mut prune_due, &encoder);
+            self.housekeeping(&mut prune_due);
             let mut batch = match encoder.recv_timeout(self.idle_wait()) {
                 Ok(batch) => batch,
                 Err(RecvTimeoutError::Timeout) => {
@@ -501,9 +493,6 @@ impl Writer {
         }
         encoder.join();
         self.flush_rings(true);
-        if let Some(training) = self.training.take() {
-            training.join();
-        }
         if let Some(outputs) = self.outputs.take() {
             outputs.finish();
         }
@@ -677,9 +666,6 @@ impl Writer {
         }
         let verified = batch.iter().filter(|event| event.source_verified).count();
         self.metrics.events_verified_total.add(verified as u64);
-        if self.wants_samples() {
-            codec::add_dictionary_samples(&mut self.samples, &batch);
-        }
         if let Some(key) = last_key {
             self.commits.publish(key);
         }
@@ -692,7 +678,7 @@ impl Writer {
         }
     }
 
-    fn housekeeping(&mut self, prune_due: &mut Instant, encoder: &EncoderLink) {
+    fn housekeeping(&mut self, prune_due: &mut Instant) {
         if let Some(retention_ns) = self.retention_ns
             && Instant::now() >= *prune_due
         {
@@ -720,7 +706,6 @@ impl Writer {
             }
         }
         self.prune_dashboard();
-        self.train_dictionary(encoder);
     }
 
     /// Removes the dashboard buckets older than they are kept, every
@@ -745,68 +730,6 @@ impl Writer {
                 format!("cannot prune old dashboard buckets: {error}")
             }),
         }
-    }
-
-    /// Starts the dictionary's training once enough samples were seen (at most three tries), and
-    /// installs it when the training thread is done.
-    fn train_dictionary(&mut self, encoder: &EncoderLink) {
-        match self.training.take() {
-            Some(training) if !training.is_finished() => self.training = Some(training),
-            Some(training) => {
-                // A panicked training is a failed try.
-                let trained = training
-                    .join()
-                    .unwrap_or(Err(codec::CodecError::Compression));
-                self.install_dictionary(trained.map_err(StoreError::from), encoder);
-            }
-            None if self.wants_samples() && self.samples.len() >= STORE_DICTIONARY_SAMPLES => {
-                self.dictionary_attempts += 1;
-                let samples = std::mem::take(&mut self.samples);
-                let train = move || codec::train_dictionary(&samples, STORE_DICTIONARY_BYTES_MAX);
-                match WorkerThread::spawn("dictionary", train) {
-                    Ok(training) => self.training = Some(training),
-                    Err(error) => self.reports.report("dictionary", || {
-                        format!("cannot start the dictionary thread: {error}")
-                    }),
-                }
-            }
-            None => {}
-        }
-    }
-
-    /// Keeps a trained dictionary in the store and gives the encoder a packer that uses it.
-    fn install_dictionary(&mut self, trained: Result<Vec<u8>, StoreError>, encoder: &EncoderLink) {
-        let outcome = trained.and_then(|dictionary| {
-            let id = self.store.install_dictionary(dictionary.clone())?;
-            Ok(codec::Packer::with_dictionary(id, &dictionary)?)
-        });
-        match outcome {
-            Ok(mut packer) => {
-                packer.set_local_node(Some(self.store.node_id()));
-                encoder.use_packer(packer);
-                self.dictionary_ready = true;
-            }
-            Err(StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))) => {
-                if self.store.grow_map().is_ok() {
-                    self.metrics.map_resizes_total.inc();
-                }
-            }
-            // Too little variety to train on (tried again on later events) or a store error.
-            Err(error) => {
-                if self.dictionary_attempts >= STORE_DICTIONARY_ATTEMPTS_MAX {
-                    self.reports.report("dictionary", || {
-                        format!("no zstd dictionary ({error}); compressing without one")
-                    });
-                    self.samples.shrink_to_fit();
-                }
-            }
-        }
-    }
-
-    fn wants_samples(&self) -> bool {
-        !self.dictionary_ready
-            && self.training.is_none()
-            && self.dictionary_attempts < STORE_DICTIONARY_ATTEMPTS_MAX
     }
 }
 
@@ -888,51 +811,125 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dictionary_samples_stop_at_their_bound() {
-        let batch: Vec<Event> = (0..STORE_DICTIONARY_SAMPLES as u64 + 300)
-            .map(event)
-            .collect();
-        let mut samples = vec![vec![1_u8]; 10];
-        codec::add_dictionary_samples(&mut samples, &batch);
-        assert_eq!(samples.len(), STORE_DICTIONARY_SAMPLES);
-        assert_eq!(samples[10], codec::dictionary_sample(&batch[0]));
-        codec::add_dictionary_samples(&mut samples, &batch);
-        assert_eq!(samples.len(), STORE_DICTIONARY_SAMPLES);
-    }
-
-    /// The dictionary is trained by the writer but used by the encoder: records written after
-    /// the training must name it.
-    #[test]
-    fn records_after_training_use_the_dictionary() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, sender, writer) = start(&dir, 256, Duration::from_millis(5));
+    /// Sends `events` and waits until the last is committed.
+    fn commit_all(
+        sender: &Sender<Event>,
+        writer: &WriterHandle,
+        events: impl Iterator<Item = Event>,
+    ) {
         let commits = writer.commits();
-        let first = STORE_DICTIONARY_SAMPLES as u64 + 100;
-        for index in 0..first {
-            sender.send(event(index)).unwrap();
+        let mut last = commits.last_key();
+        for event in events {
+            sender.send(event).unwrap();
+            last += 1;
         }
         let deadline = Instant::now() + Duration::from_secs(20);
-        while store.dictionary_bytes().is_none() || commits.last_key() < first {
-            assert!(Instant::now() < deadline, "no dictionary trained");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for index in first..first + 10 {
-            sender.send(event(index)).unwrap();
-        }
-        while commits.last_key() < first + 10 {
+        while commits.last_key() < last {
             assert!(Instant::now() < deadline, "events not committed");
             commits.wait_past(commits.last_key(), Duration::from_millis(50));
         }
-        drop(sender);
-        writer.join();
-        let (dictionary_id, _) = store.dictionary_bytes().unwrap();
+    }
+
+    /// The dictionary id of each stored record, oldest first, and the stored dictionary.
+    fn records_and_dictionary(store: &Store) -> (Vec<Option<u32>>, Option<Vec<u8>>) {
         let tables = &store.inner.tables;
         let txn = store.inner.env.read_txn().unwrap();
-        let (_, last) = tables.events.last(&txn).unwrap().unwrap();
-        let header = codec::decode_header(last).unwrap();
-        assert_eq!(header.dictionary_id, Some(dictionary_id));
-        let (_, oldest) = tables.events.first(&txn).unwrap().unwrap();
-        assert_eq!(codec::decode_header(oldest).unwrap().dictionary_id, None);
+        let ids = tables
+            .events
+            .iter(&txn)
+            .unwrap()
+            .map(|entry| {
+                codec::decode_header(entry.unwrap().1)
+                    .unwrap()
+                    .dictionary_id
+            })
+            .collect();
+        let dictionary = tables
+            .meta
+            .get(&txn, super::super::META_DICTIONARY)
+            .unwrap()
+            .map(<[u8]>::to_vec);
+        (ids, dictionary)
+    }
+
+    /// Small batches: the first records go without the dictionary, the ones after its training
+    /// name it, and every record decodes.
+    #[test]
+    fn records_after_training_use_the_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sender, writer) = start(&dir, 64, Duration::from_millis(5));
+        let total = limits::STORE_DICTIONARY_SAMPLES as u64 + 100;
+        commit_all(&sender, &writer, (0..total).map(event));
+        drop(sender);
+        writer.join();
+        let (ids, dictionary) = records_and_dictionary(&store);
+        assert!(dictionary.is_some(), "no dictionary stored");
+        assert_eq!(ids.first(), Some(&None));
+        assert_eq!(ids.last(), Some(&Some(super::super::DICTIONARY_ID)));
+        let reader = store.read().unwrap();
+        assert_eq!(reader.events_after(0, 10_000).unwrap().len() as u64, total);
+    }
+
+    /// A flood's first batch completes the samples: it is compressed with the dictionary trained
+    /// on it, so (almost) no record goes without. Trained after the commit, as before, every
+    /// record of the first batch went without.
+    #[test]
+    fn the_batch_that_completes_the_samples_uses_the_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sender, writer) = start(&dir, 4_096, Duration::from_millis(200));
+        let total = 2 * limits::STORE_DICTIONARY_SAMPLES as u64;
+        commit_all(&sender, &writer, (0..total).map(event));
+        drop(sender);
+        writer.join();
+        let (ids, dictionary) = records_and_dictionary(&store);
+        assert!(dictionary.is_some(), "no dictionary stored");
+        assert_eq!(ids.len() as u64, total);
+        let without = ids.iter().filter(|id| id.is_none()).count();
+        assert!(
+            without < limits::STORE_DICTIONARY_SAMPLES,
+            "{without} of {total} records without the dictionary"
+        );
+        let reader = store.read().unwrap();
+        assert_eq!(reader.events_after(0, 10_000).unwrap().len() as u64, total);
+    }
+
+    /// A second writer on the same store (no reader has loaded the dictionary in between) keeps
+    /// the stored dictionary: a new one under the same id would make the old records unreadable.
+    #[test]
+    fn a_restarted_writer_keeps_the_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sender, writer) = start(&dir, 256, Duration::from_millis(5));
+        let first = 2 * limits::STORE_DICTIONARY_SAMPLES as u64;
+        commit_all(&sender, &writer, (0..first).map(event));
+        drop(sender);
+        writer.join();
+        let (_, trained) = records_and_dictionary(&store);
+        assert!(trained.is_some(), "no dictionary stored");
+        let config = StoreConfig {
+            db_file: dir.path().join("sentrypeer.db"),
+            batch_events_max: 256,
+            batch_interval: Duration::from_millis(5),
+            no_sync: true,
+            retention_days: None,
+        };
+        let outputs = OutputConfig {
+            json_log_file: None,
+            syslog: false,
+            syslog_socket: PathBuf::from("/nonexistent"),
+            verified_only: false,
+        };
+        let (sender, receiver) = crossbeam_channel::bounded(4_096);
+        let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
+        commit_all(&sender, &writer, (first..2 * first).map(event));
+        drop(sender);
+        writer.join();
+        let (ids, again) = records_and_dictionary(&store);
+        assert!(again == trained, "the stored dictionary changed");
+        assert_eq!(ids.last(), Some(&Some(super::super::DICTIONARY_ID)));
+        let reader = store.read().unwrap();
+        assert_eq!(
+            reader.events_after(0, 10_000).unwrap().len() as u64,
+            2 * first
+        );
     }
 }
