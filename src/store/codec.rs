@@ -475,7 +475,8 @@ fn write_address(address: SocketAddr, out: &mut Vec<u8>) {
     out.extend_from_slice(&address.port().to_be_bytes());
 }
 
-fn write_varint(mut value: u64, out: &mut Vec<u8>) {
+/// Appends `value` as a LEB128 varint (also the dashboard rings' form, `ring_codec`).
+pub(crate) fn write_varint(mut value: u64, out: &mut Vec<u8>) {
     loop {
         let low = (value & 0x7f) as u8;
         value >>= 7;
@@ -508,6 +509,20 @@ struct Reader<'a> {
     bytes: &'a [u8],
 }
 
+/// A LEB128 varint at the start of `bytes` and the bytes after it; `None` when truncated or
+/// longer than ten bytes.
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value: u64 = 0;
+    for (index, shift) in (0..64).step_by(7).enumerate() {
+        let byte = *bytes.get(index)?;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, bytes.get(index + 1..).unwrap_or_default()));
+        }
+    }
+    None
+}
+
 impl<'a> Reader<'a> {
     fn take(&mut self, count: usize) -> Result<&'a [u8], CodecError> {
         let (head, rest) = self
@@ -528,15 +543,9 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, CodecError> {
-        let mut value: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(CodecError::Invalid("varint"))
+        let (value, rest) = read_varint(self.bytes).ok_or(CodecError::Invalid("varint"))?;
+        self.bytes = rest;
+        Ok(value)
     }
 
     fn length(&mut self, max: usize) -> Result<usize, CodecError> {

@@ -1,7 +1,7 @@
 //! The dashboard's aggregates, pure part: time buckets (minute, hour, day), the dimensions they
 //! count (transport, IP, number, user agent, method, country, ASN), a batch's counts, the
 //! per-bucket value codec, merging under a cap with an "other" count, which buckets are kept,
-//! the top keys of a window, and the per-key ring of recent event keys.
+//! the top keys of a window. (The per-key rings of recent event keys: [`super::ring_codec`].)
 //!
 //! The LMDB side is [`super::dashboard_table`]; the writer calls it once per batch.
 //!
@@ -23,7 +23,7 @@ use foldhash::fast::RandomState;
 
 use crate::config::limits::{
     DASHBOARD_BUCKET_KEYS_MAX, DASHBOARD_DAY_BUCKETS_KEPT, DASHBOARD_HOUR_BUCKETS_KEPT,
-    DASHBOARD_KEY_BYTES_MAX, DASHBOARD_MINUTE_BUCKETS_KEPT, DASHBOARD_RECENT_EVENTS_MAX,
+    DASHBOARD_KEY_BYTES_MAX, DASHBOARD_MINUTE_BUCKETS_KEPT,
 };
 use crate::event::{Event, NOT_FOUND, display_ip};
 
@@ -637,38 +637,6 @@ pub fn top<'a>(
     Top { items, counted }
 }
 
-/// Appends a batch's event keys (oldest first) to a stored ring of recent event keys (`old`:
-/// big-endian u64s, oldest first; bytes that are not a whole number of keys are dropped) and
-/// keeps the newest [`DASHBOARD_RECENT_EVENTS_MAX`].
-pub fn push_recent(old: Option<&[u8]>, new_keys: &[u64], out: &mut Vec<u8>) {
-    out.clear();
-    let old = old.unwrap_or_default();
-    let old_keys = old.chunks_exact(8);
-    let total = old_keys.len() + new_keys.len();
-    let skip = total.saturating_sub(DASHBOARD_RECENT_EVENTS_MAX);
-    let mut index = 0;
-    for chunk in old_keys {
-        if index >= skip {
-            out.extend_from_slice(chunk);
-        }
-        index += 1;
-    }
-    for key in new_keys {
-        if index >= skip {
-            out.extend_from_slice(&key.to_be_bytes());
-        }
-        index += 1;
-    }
-}
-
-/// The event keys of a ring, newest first.
-pub fn recent_keys(ring: &[u8]) -> Vec<u64> {
-    ring.chunks_exact(8)
-        .rev()
-        .filter_map(|chunk| <[u8; 8]>::try_from(chunk).ok().map(u64::from_be_bytes))
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -916,25 +884,6 @@ mod tests {
             .map(|i| (i.key.as_str(), i.count))
             .collect();
         assert_eq!(keys, [("a", 5), ("b", 5)]);
-    }
-
-    #[test]
-    fn recent_ring_keeps_the_newest() {
-        let mut ring = Vec::new();
-        push_recent(None, &[1, 2, 3], &mut ring);
-        assert_eq!(recent_keys(&ring), [3, 2, 1]);
-        let many: Vec<u64> = (4..40).collect();
-        let mut next = Vec::new();
-        push_recent(Some(&ring), &many, &mut next);
-        let keys = recent_keys(&next);
-        assert_eq!(keys.len(), DASHBOARD_RECENT_EVENTS_MAX);
-        assert_eq!(keys[0], 39);
-        assert_eq!(
-            *keys.last().unwrap(),
-            40 - DASHBOARD_RECENT_EVENTS_MAX as u64
-        );
-        push_recent(Some(&[1, 2, 3]), &[9], &mut next);
-        assert_eq!(recent_keys(&next), [9]);
     }
 
     fn counts_strategy() -> impl Strategy<Value = Counts> {

@@ -23,7 +23,7 @@ use super::dashboard::{
     self, BatchCounts, Counts, DIMENSIONS, Dimension, Granularity, Horizon, bucket_key,
 };
 use super::recent_rings::{PendingRings, RECENT_IP, RECENT_NUMBER, RingFlush};
-use super::{Reader, Store, StoreError, Stored, Table, encoder, ip_key, number_key};
+use super::{Reader, Store, StoreError, Stored, Table, encoder, ip_key, number_key, ring_codec};
 use crate::config::limits::DASHBOARD_RECENT_EVENTS_MAX;
 use crate::event::Event;
 
@@ -112,7 +112,7 @@ pub(super) fn flush_recent(
     let mut value = Vec::with_capacity(8 * DASHBOARD_RECENT_EVENTS_MAX);
     for (ring_key, events) in pending.sorted() {
         let old = tables.recent.get(txn, ring_key)?;
-        dashboard::push_recent(old, events, &mut value);
+        ring_codec::push_recent(old, events, &mut value);
         tables.recent.put(txn, ring_key, &value)?;
     }
     meta.put(txn, META_RECENT_THROUGH, &pending.through().to_be_bytes())
@@ -255,7 +255,7 @@ impl Reader<'_> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for event_key in dashboard::recent_keys(ring) {
+        for event_key in ring_codec::recent_keys(ring) {
             let bytes = event_key.to_be_bytes();
             if let Some(value) = self.store.tables.events.get(&self.txn, &bytes)?
                 && let Some(decoded) = self.decode_entry(&bytes, value)

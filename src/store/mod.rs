@@ -36,6 +36,7 @@ mod encoder;
 pub mod log_cache;
 mod outputs;
 mod recent_rings;
+pub mod ring_codec;
 mod syslog;
 #[cfg(test)]
 mod test_events;
