@@ -313,7 +313,7 @@ pub const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_millis(50);
 // Store: writer, encoder, output thread, JSON log, codec, export.
 
 /// How long the idle writer and the idle output thread wait for a batch before they do their
-/// housekeeping anyway (retention pruning, dictionary training; reopening the JSON log after
+/// housekeeping anyway (retention pruning, the dashboard's rings; reopening the JSON log after
 /// SIGHUP). Bounds how late that runs with no traffic, at two wake-ups a second when idle.
 pub const STORE_IDLE_WAKE_INTERVAL: Duration = Duration::from_millis(500);
 

@@ -644,7 +644,7 @@ impl Writer {
         let _ = latency.record(micros);
     }
 
-    /// After the commit: dictionary samples, the commit watch, then the committed events to the
+    /// After the commit: the counters, the commit watch, then the committed events to the
     /// output thread. Returns an empty vector for the next batch.
     fn emit(&mut self, mut batch: Vec<Event>, stored: &[Stored]) -> Vec<Event> {
         let mut last_key = None;
