@@ -754,23 +754,42 @@ mod tests {
         batch_events_max: usize,
         batch_interval: Duration,
     ) -> (Store, Sender<Event>, WriterHandle) {
-        let config = StoreConfig {
+        let store = Store::open(&config_in(dir, batch_events_max, batch_interval)).unwrap();
+        let (sender, writer) = restart(&store, dir, batch_events_max, batch_interval);
+        (store, sender, writer)
+    }
+
+    fn config_in(
+        dir: &tempfile::TempDir,
+        batch_events_max: usize,
+        batch_interval: Duration,
+    ) -> StoreConfig {
+        StoreConfig {
             db_file: dir.path().join("sentrypeer.db"),
             batch_events_max,
             batch_interval,
             no_sync: true,
             retention_days: None,
-        };
+        }
+    }
+
+    /// A new writer on `store` (opened from `dir`), fed through the returned sender.
+    fn restart(
+        store: &Store,
+        dir: &tempfile::TempDir,
+        batch_events_max: usize,
+        batch_interval: Duration,
+    ) -> (Sender<Event>, WriterHandle) {
         let outputs = OutputConfig {
             json_log_file: None,
             syslog: false,
             syslog_socket: PathBuf::from("/nonexistent"),
             verified_only: false,
         };
-        let store = Store::open(&config).unwrap();
+        let config = config_in(dir, batch_events_max, batch_interval);
         let (sender, receiver) = crossbeam_channel::bounded(4_096);
         let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
-        (store, sender, writer)
+        (sender, writer)
     }
 
     /// An IP's and a number's recent-event rings hold their newest events, newest first,
@@ -852,22 +871,39 @@ mod tests {
         (ids, dictionary)
     }
 
+    /// Commits events `keys` through `writer` and stops it; each record's dictionary id (oldest
+    /// first) and the stored dictionary, read raw (no [`super::super::Reader`], which would load the
+    /// dictionary into the store handle).
+    fn commit_then_check(
+        store: &Store,
+        (sender, writer): (Sender<Event>, WriterHandle),
+        keys: std::ops::Range<u64>,
+    ) -> (Vec<Option<u32>>, Vec<u8>) {
+        commit_all(&sender, &writer, keys.map(event));
+        drop(sender);
+        writer.join();
+        let (ids, dictionary) = records_and_dictionary(store);
+        (ids, dictionary.expect("no dictionary stored"))
+    }
+
+    /// Every stored event decodes.
+    fn assert_all_decode(store: &Store, count: usize) {
+        let reader = store.read().unwrap();
+        assert_eq!(reader.events_after(0, 100_000).unwrap().len(), count);
+    }
+
     /// Small batches: the first records go without the dictionary, the ones after its training
-    /// name it, and every record decodes.
+    /// name it.
     #[test]
     fn records_after_training_use_the_dictionary() {
         let dir = tempfile::tempdir().unwrap();
         let (store, sender, writer) = start(&dir, 64, Duration::from_millis(5));
         let total = limits::STORE_DICTIONARY_SAMPLES as u64 + 100;
-        commit_all(&sender, &writer, (0..total).map(event));
-        drop(sender);
-        writer.join();
-        let (ids, dictionary) = records_and_dictionary(&store);
-        assert!(dictionary.is_some(), "no dictionary stored");
+        let (ids, _) = commit_then_check(&store, (sender, writer), 0..total);
+        assert_eq!(ids.len() as u64, total);
         assert_eq!(ids.first(), Some(&None));
         assert_eq!(ids.last(), Some(&Some(super::super::DICTIONARY_ID)));
-        let reader = store.read().unwrap();
-        assert_eq!(reader.events_after(0, 10_000).unwrap().len() as u64, total);
+        assert_all_decode(&store, ids.len());
     }
 
     /// A flood's first batch completes the samples: it is compressed with the dictionary trained
@@ -878,19 +914,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, sender, writer) = start(&dir, 4_096, Duration::from_millis(200));
         let total = 2 * limits::STORE_DICTIONARY_SAMPLES as u64;
-        commit_all(&sender, &writer, (0..total).map(event));
-        drop(sender);
-        writer.join();
-        let (ids, dictionary) = records_and_dictionary(&store);
-        assert!(dictionary.is_some(), "no dictionary stored");
+        let (ids, _) = commit_then_check(&store, (sender, writer), 0..total);
         assert_eq!(ids.len() as u64, total);
         let without = ids.iter().filter(|id| id.is_none()).count();
         assert!(
             without < limits::STORE_DICTIONARY_SAMPLES,
             "{without} of {total} records without the dictionary"
         );
-        let reader = store.read().unwrap();
-        assert_eq!(reader.events_after(0, 10_000).unwrap().len() as u64, total);
+        assert_all_decode(&store, ids.len());
     }
 
     /// A second writer on the same store (no reader has loaded the dictionary in between) keeps
@@ -898,38 +929,15 @@ mod tests {
     #[test]
     fn a_restarted_writer_keeps_the_dictionary() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, sender, writer) = start(&dir, 256, Duration::from_millis(5));
+        let interval = Duration::from_millis(5);
+        let (store, sender, writer) = start(&dir, 256, interval);
         let first = 2 * limits::STORE_DICTIONARY_SAMPLES as u64;
-        commit_all(&sender, &writer, (0..first).map(event));
-        drop(sender);
-        writer.join();
-        let (_, trained) = records_and_dictionary(&store);
-        assert!(trained.is_some(), "no dictionary stored");
-        let config = StoreConfig {
-            db_file: dir.path().join("sentrypeer.db"),
-            batch_events_max: 256,
-            batch_interval: Duration::from_millis(5),
-            no_sync: true,
-            retention_days: None,
-        };
-        let outputs = OutputConfig {
-            json_log_file: None,
-            syslog: false,
-            syslog_socket: PathBuf::from("/nonexistent"),
-            verified_only: false,
-        };
-        let (sender, receiver) = crossbeam_channel::bounded(4_096);
-        let writer = spawn_writer(store.clone(), receiver, &outputs, &config).unwrap();
-        commit_all(&sender, &writer, (first..2 * first).map(event));
-        drop(sender);
-        writer.join();
-        let (ids, again) = records_and_dictionary(&store);
-        assert!(again == trained, "the stored dictionary changed");
+        let (_, trained) = commit_then_check(&store, (sender, writer), 0..first);
+        let again = restart(&store, &dir, 256, interval);
+        let (ids, kept) = commit_then_check(&store, again, first..2 * first);
+        assert!(kept == trained, "the stored dictionary changed");
+        assert_eq!(ids.len() as u64, 2 * first);
         assert_eq!(ids.last(), Some(&Some(super::super::DICTIONARY_ID)));
-        let reader = store.read().unwrap();
-        assert_eq!(
-            reader.events_after(0, 10_000).unwrap().len() as u64,
-            2 * first
-        );
+        assert_all_decode(&store, ids.len());
     }
 }
