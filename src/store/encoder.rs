@@ -95,6 +95,20 @@ impl Batch {
         self.dictionary.as_deref()
     }
 
+    /// Takes `unstored`, the new dictionary of a batch given up at shutdown (its records not
+    /// stored), unless this batch brings one: the encoder compresses the later batches with it,
+    /// so the next batch stored must store it.
+    pub(super) fn adopt_unstored_dictionary(&mut self, unstored: &mut Option<Vec<u8>>) {
+        if self.dictionary.is_none() {
+            self.dictionary = unstored.take();
+        }
+    }
+
+    /// Takes the dictionary back from a batch given up at shutdown.
+    pub(super) fn take_dictionary(&mut self) -> Option<Vec<u8>> {
+        self.dictionary.take()
+    }
+
     /// Sets every event's enrichment from the databases in use now; `seen` (emptied first)
     /// holds one look-up per distinct source IP of the batch.
     fn enrich(&mut self, enricher: &Enricher, seen: &mut HashMap<IpAddr, Enrichment, RandomState>) {
@@ -286,5 +300,32 @@ impl Encoder {
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The dictionary of a batch given up at shutdown goes with the next batch, unless that
+    /// one brings its own.
+    #[test]
+    fn a_given_up_batchs_dictionary_goes_with_the_next() {
+        let mut unstored = None;
+        let mut given_up = Batch::with_capacity(1);
+        given_up.dictionary = Some(vec![1, 2, 3]);
+        given_up.adopt_unstored_dictionary(&mut unstored);
+        assert_eq!(given_up.dictionary(), Some(&[1, 2, 3][..]));
+        unstored = given_up.take_dictionary();
+        let mut next = Batch::with_capacity(1);
+        next.adopt_unstored_dictionary(&mut unstored);
+        assert_eq!(next.dictionary(), Some(&[1, 2, 3][..]));
+        assert!(unstored.is_none());
+        let mut own = Batch::with_capacity(1);
+        own.dictionary = Some(vec![9]);
+        let mut other = Some(vec![1]);
+        own.adopt_unstored_dictionary(&mut other);
+        assert_eq!(own.dictionary(), Some(&[9][..]));
     }
 }

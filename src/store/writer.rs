@@ -405,6 +405,7 @@ pub fn spawn_writer_with(
         commits: Arc::clone(&commits),
         reports: Reports::new(options.error_lines),
         outputs: output_link,
+        dictionary_unstored: None,
         dashboard_prune_due: Instant::now(),
         rings: PendingRings::default(),
         rings_flushed: FlushClock::new(),
@@ -461,6 +462,8 @@ struct Writer {
     outputs: Option<OutputLink>,
     /// When the dashboard's old buckets are next pruned.
     dashboard_prune_due: Instant,
+    /// The new dictionary of a batch given up at shutdown, stored with the next batch.
+    dictionary_unstored: Option<Vec<u8>>,
     /// Committed events not yet in the dashboard's recent-event rings.
     rings: PendingRings,
     rings_flushed: FlushClock,
@@ -505,10 +508,12 @@ impl Writer {
     fn commit(&mut self, batch: &mut Batch, stored: &mut Vec<Stored>, encoder: &EncoderLink) {
         let mut backoff = WRITER_COMMIT_RETRY_BACKOFF_MIN;
         let mut failures = 0;
+        batch.adopt_unstored_dictionary(&mut self.dictionary_unstored);
         loop {
             if encoder.closed() && failures >= WRITER_SHUTDOWN_COMMIT_ATTEMPTS_MAX {
                 stored.clear();
                 self.rings.discard_after(self.commits.last_key());
+                self.dictionary_unstored = batch.take_dictionary();
                 eprintln!(
                     "sentrypeer: shutting down with {} events not stored in {}",
                     batch.len(),
