@@ -110,7 +110,6 @@ both_engines!(
 /// The real binary with every output (needs P2P for the peer).
 #[cfg(feature = "p2p")]
 mod binary {
-    use std::time::Duration;
 
     use super::IGNORED;
     use crate::engine::DEADLINE;
@@ -147,9 +146,7 @@ mod binary {
             ])
             .start();
         let peer = PeerNode::start("127.0.0.1:0".parse().unwrap(), &p2p_listen);
-        wait_until("the peer on the topic", Duration::from_secs(30), || {
-            peer.topic_peers() >= 1 && node.metric("sentrypeer_p2p_topic_peers") >= 1
-        });
+        peer.wait_on_topic_with(&node);
         let ignored = udp_from(IGNORED);
         for i in 0..3 {
             let request = sip_request(&format!("ignored-{i}"), 0);

@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::p2p::Node as PeerNode;
 use crate::support::forge::{Forger, forger};
@@ -158,9 +157,7 @@ fn verified_forged_sources_never_verified_nor_acted_on() {
         .arg(&[syslog_path.to_str().unwrap()])
         .start();
     let peer = PeerNode::start("127.0.0.1:0".parse().unwrap(), &p2p_listen);
-    wait_until("the peer on the topic", Duration::from_secs(30), || {
-        peer.topic_peers() >= 1 && node.metric("sentrypeer_p2p_topic_peers") >= 1
-    });
+    peer.wait_on_topic_with(&node);
     // The real INVITE (unverified: an INVITE proves nothing by itself), then forged requests.
     let real_to = real_invite_to_header(node.sip);
     send_forged(&forger, node.sip, &real_to);
