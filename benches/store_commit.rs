@@ -494,7 +494,7 @@ fn print_tables(path: &std::path::Path, count: usize) {
     );
 }
 
-/// Event records whose tail coding (the third byte's low bits) is not 2, zstd with a dictionary.
+/// Event records that name no dictionary (`codec::decode_header`).
 fn count_without_dictionary(
     db: &heed::Database<'_, heed::types::Bytes, heed::types::Bytes>,
     txn: &heed::RoTxn<'_, heed::WithTls>,
@@ -502,7 +502,7 @@ fn count_without_dictionary(
     let mut count = 0;
     for entry in db.iter(txn)? {
         let (_, record) = entry?;
-        if record.get(2).map(|coding| coding & 0x0f) != Some(2) {
+        if codec::decode_header(record).map_or(true, |header| header.dictionary_id.is_none()) {
             count += 1;
         }
     }
