@@ -339,7 +339,7 @@ impl Floor {
             }
             self.batch.ends.push(self.batch.records.len());
         }
-        if self.training.is_none() && self.trainer.sample(events) {
+        if self.trainer.sample(events) {
             let mut trainer = std::mem::replace(&mut self.trainer, Trainer::finished());
             self.training = Some(WorkerThread::spawn("dictionary", move || {
                 let trained = trainer.train();

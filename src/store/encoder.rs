@@ -258,9 +258,6 @@ impl Encoder {
     /// Samples `events` while the store has no dictionary; once one is trained on them, the
     /// packer uses it from this batch on, and it is returned for the writer to store.
     fn train(&mut self, events: &[Event]) -> Option<Vec<u8>> {
-        if !self.trainer.wants_samples() {
-            return None;
-        }
         let error = match self.trainer.offer(events) {
             Trained::NotYet => return None,
             Trained::Dictionary(dictionary) => {
