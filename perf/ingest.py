@@ -25,6 +25,11 @@ the sender at the same priority for both); the JSON keeps every sweep, the media
 over the sweeps and the median of the per-sweep summaries (the headline figures).
 Then a drain test per target (first sweep only): pre-fill the socket while the receiver is
 stopped (SIGSTOP), SIGCONT, and time until everything is stored.
+With --confirm-seconds S (issue 16's "a 60 s flood at that lossless rate stores every event"):
+after the sweeps, one flood of S seconds at the first engine's median lossless rate, to the sink
+and then to the sensor, and the CPU it took beside the machine's CPU count: the sensor's CPU
+seconds per second (its CPU over the flood, drain included, times the achieved rate over the
+datagrams sent) and the sender's (its CPU per datagram times the achieved rate).
 
 Writes perf/results/<date>-ingest.json (or -2, -3, ... when that exists) and prints a table with
 the sensor/sink ratios.
@@ -917,6 +922,9 @@ def print_table(results):
                       f"{drain['drain_s']} s = {drain['drain_rate']}/s, "
                       f"{drain['cpu_us_per_event']} us CPU per event")
     print()
+    check = results.get("confirm")
+    if check:
+        print_confirm(check)
     for label, summary in [(f"sweep {sweep['index']}", sweep["summary"])
                            for sweep in results["sweeps"]] + [("MEDIAN", results["summary"])]:
         print(f"{label}: sink lossless {summary.get('sink_lossless_rate')}/s")
@@ -929,6 +937,23 @@ def print_table(results):
                       f"{value['cpu_per_event_ratio_vs_sink_at_lossless_rate']} x at the "
                       f"lossless step); RssAnon peak {value['rss_anon_mib_peak']} MiB, "
                       f"RssFile peak {value['rss_file_mib_peak']} MiB")
+
+
+def print_confirm(check):
+    if check.get("error"):
+        print(f"confirm {check['engine']}: {check['error']}")
+        return
+    sensor, sink = check["sensor"], check["sink"]
+    budget = check["sensor_cpu_budget"] or {}
+    print(f"confirm {check['engine']} {check['seconds']:.0f} s at {check['rate_requested']:.0f}/s: "
+          f"{'lossless' if check['lossless'] else 'LOSSY'}: {sensor['sent']} sent at "
+          f"{sensor['rate_achieved']}/s, {sensor['stored']} stored, {sensor['kernel_drops']} "
+          f"kernel drops, {sensor['app_drops']} app drops ({sensor['loss_pct']}%); CPU per "
+          f"stored event {sensor['cpu_s_per_1000']} s/1k = {check['cpu_ratio_vs_sink']} x the "
+          f"sink's {sink['cpu_s_per_1000']}; CPU-s per s: sensor {budget.get('receiver_cpus')} "
+          f"+ sender {budget.get('sender_cpus')} = {budget.get('total_cpus')} of "
+          f"{budget.get('machine_cpus')}; RssAnon peak "
+          f"{sensor.get('memory', {}).get('rss_anon_mib_peak')} MiB")
 
 
 # ---------------------------------------------------------------- main
@@ -968,9 +993,39 @@ def parse_args():
     parser.add_argument("--budget-seconds", type=float, default=570,
                         help="start no new step once this much time has passed since "
                              "perf/ingest.sh began (its build included)")
+    parser.add_argument("--confirm-seconds", type=float, default=0,
+                        help="after the sweeps, a flood of this many seconds at the first "
+                             "engine's median lossless rate (sink, then sensor); 0 (default): "
+                             "none; not counted in --budget-seconds")
     parser.add_argument("--out", default=None,
                         help="default perf/results/<date>-ingest[-sink-only][-N].json (a new file)")
     return parser.parse_args()
+
+
+def cpu_budget(step):
+    """CPU seconds per second of a flood: the receiver's (all of its CPU over the flood, drain
+    included, at the achieved rate) and the sender's, against the machine's CPUs."""
+    rate, sent = step["rate_achieved"], step["sent"]
+    if not rate or not sent or step.get("sender_cpu_us_per_datagram") is None:
+        return None
+    receiver = step["cpu_s"] * rate / sent
+    sender = step["sender_cpu_us_per_datagram"] * rate / 1e6
+    return {"receiver_cpus": round(receiver, 3), "sender_cpus": round(sender, 3),
+            "total_cpus": round(receiver + sender, 3), "machine_cpus": os.cpu_count()}
+
+
+def confirm(tools, args, engine, rate, workdir):
+    """--confirm-seconds: the sink, then the sensor, for that long at the sweeps' lossless rate."""
+    sink = sink_step(tools, rate, args.confirm_seconds)
+    print(f"confirm sink {rate}: {sink}", file=sys.stderr)
+    sensor = sensor_step(tools, engine, rate, args.confirm_seconds, workdir)
+    print(f"confirm {engine} {rate}: {sensor}", file=sys.stderr)
+    ratio = (round(sensor["cpu_s_per_1000"] / sink["cpu_s_per_1000"], 2)
+             if sensor["cpu_s_per_1000"] and sink["cpu_s_per_1000"] else None)
+    return {"engine": engine, "rate_requested": rate, "seconds": args.confirm_seconds,
+            "lossless": is_lossless(sensor), "cpu_ratio_vs_sink": ratio,
+            "sink_cpu_budget": cpu_budget(sink), "sensor_cpu_budget": cpu_budget(sensor),
+            "sink": sink, "sensor": sensor}
 
 
 def run_sweep(tools, args, rates, engines, workdir, sweep, within_budget):
@@ -1036,6 +1091,7 @@ def main():
                      "sources": args.sources, "source_sockets": args.source_sockets,
                      "source_per_message": args.source_per_message,
                      "sender_nice": args.sender_nice, "floor": args.floor,
+                     "confirm_seconds": args.confirm_seconds,
                      "loadgen": args.loadgen, "sentrypeer": args.sentrypeer},
         "units": {"rss_*_kib": "KiB as in /proc/<pid>/status", "rss_*_mib": "KiB / 1024",
                   "cpu_s_per_1000": "CPU seconds per 1,000 stored events (sensor, all threads) "
@@ -1060,6 +1116,19 @@ def main():
             run_sweep(tools, args, rates, engines, workdir, sweep, within_budget)
             sweep["summary"] = summarize(sweep["targets"])
             sweep["elapsed_s"] = round(time.monotonic() - sweep_started, 1)
+        if args.confirm_seconds > 0 and engines:
+            counted = counted_sweeps(results["sweeps"], len(rates))
+            rates_found = [sweep["summary"].get(engines[0], {}).get("lossless_rate")
+                           for sweep in counted]
+            rate = median_of(rates_found)
+            if rate:
+                try:
+                    results["confirm"] = confirm(tools, args, engines[0], rate, workdir)
+                except (RuntimeError, OSError, subprocess.SubprocessError, KeyError,
+                        TypeError) as error:
+                    results["confirm"] = {"engine": engines[0], "error": str(error)}
+            else:
+                results["confirm"] = {"engine": engines[0], "error": "no lossless rate"}
     finally:
         kill_all()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -4,7 +4,7 @@
 #
 #   perf/ingest.sh [--sink-only] [--floor] [--no-build] [--sweeps 3] [--rates 50000,100000,...]
 #                  [--step-seconds 2] [--engines io_uring,portable] [--drain-count 50000]
-#                  [--sender-nice 0] [--budget-seconds 570] [--out FILE]
+#                  [--sender-nice 0] [--budget-seconds 570] [--confirm-seconds 0] [--out FILE]
 #
 # Builds the binaries with the `perf` profile (release code in $CARGO_TARGET_DIR or target/, in
 # perf/; sentrypeer without the P2P feature, which the ingest path does not touch and which is a
@@ -16,6 +16,8 @@
 # Budget: the whole command, build included, stops starting new steps --budget-seconds (570)
 # after it began, so it ends within 10 minutes on 2 cores; steps left out are listed under
 # "skipped" in the JSON (a clean build leaves less time for the sweeps than a warm one).
+# --confirm-seconds 60: then one 60 s flood at the first engine's median lossless rate (sink,
+# then sensor) with the CPU it took beside the machine's CPUs; it runs whatever the budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 INGEST_STARTED_EPOCH=$(date +%s.%N)

@@ -137,6 +137,23 @@ def floor_table(median_steps):
               + " | ".join(number(senders.get(name), 2) for name in names) + " |")
 
 
+def confirm(check):
+    """The --confirm-seconds flood: its two rows and the CPU it took against the machine's."""
+    if not check:
+        return
+    if check.get("error"):
+        print(f"\nConfirm ({check.get('engine')}): {check['error']}.")
+        return
+    table(f"Confirm: {number(check['seconds'])} s at {number(check['rate_requested'])}/s "
+          f"(the sweeps' median lossless rate):",
+          {"sink": {"steps": [check["sink"]]}, check["engine"]: {"steps": [check["sensor"]]}})
+    sink, sensor = check.get("sink_cpu_budget") or {}, check.get("sensor_cpu_budget") or {}
+    print(f"\n{'Lossless' if check['lossless'] else 'Lossy'}; CPU seconds per second: sensor "
+          f"{sensor.get('receiver_cpus')} + sender {sensor.get('sender_cpus')} = "
+          f"{sensor.get('total_cpus')} of {sensor.get('machine_cpus')} (the sink's flood: "
+          f"{sink.get('receiver_cpus')} + {sink.get('sender_cpus')} = {sink.get('total_cpus')}).")
+
+
 def main(paths):
     for path in paths:
         with open(path) as handle:
@@ -155,6 +172,7 @@ def main(paths):
             table(f"Median per step over {len(sweeps)} sweeps:", results["median_steps"])
             print(f"\nMedian summary: {summary_line(results['summary'])}.")
         floor_table(results.get("median_steps") or {})
+        confirm(results.get("confirm"))
         if results.get("skipped"):
             print(f"\nSkipped (over budget): {', '.join(results['skipped'])}.")
 
