@@ -1070,6 +1070,17 @@ def run_sweep(tools, args, rates, engines, workdir, sweep, within_budget):
                 print(f"{label} {engine} drain: {error}", file=sys.stderr)
 
 
+def summarize_all(results, steps_per_target):
+    """The median per step and the headline summary: the median of the counted sweeps' own."""
+    results["median_steps"] = median_steps(results["sweeps"])
+    counted = counted_sweeps(results["sweeps"], steps_per_target)
+    results["summary"] = median_tree([sweep["summary"] for sweep in counted]) if counted else {}
+    results["summary"]["sweeps"] = len(results["sweeps"])
+    results["summary"]["sweeps_counted"] = [sweep["index"] for sweep in counted]
+    results["summary"]["note"] = ("median over the counted sweeps (complete ones; if none is "
+                                  "complete, those with any step) of each sweep's own summary")
+
+
 def main():
     args = parse_args()
     tools = Tools(args)
@@ -1116,11 +1127,9 @@ def main():
             run_sweep(tools, args, rates, engines, workdir, sweep, within_budget)
             sweep["summary"] = summarize(sweep["targets"])
             sweep["elapsed_s"] = round(time.monotonic() - sweep_started, 1)
+        summarize_all(results, len(rates))
         if args.confirm_seconds > 0 and engines:
-            counted = counted_sweeps(results["sweeps"], len(rates))
-            rates_found = [sweep["summary"].get(engines[0], {}).get("lossless_rate")
-                           for sweep in counted]
-            rate = median_of(rates_found)
+            rate = results["summary"].get(engines[0], {}).get("lossless_rate")
             if rate:
                 try:
                     results["confirm"] = confirm(tools, args, engines[0], rate, workdir)
@@ -1133,13 +1142,6 @@ def main():
         kill_all()
         shutil.rmtree(workdir, ignore_errors=True)
     results["skipped"] = skipped
-    results["median_steps"] = median_steps(results["sweeps"])
-    counted = counted_sweeps(results["sweeps"], len(rates))
-    results["summary"] = median_tree([sweep["summary"] for sweep in counted]) if counted else {}
-    results["summary"]["sweeps"] = len(results["sweeps"])
-    results["summary"]["sweeps_counted"] = [sweep["index"] for sweep in counted]
-    results["summary"]["note"] = ("median over the counted sweeps (complete ones; if none is "
-                                  "complete, those with any step) of each sweep's own summary")
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     out = args.out or unused_path(os.path.join(ROOT, "perf", "results",
                                                f"{date.strftime('%Y-%m-%d')}-ingest"
