@@ -40,6 +40,7 @@ Never: sends anywhere but 127.0.0.0/8; leaves a child running (every child is ki
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -321,6 +322,26 @@ def machine():
         "loadavg_start": os.getloadavg(),
         "rmem_max": int(open("/proc/sys/net/core/rmem_max").read()),
     }
+
+
+def binaries(args, engines):
+    """Path, SHA-256 and modification time of every binary the run starts: `--no-build` runs
+    whatever the target directory holds, and this is how a result is matched to its build."""
+    paths = {"loadgen": args.loadgen}
+    if engines:
+        paths["sentrypeer"] = args.sentrypeer
+    if args.floor:
+        paths["floor"] = args.floor_binary
+    found = {}
+    for name, path in paths.items():
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        mtime = datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc)
+        found[name] = {"path": path, "sha256": digest.hexdigest(),
+                       "mtime": mtime.isoformat(timespec="seconds")}
+    return found
 
 
 # ---------------------------------------------------------------- processes
@@ -1104,6 +1125,7 @@ def main():
                      "sender_nice": args.sender_nice, "floor": args.floor,
                      "confirm_seconds": args.confirm_seconds,
                      "loadgen": args.loadgen, "sentrypeer": args.sentrypeer},
+        "binaries": binaries(args, engines),
         "units": {"rss_*_kib": "KiB as in /proc/<pid>/status", "rss_*_mib": "KiB / 1024",
                   "cpu_s_per_1000": "CPU seconds per 1,000 stored events (sensor, all threads) "
                                     "or received datagrams (sink)"},

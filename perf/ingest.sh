@@ -12,7 +12,8 @@
 # --sweeps times (default 3) on loopback only (with --floor, examples/ingest_floor too: the least
 # per-event work on one thread, see that file), the sender at the same priority as the receivers
 # (--sender-nice 0). Writes perf/results/<date>-ingest.json (-2, -3, ... when taken: every sweep,
-# the median per step and the median summary) and prints a table.
+# the median per step and the median summary) and prints a table. --no-build runs whatever the
+# target directory holds; the JSON's "binaries" names each one's SHA-256 and build time.
 # Budget: the whole command, build included, stops starting new steps --budget-seconds (570)
 # after it began, so it ends within 10 minutes on 2 cores; steps left out are listed under
 # "skipped" in the JSON (a clean build leaves less time for the sweeps than a warm one).

@@ -162,6 +162,11 @@ def main(paths):
         print(f"\n### `{path}`: {results['date']}, git {str(machine.get('git_sha'))[:7]}, "
               f"load {[round(x, 1) for x in machine.get('loadavg_start', [])]}, "
               f"{results.get('elapsed_s')} s, `{results.get('command')}`")
+        built = results.get("binaries", {})
+        if built:
+            print("\nBinaries: " + ", ".join(
+                f"{name} sha256 {info['sha256'][:12]} (built {info['mtime']})"
+                for name, info in built.items()) + ".")
         sweeps = results.get("sweeps") or [{"index": 1, "targets": results["targets"],
                                              "summary": results.get("summary", {})}]
         for sweep in sweeps:
