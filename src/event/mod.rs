@@ -1,7 +1,8 @@
 //! The event record: what a shard hands to the writer for each SIP request it saw.
 //!
-//! An [`Event`] is owned and compact: fixed-size metadata plus one heap buffer holding the raw
-//! message followed by the method, called number and user agent, addressed by [`Span`]s. It is
+//! An [`Event`] is owned and compact: fixed-size metadata plus one heap buffer holding the
+//! method, called number, user agent, auth user name and raw message back to back (the store
+//! record's tail, in its order), addressed by [`Span`]s. It is
 //! built once per request (one allocation) and never re-parsed. [`json`] renders it as the
 //! JSON-log object of compat.md §3.
 //!
@@ -162,7 +163,7 @@ pub struct Event {
     /// Country and AS of the source, looked up after the channel (`--geoip-db`, `--asn-db`);
     /// `None` when no database is configured.
     pub enrichment: Option<Box<Enrichment>>,
-    /// message | method | called number | user agent | auth username.
+    /// method | called number | user agent | auth username | message: [`Event::tail`].
     buffer: Box<[u8]>,
     message: Span,
     method: Span,
@@ -198,11 +199,11 @@ impl Event {
                 len: bytes.len() as u32,
             }
         };
-        let message = push(message);
         let method = push(method);
         let called_number = called.map(&mut push);
         let user_agent = agent.map(&mut push);
         let auth_username = auth.map(&mut push);
+        let message = push(message);
         Self {
             timestamp_ns: parts.timestamp_ns,
             uuid: parts.uuid,
@@ -227,6 +228,12 @@ impl Event {
         self.buffer
             .get(start..start + span.len as usize)
             .unwrap_or_default()
+    }
+
+    /// The method, called number, user agent, auth user name and message, back to back (absent
+    /// fields take no bytes): the store record's tail, which the encoder compresses in place.
+    pub fn tail(&self) -> &[u8] {
+        &self.buffer
     }
 
     /// The message as received (possibly truncated).
@@ -350,6 +357,26 @@ mod tests {
         assert_eq!(event.message(), b"OPTIONS sip:100@x SIP/2.0\r\n\r\n");
         assert_eq!(display_ip(event.source).to_string(), "10.0.0.1");
         assert_eq!(Event::new(&event.parts()), event);
+    }
+
+    #[test]
+    fn event_tail_is_the_fields_in_record_order() {
+        let base = sample();
+        let mut parts = base.parts();
+        parts.user_agent = Some(b"friendly-scanner");
+        parts.auth_username = Some(b"1001");
+        let event = Event::new(&parts);
+        let expected = [
+            &b"OPTIONS"[..],
+            b"100",
+            b"friendly-scanner",
+            b"1001",
+            b"OPTIONS sip:100@x SIP/2.0\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(event.tail(), expected.as_slice());
+        // Absent fields take no bytes.
+        assert_eq!(base.tail(), [&b"OPTIONS100"[..], base.message()].concat());
     }
 
     #[test]

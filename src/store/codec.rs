@@ -141,10 +141,8 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
 }
 
 fn encode_raw(event: &Event, local_node: Option<Uuid>, out: &mut Vec<u8>) {
-    let tail_bytes = tail_len(event);
     write_head(event, TAIL_RAW, None, local_node, out);
-    out.reserve(tail_bytes);
-    write_tail(event, out);
+    out.extend_from_slice(event.tail());
 }
 
 /// Decodes a record whose tail is raw or compressed without a dictionary.
@@ -272,7 +270,6 @@ pub struct Packer {
     context: CCtx<'static>,
     dictionary_id: Option<u32>,
     local_node: Option<Uuid>,
-    scratch: Vec<u8>,
     frame: Vec<u8>,
 }
 
@@ -295,7 +292,6 @@ impl Packer {
             context,
             dictionary_id: None,
             local_node: None,
-            scratch: Vec::new(),
             frame: Vec::new(),
         })
     }
@@ -328,17 +324,15 @@ impl Packer {
     /// Encodes `event` with a compressed tail (raw when compression does not pay), appending to
     /// `out`.
     pub fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let tail_bytes = tail_len(event);
+        let tail = event.tail();
+        let tail_bytes = tail.len();
         if tail_bytes < STORE_COMPRESS_BYTES_MIN {
             encode_raw(event, self.local_node, out);
             return Ok(());
         }
-        self.scratch.clear();
-        self.scratch.reserve(tail_bytes);
-        write_tail(event, &mut self.scratch);
         self.frame.clear();
         self.frame.reserve(zstd_safe::compress_bound(tail_bytes));
-        match self.context.compress2(&mut self.frame, &self.scratch) {
+        match self.context.compress2(&mut self.frame, tail) {
             Ok(written) if written < tail_bytes => {
                 let coding = if self.dictionary_id.is_some() {
                     TAIL_ZSTD_DICTIONARY
@@ -356,14 +350,6 @@ impl Packer {
             Err(_) => Err(CodecError::Compression),
         }
     }
-}
-
-fn tail_len(event: &Event) -> usize {
-    event.method().len()
-        + event.called_number().map_or(0, <[u8]>::len)
-        + event.user_agent().map_or(0, <[u8]>::len)
-        + event.auth_username().map_or(0, <[u8]>::len)
-        + event.message().len()
 }
 
 fn write_head(
@@ -457,14 +443,6 @@ fn write_enrichment(enrichment: &Enrichment, out: &mut Vec<u8>) {
         write_varint(org.len() as u64, out);
         out.extend_from_slice(org.as_bytes());
     }
-}
-
-fn write_tail(event: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(event.method());
-    out.extend_from_slice(event.called_number().unwrap_or_default());
-    out.extend_from_slice(event.user_agent().unwrap_or_default());
-    out.extend_from_slice(event.auth_username().unwrap_or_default());
-    out.extend_from_slice(event.message());
 }
 
 fn write_address(address: SocketAddr, out: &mut Vec<u8>) {
@@ -720,9 +698,7 @@ pub fn train_dictionary(samples: &[Vec<u8>], bytes_max: usize) -> Result<Vec<u8>
 
 /// The bytes a dictionary is trained on for `event` (its tail).
 pub fn dictionary_sample(event: &Event) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tail_len(event));
-    write_tail(event, &mut out);
-    out
+    event.tail().to_vec()
 }
 
 #[cfg(test)]
