@@ -140,26 +140,24 @@ impl Node {
     /// the topic. A minute: on a loaded 2-core CI machine, among the NATS and kamailio tests, 30 s
     /// once did not suffice (twice in three runs); the failure says where it stopped.
     pub(crate) fn wait_on_topic_with(&self, node: &crate::support::Node) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let node_topic = node.metric("sentrypeer_p2p_topic_peers");
-            if self.topic_peers() >= 1 && node_topic >= 1 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the peer and the binary not on the topic within 60 s: this peer's connected \
-                 peers {}, topic peers {}, bootstrap failures {}; the binary's peers {}, topic \
-                 peers {}; its stderr:\n{}",
-                self.p2p().metrics().peers.get(),
-                self.topic_peers(),
-                self.p2p().metrics().bootstrap_failures_total.get(),
-                node.metric("sentrypeer_p2p_peers"),
-                node_topic,
-                node.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let topic = "sentrypeer_p2p_topic_peers";
+        crate::support::wait_until_explained(
+            Duration::from_secs(60),
+            || self.topic_peers() >= 1 && node.metric(topic) >= 1,
+            || {
+                format!(
+                    "the peer and the binary not on the topic within 60 s: this peer's connected \
+                     peers {}, topic peers {}, bootstrap failures {}; the binary's peers {}, \
+                     topic peers {}; its stderr:\n{}",
+                    self.p2p().metrics().peers.get(),
+                    self.topic_peers(),
+                    self.p2p().metrics().bootstrap_failures_total.get(),
+                    node.metric("sentrypeer_p2p_peers"),
+                    node.metric(topic),
+                    node.stderr()
+                )
+            },
+        );
     }
 }
 

@@ -45,10 +45,21 @@ pub(crate) fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Polls `condition` every 20 ms until it holds; fails the test with `what` after `limit`.
-pub(crate) fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, condition: impl FnMut() -> bool) {
+    wait_until_explained(limit, condition, || format!("timed out waiting for {what}"));
+}
+
+/// [`wait_until`] that fails with `explain()`: the state the wait stopped in.
+pub(crate) fn wait_until_explained(
+    limit: Duration,
+    mut condition: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     let deadline = Instant::now() + limit;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("{}", explain());
+        }
         thread::sleep(Duration::from_millis(20));
     }
 }

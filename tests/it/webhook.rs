@@ -532,12 +532,8 @@ fn drive_until(clock: &TestClock, what: &str, mut condition: impl FnMut() -> boo
     });
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    crate::support::wait_until(what, DEADLINE, condition);
 }
 
 /// The event UUIDs the endpoint accepted (2xx), in arrival order.
