@@ -275,8 +275,10 @@ export TMP_DIR=$tmp TARGET_DIR=$target OUT_FILE=$out EVENTS_FILLED=$events SOURC
     FILL_COMMAND="${fill_command[*]}" SENSOR_COMMAND="${sensor_command[*]}" \
     FLOOD_COMMAND="${loadgen_command[*]}" TIME_COMMAND="${time_command[*]}"
 python3 - <<'PY'
-import datetime, json, os, platform, subprocess
+import datetime, json, os, platform, subprocess, sys
 env = os.environ
+sys.path.insert(0, "perf")
+from binaries import identify
 tmp = env["TMP_DIR"]
 bench = json.load(open(f"{tmp}/bench.json"))
 with open(f"{tmp}/loadgen.json") as file:
@@ -358,6 +360,9 @@ report = {
     "load_average_before_flood": env["LOAD_BEFORE"],
     "load_average_after_timing": env["LOAD_AFTER"],
     "command": env["COMMAND_LINE"],
+    "binaries": identify({name: os.path.join(env["TARGET_DIR"], "perf", path) for name, path in
+                          [("sentrypeer", "sentrypeer"), ("loadgen", "sentrypeer-loadgen"),
+                           ("fill_store", "examples/fill_store")]}),
     "commands": {
         "fill": shown("FILL_COMMAND"),
         "sensor": shown("SENSOR_COMMAND"),

@@ -40,7 +40,6 @@ Never: sends anywhere but 127.0.0.0/8; leaves a child running (every child is ki
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -56,6 +55,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+from binaries import identify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -325,23 +326,13 @@ def machine():
 
 
 def binaries(args, engines):
-    """Path, SHA-256 and modification time of every binary the run starts: `--no-build` runs
-    whatever the target directory holds, and this is how a result is matched to its build."""
+    """The binaries this run starts, identified (perf/binaries.py)."""
     paths = {"loadgen": args.loadgen}
     if engines:
         paths["sentrypeer"] = args.sentrypeer
     if args.floor:
         paths["floor"] = args.floor_binary
-    found = {}
-    for name, path in paths.items():
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        mtime = datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc)
-        found[name] = {"path": path, "sha256": digest.hexdigest(),
-                       "mtime": mtime.isoformat(timespec="seconds")}
-    return found
+    return identify(paths)
 
 
 # ---------------------------------------------------------------- processes

@@ -165,7 +165,8 @@ def main(paths):
         built = results.get("binaries", {})
         if built:
             print("\nBinaries: " + ", ".join(
-                f"{name} sha256 {info['sha256'][:12]} (built {info['mtime']})"
+                f"{name} sha256 {info['sha256'][:12]} (built {info['mtime']})" if "sha256" in info
+                else f"{name} {info.get('error')}"
                 for name, info in built.items()) + ".")
         sweeps = results.get("sweeps") or [{"index": 1, "targets": results["targets"],
                                              "summary": results.get("summary", {})}]
