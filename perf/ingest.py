@@ -56,6 +56,7 @@ import threading
 import time
 import urllib.request
 
+import tables
 from binaries import identify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -934,9 +935,9 @@ def print_table(results):
                       f"{drain['drain_s']} s = {drain['drain_rate']}/s, "
                       f"{drain['cpu_us_per_event']} us CPU per event")
     print()
-    check = results.get("confirm")
-    if check:
-        print_confirm(check)
+    # The --confirm-seconds flood, as perf/tables.py prints it.
+    tables.confirm(results.get("confirm"))
+    print()
     for label, summary in [(f"sweep {sweep['index']}", sweep["summary"])
                            for sweep in results["sweeps"]] + [("MEDIAN", results["summary"])]:
         print(f"{label}: sink lossless {summary.get('sink_lossless_rate')}/s")
@@ -949,23 +950,6 @@ def print_table(results):
                       f"{value['cpu_per_event_ratio_vs_sink_at_lossless_rate']} x at the "
                       f"lossless step); RssAnon peak {value['rss_anon_mib_peak']} MiB, "
                       f"RssFile peak {value['rss_file_mib_peak']} MiB")
-
-
-def print_confirm(check):
-    if check.get("error"):
-        print(f"confirm {check['engine']}: {check['error']}")
-        return
-    sensor, sink = check["sensor"], check["sink"]
-    budget = check["sensor_cpu_budget"] or {}
-    print(f"confirm {check['engine']} {check['seconds']:.0f} s at {check['rate_requested']:.0f}/s: "
-          f"{'lossless' if check['lossless'] else 'LOSSY'}: {sensor['sent']} sent at "
-          f"{sensor['rate_achieved']}/s, {sensor['stored']} stored, {sensor['kernel_drops']} "
-          f"kernel drops, {sensor['app_drops']} app drops ({sensor['loss_pct']}%); CPU per "
-          f"stored event {sensor['cpu_s_per_1000']} s/1k = {check['cpu_ratio_vs_sink']} x the "
-          f"sink's {sink['cpu_s_per_1000']}; CPU-s per s: sensor {budget.get('receiver_cpus')} "
-          f"+ sender {budget.get('sender_cpus')} = {budget.get('total_cpus')} of "
-          f"{budget.get('machine_cpus')}; RssAnon peak "
-          f"{sensor.get('memory', {}).get('rss_anon_mib_peak')} MiB")
 
 
 # ---------------------------------------------------------------- main
