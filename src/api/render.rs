@@ -297,7 +297,7 @@ pub fn write_events_tail(events: &[(u64, Event)], out: &mut Vec<u8>) {
             out.push(b',');
         }
         // Writing into a Vec cannot fail.
-        let _ = write_json(event, out);
+        let _ = write_json(event, &mut *out);
     }
     out.extend_from_slice(b"]}");
 }

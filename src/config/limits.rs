@@ -344,8 +344,8 @@ pub const WRITER_ENCODED_BATCHES_MAX: usize = 1;
 /// log writing run beside the next commit without letting it fall behind.
 pub const WRITER_OUTPUT_BATCHES_MAX: usize = 1;
 
-/// Buffer of the JSON log file, flushed once per batch: a few hundred lines (~1 KiB each) per
-/// write call instead of one call per line.
+/// The output thread's buffer of JSON-log lines, written at each batch's end or when it holds this
+/// many bytes: a few hundred lines (~1 KiB each) per write call instead of one call per line.
 pub const JSON_LOG_BUFFER_BYTES: usize = 256 * 1024;
 
 /// JSON log bytes between two page-cache trims (`posix_fadvise(DONTNEED)`), and the newest log

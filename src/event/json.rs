@@ -1,17 +1,19 @@
 //! The JSON-log object of compat.md §3: one compact line per event.
 //!
-//! simd-json's serde serializer does the escaping (quotes, backslashes, control characters) with
-//! SIMD: the SIP message is most of a line, and serde_json's byte-at-a-time escaping was the
-//! costliest step of the whole log. Invalid UTF-8 in the message or fields is replaced before
+//! sonic-rs's serde serializer does the escaping (quotes, backslashes, control characters) with
+//! SIMD: the SIP message is most of a line, and it escapes a CR LF every few dozen bytes.
+//! serde_json escapes byte by byte, and simd-json falls back to its byte loop for the rest of a
+//! string at its first escape; sonic-rs goes back to SIMD after each one (docs/benchmarks.md,
+//! "The JSON line"). Invalid UTF-8 in the message or fields is replaced before
 //! serialising. `source_country`, `source_asn` and `source_as_org` (strings, `NOT_FOUND` on a
 //! miss) are written only for an enriched event (a database was configured when it was stored);
 //! otherwise the line is byte for byte what it was before enrichment existed. A property test checks that serde_json reads back every field unchanged.
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::net::IpAddr;
 
 use serde::Serialize;
+use sonic_rs::writer::WriteExt;
 use uuid::Uuid;
 
 use super::timestamp::{TimestampText, timestamp_text};
@@ -76,9 +78,10 @@ impl<'a> JsonEvent<'a> {
     }
 }
 
-/// Appends the event's JSON object (no trailing newline) to `out`.
-pub fn write_json(event: &Event, out: &mut impl Write) -> std::io::Result<()> {
-    simd_json::serde::to_writer(out, &JsonEvent::new(event)).map_err(std::io::Error::from)
+/// Appends the event's JSON object (no trailing newline) to `out`: a `Vec<u8>`, or a
+/// `BytesMut`'s writer (sonic-rs writes into the spare room of either).
+pub fn write_json(event: &Event, out: impl WriteExt) -> std::io::Result<()> {
+    sonic_rs::to_writer(out, &JsonEvent::new(event)).map_err(std::io::Error::other)
 }
 
 /// The event's JSON object as a string (no trailing newline).
@@ -216,8 +219,9 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any bytes in the text fields: one line, and serde_json reads every field back as the
-        /// lossy UTF-8 text of the input.
+        /// Any bytes in the text fields: one line, byte for byte what serde_json writes for the
+        /// same object (the oracle), and serde_json reads every field back as the lossy UTF-8
+        /// text of the input.
         #[test]
         fn json_reads_back_any_bytes(
             message in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
@@ -231,8 +235,11 @@ mod tests {
             parts.user_agent = Some(&agent);
             parts.called_number = Some(&number);
             parts.method = &method;
-            let text = to_json(&Event::new(&parts));
+            let event = Event::new(&parts);
+            let text = to_json(&event);
             proptest::prop_assert!(!text.contains('\n') && !text.contains('\r'));
+            let oracle = serde_json::to_string(&JsonEvent::new(&event)).unwrap();
+            proptest::prop_assert_eq!(&text, &oracle);
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
             let lossy = |bytes: &[u8]| Some(String::from_utf8_lossy(bytes).into_owned());
             let field = |name: &str| value[name].as_str().map(str::to_owned);

@@ -196,9 +196,12 @@ fn export_text(
         return Ok(());
     }
     let mut out = BufWriter::new(out);
+    let mut line = Vec::new();
     events.for_each(|event| {
-        write_json(event, &mut out)?;
-        out.write_all(b"\n")?;
+        line.clear();
+        write_json(event, &mut line)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
         Ok(())
     })?;
     out.flush()?;

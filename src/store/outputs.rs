@@ -12,7 +12,7 @@
 //! reported once per [`crate::config::limits::IO_ERROR_LOG_INTERVAL`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +79,7 @@ pub(super) fn spawn_outputs(settings: OutputSettings) -> Result<Option<OutputLin
         syslog_verified_only: settings.syslog_verified_only,
         json_path: settings.json_path,
         json: None,
+        json_lines: Vec::with_capacity(JSON_LOG_BUFFER_BYTES),
         json_trim: LogCacheTrim::default(),
         reopen: settings.reopen,
         metrics: settings.metrics,
@@ -97,7 +98,10 @@ pub(super) fn spawn_outputs(settings: OutputSettings) -> Result<Option<OutputLin
 
 struct Outputs {
     json_path: Option<PathBuf>,
-    json: Option<BufWriter<File>>,
+    json: Option<File>,
+    /// The batch's lines, written to `json` at the batch's end or whenever they pass
+    /// [`JSON_LOG_BUFFER_BYTES`]: empty between batches.
+    json_lines: Vec<u8>,
     json_trim: LogCacheTrim,
     syslog: Option<Syslog>,
     syslog_verified_only: bool,
@@ -120,9 +124,6 @@ impl Outputs {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        if let Some(json) = &mut self.json {
-            let _ = json.flush();
-        }
     }
 
     fn write_json_lines(&mut self, events: &[Event]) {
@@ -134,16 +135,22 @@ impl Outputs {
             self.open_json_log();
         }
         let Some(json) = &mut self.json else { return };
+        let lines = &mut self.json_lines;
         let mut result = Ok(());
         for event in events {
-            result = write_json(event, json).and_then(|()| json.write_all(b"\n"));
+            result = write_json(event, &mut *lines).map(|()| lines.push(b'\n'));
+            if result.is_ok() && lines.len() >= JSON_LOG_BUFFER_BYTES {
+                result = json.write_all(lines);
+                lines.clear();
+            }
             if result.is_err() {
                 break;
             }
         }
-        let result = result.and_then(|()| json.flush());
+        let result = result.and_then(|()| json.write_all(lines));
+        lines.clear();
         if result.is_ok() {
-            self.json_trim.after_flush(json.get_ref());
+            self.json_trim.after_flush(json);
         }
         if let Err(error) = result {
             self.json = None;
@@ -159,9 +166,6 @@ impl Outputs {
     /// every batch's lines too, so that a batch that arrived meanwhile goes to the new file.
     fn reopen_json_log_if_asked(&mut self) {
         if self.reopen.swap(false, Ordering::AcqRel) {
-            if let Some(json) = &mut self.json {
-                let _ = json.flush();
-            }
             self.json = None;
             self.open_json_log();
         }
@@ -171,7 +175,7 @@ impl Outputs {
         let Some(path) = &self.json_path else { return };
         match OpenOptions::new().create(true).append(true).open(path) {
             Ok(file) => {
-                self.json = Some(BufWriter::with_capacity(JSON_LOG_BUFFER_BYTES, file));
+                self.json = Some(file);
                 self.json_trim = LogCacheTrim::default();
             }
             Err(error) => {
