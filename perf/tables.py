@@ -168,6 +168,8 @@ def main(paths):
                 f"{name} sha256 {info['sha256'][:12]} (built {info['mtime']})" if "sha256" in info
                 else f"{name} {info.get('error')}"
                 for name, info in built.items()) + ".")
+        if results.get("build_seconds") is not None:
+            print(f"Build before the measuring: {results['build_seconds']} s.")
         sweeps = results.get("sweeps") or [{"index": 1, "targets": results["targets"],
                                              "summary": results.get("summary", {})}]
         for sweep in sweeps:
