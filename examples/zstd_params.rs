@@ -1,6 +1,6 @@
 //! A probe (a benchmark, not a test): what other zstd parameters would cost and save on the
 //! store's record tails. Reads a JSON log written by the sensor, rebuilds each event's record
-//! tail ([`Event::tail`]), trains a dictionary on the first 1,000 as the encoder does, then
+//! tail ([`Event::tail`]), trains a dictionary on the first ones with the encoder's [`Trainer`], then
 //! compresses every tail with the encoder's settings (level 1, magicless, the dictionary) and
 //! with each variant, seven rounds, on one thread; prints the fastest and the median round in ns
 //! per tail and the mean compressed tail in bytes.
@@ -13,14 +13,11 @@
 use std::error::Error;
 use std::time::Instant;
 
-use sentrypeer::config::limits::{
-    STORE_DICTIONARY_BYTES_MAX, STORE_DICTIONARY_SAMPLE_BYTES_MAX, STORE_DICTIONARY_SAMPLES,
-    STORE_ZSTD_LEVEL,
-};
 use sentrypeer::event::{CollectedMethod, Event, EventParts, Transport};
-use sentrypeer::store::codec;
+use sentrypeer::store::codec::Packer;
+use sentrypeer::store::dictionary::{Trained, Trainer};
 use uuid::Uuid;
-use zstd::zstd_safe::{CCtx, CParameter, DictAttachPref, FrameFormat, ParamSwitch, Strategy};
+use zstd::zstd_safe::{CCtx, CParameter, DictAttachPref, ParamSwitch, Strategy};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -31,16 +28,9 @@ fn main() -> Result<()> {
         .nth(1)
         .ok_or("usage: zstd_params JSON_LOG")?;
     let events = read_events(&std::fs::read_to_string(path)?)?;
-    let samples: Vec<Vec<u8>> = events
-        .iter()
-        .take(STORE_DICTIONARY_SAMPLES)
-        .map(|event| {
-            let mut sample = codec::dictionary_sample(event);
-            sample.truncate(STORE_DICTIONARY_SAMPLE_BYTES_MAX);
-            sample
-        })
-        .collect();
-    let dictionary = codec::train_dictionary(&samples, STORE_DICTIONARY_BYTES_MAX)?;
+    let Trained::Dictionary(dictionary) = Trainer::new().offer(&events) else {
+        return Err("no dictionary trained on these events".into());
+    };
     let raw: usize = events.iter().map(|event| event.tail().len()).sum();
     println!(
         "{} events, tails {:.1} bytes on average, dictionary {} bytes",
@@ -139,14 +129,7 @@ fn variants() -> Vec<(&'static str, Vec<CParameter>)> {
 /// Compresses every tail once (after 1,000 to warm up): ns per tail, mean compressed bytes.
 fn compress_all(events: &[Event], dictionary: &[u8], extra: &[CParameter]) -> Result<(f64, f64)> {
     let mut context = CCtx::try_create().ok_or("no zstd context")?;
-    let encoder = [
-        CParameter::CompressionLevel(STORE_ZSTD_LEVEL),
-        CParameter::ContentSizeFlag(false),
-        CParameter::ChecksumFlag(false),
-        CParameter::DictIdFlag(false),
-        CParameter::Format(FrameFormat::Magicless),
-    ];
-    for parameter in encoder.iter().chain(extra) {
+    for parameter in Packer::PARAMETERS.iter().chain(extra) {
         context.set_parameter(*parameter).map_err(zstd_error)?;
     }
     context.load_dictionary(dictionary).map_err(zstd_error)?;

@@ -274,16 +274,20 @@ pub struct Packer {
 }
 
 impl Packer {
+    /// The zstd parameters of every record tail: level [`STORE_ZSTD_LEVEL`], and a magicless frame
+    /// without content size, checksum or dictionary id.
+    pub const PARAMETERS: [CParameter; 5] = [
+        CParameter::CompressionLevel(STORE_ZSTD_LEVEL),
+        CParameter::ContentSizeFlag(false),
+        CParameter::ChecksumFlag(false),
+        CParameter::DictIdFlag(false),
+        CParameter::Format(FrameFormat::Magicless),
+    ];
+
     /// A packer without a dictionary.
     pub fn new() -> Result<Self, CodecError> {
         let mut context = CCtx::try_create().ok_or(CodecError::Compression)?;
-        for parameter in [
-            CParameter::CompressionLevel(STORE_ZSTD_LEVEL),
-            CParameter::ContentSizeFlag(false),
-            CParameter::ChecksumFlag(false),
-            CParameter::DictIdFlag(false),
-            CParameter::Format(FrameFormat::Magicless),
-        ] {
+        for parameter in Self::PARAMETERS {
             context
                 .set_parameter(parameter)
                 .map_err(|_| CodecError::Compression)?;
