@@ -24,7 +24,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/perf/sentrypeer-loadgen
 
 one() {
-    local binary=$1 dir sensor sender peak rss metrics
+    local binary dir sensor sender peak rss metrics
+    binary=$(realpath "$1")
     dir=$(mktemp -d /tmp/thread-cost.XXXX)
     cd "$dir"
     "$binary" -j -l json.log -f db --sip-listen 127.0.0.1:25060 -a --api-listen 127.0.0.1:28082 \
@@ -34,6 +35,13 @@ one() {
         curl -sf 127.0.0.1:28082/health-check >/dev/null && break
         sleep 0.1
     done
+    if ! curl -sf 127.0.0.1:28082/health-check >/dev/null; then
+        echo "the sensor did not start; its stderr:" >&2
+        cat stderr.log >&2
+        kill "$sensor" 2>/dev/null || true
+        rm -rf "$dir"
+        exit 1
+    fi
     snapshot > before.txt
     "$LOADGEN" udp --target 127.0.0.1:25060 --json --mix options,register,invite \
         --sources 127.0.0.0/16 --seed 1 --source-sockets 64 --rate "$RATE" \
